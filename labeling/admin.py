@@ -1,0 +1,83 @@
+from django.contrib import admin, messages
+from django.shortcuts import redirect, render
+from django.urls import path
+
+from labeling.imports import prompts_import
+from labeling.models import Assignment, Candidate, Demonstration, Event, Project, Prompt, Ranking, Task
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "k", "overlap", "lease_seconds", "paused", "created_at"]
+    list_filter = ["paused"]
+    search_fields = ["name"]
+
+    def get_urls(self):
+        extra = [path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="labeling_project_import")]
+        return extra + super().get_urls()
+
+    def import_view(self, request, pk: int):
+        """Upload a JSONL or CSV prompt file into this project."""
+        project = Project.objects.get(pk=pk)
+        if request.method == "POST" and request.FILES.get("file"):
+            upload = request.FILES["file"]
+            fmt = "csv" if upload.name.lower().endswith(".csv") else "jsonl"
+            try:
+                text = upload.read().decode("utf-8")
+            except UnicodeDecodeError:
+                messages.error(request, "The file is not UTF-8 text.")
+                return redirect(request.path)
+            report = prompts_import(project=project, text=text, fmt=fmt, source=upload.name, actor=request.user)
+            messages.info(request, f"Imported {report.created} prompts; {report.duplicates} already present.")
+            for line, problem in report.errors[:50]:
+                messages.warning(request, f"line {line}: {problem}")
+            return redirect("admin:labeling_project_change", pk)
+        context = {**self.admin_site.each_context(request), "project": project, "title": f"Import prompts into {project}"}
+        return render(request, "admin/labeling/project_import.html", context)
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ["id", "__str__", "project", "source", "created_at"]
+    list_filter = ["project"]
+    readonly_fields = ["content_hash"]
+
+
+class CandidateInline(admin.TabularInline):
+    model = Candidate
+    extra = 0
+    fields = ["public_id", "source", "text"]
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "state", "completions", "created_at"]
+    list_filter = ["project", "kind", "state"]
+    inlines = [CandidateInline]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "annotator", "state", "lease_expires_at"]
+    list_filter = ["state"]
+
+
+@admin.register(Demonstration)
+class DemonstrationAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "annotator", "created_at"]
+    readonly_fields = ["client_id"]
+
+
+@admin.register(Ranking)
+class RankingAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "annotator", "none_acceptable", "created_at"]
+    readonly_fields = ["client_id"]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["id", "verb", "actor", "project", "task", "created_at"]
+    list_filter = ["verb"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the audit trail is append-only

@@ -1,0 +1,23 @@
+"""Every API error is a JSON object with a `detail` message and, where it applies, `errors`
+keyed by field — and never a 500 for bad input."""
+
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from labeling.errors import LabelingError
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, LabelingError):
+        body = {"detail": exc.message, "code": exc.code}
+        if exc.field:
+            body["errors"] = {exc.field: [exc.message]}
+        return Response(body, status=exc.status)
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code == status.HTTP_400_BAD_REQUEST and "detail" not in response.data:
+        fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        first = next(iter(fields.items()), ("", [""]))
+        message = first[1][0] if isinstance(first[1], list) and first[1] else str(first[1])
+        response.data = {"detail": f"{first[0]}: {message}" if first[0] else message, "code": "invalid", "errors": fields}
+    return response

@@ -1,0 +1,199 @@
+"""The annotator's actions over HTTP. Each view validates input, calls one service or selector,
+and serializes the result."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from labeling import selectors, services
+from labeling.api import serializers as s
+from labeling.api.permissions import CanSeeProjects, IsAnnotator, IsStaffAdmin
+from labeling.errors import LabelingError
+from labeling.markdown import markdown_to_html
+from labeling.models import Project
+
+TASK_ID = OpenApiParameter("task_id", int, OpenApiParameter.PATH)
+
+
+class TokenView(ObtainAuthToken):
+    """Exchange a username and password for an API token (rate limited)."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+
+class ProjectListView(APIView):
+    permission_classes = [CanSeeProjects]
+
+    @extend_schema(responses=s.ProjectSerializer(many=True))
+    def get(self, request):
+        return Response(s.ProjectSerializer(selectors.projects_for_annotator(request.user), many=True).data)
+
+
+def _project_param(request) -> Project:
+    raw = request.query_params.get("project")
+    if raw is None or not raw.isdigit():
+        raise LabelingError("Pass ?project=ID (a number).", field="project")
+    return get_object_or_404(Project, pk=int(raw))
+
+
+class NextTaskView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", int, required=True),
+            OpenApiParameter("render", str, enum=["html"], description="Add sanitised HTML of each text."),
+        ],
+        responses={200: s.LeasedTaskSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
+    )
+    def get(self, request):
+        project = _project_param(request)
+        assignment = services.task_next_for(annotator=request.user, project=project)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        html = request.query_params.get("render") == "html"
+        return Response(s.leased_task_data(assignment, html=html))
+
+
+def _submission_response(record, created: bool, serializer_class) -> Response:
+    response = Response(serializer_class(record).data, status=status.HTTP_201_CREATED)
+    if not created:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+class DemonstrationSubmitView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(parameters=[TASK_ID], request=s.DemonstrationInSerializer, responses={201: s.DemonstrationOutSerializer})
+    def post(self, request, task_id: int):
+        data = s.DemonstrationInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        record, created = services.demonstration_submit(annotator=request.user, task_id=task_id, **data.validated_data)
+        return _submission_response(record, created, s.DemonstrationOutSerializer)
+
+
+class RankingSubmitView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(parameters=[TASK_ID], request=s.RankingInSerializer, responses={201: s.RankingOutSerializer})
+    def post(self, request, task_id: int):
+        data = s.RankingInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        record, created = services.ranking_submit(annotator=request.user, task_id=task_id, **data.validated_data)
+        return _submission_response(record, created, s.RankingOutSerializer)
+
+
+class SkipView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(parameters=[TASK_ID], request=s.SkipInSerializer, responses={200: None})
+    def post(self, request, task_id: int):
+        data = s.SkipInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.task_skip(annotator=request.user, task_id=task_id, reason=data.validated_data.get("reason", ""))
+        return Response({"detail": "Skipped; this task will not be served to you again."})
+
+
+class HeartbeatView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(parameters=[TASK_ID], request=None, responses={200: None})
+    def post(self, request, task_id: int):
+        assignment = services.lease_heartbeat(annotator=request.user, task_id=task_id)
+        return Response({"lease_expires_at": assignment.lease_expires_at})
+
+
+class DraftView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(parameters=[TASK_ID], request=s.DraftInSerializer, responses={200: None})
+    def put(self, request, task_id: int):
+        data = s.DraftInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment = services.draft_save(annotator=request.user, task_id=task_id, text=data.validated_data["text"])
+        return Response({"saved_at": assignment.draft_saved_at, "lease_expires_at": assignment.lease_expires_at})
+
+
+class ProgressView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(parameters=[OpenApiParameter("project", int)], responses={200: None})
+    def get(self, request):
+        project = _project_param(request) if "project" in request.query_params else None
+        recent = selectors.recent_submissions(annotator=request.user)
+        return Response(
+            {
+                **selectors.annotator_progress(annotator=request.user, project=project),
+                "recent": [
+                    {"kind": item["kind"], "id": item["record"].pk, "task": item["record"].task_id,
+                     "created_at": item["created_at"], "editable": item["editable"], "edit_until": item["edit_until"]}
+                    for item in recent
+                ],
+            }
+        )
+
+
+class DemonstrationEditView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(request=s.DraftInSerializer, responses={200: s.DemonstrationOutSerializer})
+    def patch(self, request, pk: int):
+        data = s.DraftInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        record = services.demonstration_edit(annotator=request.user, demonstration_id=pk, text=data.validated_data["text"])
+        return Response(s.DemonstrationOutSerializer(record).data)
+
+
+class RankingEditView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(request=s.RankingEditSerializer, responses={200: s.RankingOutSerializer})
+    def patch(self, request, pk: int):
+        data = s.RankingEditSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        record = services.ranking_edit(annotator=request.user, ranking_id=pk, **data.validated_data)
+        return Response(s.RankingOutSerializer(record).data)
+
+
+class MarkdownPreviewView(APIView):
+    """Render markdown exactly as answers are shown (sanitised), for the editor's preview."""
+
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(request=s.MarkdownInSerializer, responses={200: None})
+    def post(self, request):
+        data = s.MarkdownInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response({"html": markdown_to_html(data.validated_data["text"])})
+
+
+class ProjectStatsView(APIView):
+    permission_classes = [IsStaffAdmin]
+
+    @extend_schema(responses={200: None})
+    def get(self, request, pk: int):
+        project = get_object_or_404(Project, pk=pk)
+        stats = selectors.project_stats(project=project)
+        stats["open_leases"] = [
+            {"task": a.task_id, "annotator": a.annotator.username, "lease_expires_at": a.lease_expires_at}
+            for a in stats["open_leases"]
+        ]
+        return Response({"project": s.ProjectSerializer(project).data, **stats})
+
+
+class ProjectPauseView(APIView):
+    permission_classes = [IsStaffAdmin]
+
+    @extend_schema(request=s.PauseInSerializer, responses={200: s.ProjectSerializer})
+    def post(self, request, pk: int):
+        data = s.PauseInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = get_object_or_404(Project, pk=pk)
+        services.project_pause(project=project, paused=data.validated_data["paused"], actor=request.user)
+        return Response(s.ProjectSerializer(project).data)

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from labeling.imports import prompts_import
+from labeling.models import Project
+
+
+class Command(BaseCommand):
+    help = "Import prompts (JSONL with `prompt` or `messages`, optional `answers`; or CSV with `prompt`)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--project", required=True, help="Project name or id.")
+        parser.add_argument("--format", choices=["jsonl", "csv"], help="Default: from the file's extension.")
+
+    def handle(self, *args, file: Path, project: str, format: str | None, **options):
+        target = Project.objects.filter(pk=int(project)).first() if project.isdigit() else None
+        target = target or Project.objects.filter(name=project).first()
+        if target is None:
+            raise CommandError(f"No project {project!r}.")
+        if not file.exists():
+            raise CommandError(f"No file {file}.")
+        fmt = format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")
+        report = prompts_import(project=target, text=file.read_text(encoding="utf-8"), fmt=fmt, source=file.name)
+        for line, problem in report.errors:
+            self.stderr.write(f"{file}:{line}: skipped: {problem}")
+        self.stdout.write(
+            f"Imported {report.created} prompts ({report.ranking_tasks} with ranking tasks); "
+            f"{report.duplicates} already present; {len(report.errors)} rows skipped."
+        )

@@ -1,0 +1,62 @@
+"""The demo project: users for every role, prompts in Chinese and English, ranking tasks whose
+answers ship with the demo data. Safe to run twice."""
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from labeling import roles
+from labeling.imports import prompts_import
+from labeling.models import Project
+
+DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "demo_prompts.jsonl"
+DEMO_PROJECT = "Yushan demo"
+GUIDELINES = """\
+# How to label
+
+**Demonstrations.** Write the answer you would want the best assistant to give: correct, helpful,
+honest and harmless. Use markdown for lists and code.
+
+**Rankings.** Order the answers from best to worst. Put answers of equal quality in one group
+(a tie). If no answer is acceptable, say so. Rate each answer 1 (useless) to 7 (perfect) and flag
+answers that are wrong, harmful or do not follow the instruction.
+
+回答請用與問題相同的語言。
+"""
+
+# (username, password, role). Demo passwords: change them before anyone else can reach the site.
+DEMO_USERS = [
+    ("admin", "yushan-admin", "admin"),
+    ("alice", "yushan-alice", roles.ANNOTATOR),
+    ("bob", "yushan-bob", roles.ANNOTATOR),
+    ("rita", "yushan-rita", roles.RESEARCHER),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo project and demo users (safe to run twice)."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        User = get_user_model()
+        for username, password, role in DEMO_USERS:
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                user.set_password(password)
+            if role == "admin":
+                user.is_staff = user.is_superuser = True
+            user.save()
+            if role != "admin":
+                roles.role_grant(user=user, role=role)
+        project, _ = Project.objects.get_or_create(
+            name=DEMO_PROJECT, defaults={"guidelines": GUIDELINES, "k": 4, "overlap": 2, "lease_seconds": 600}
+        )
+        report = prompts_import(project=project, text=DEMO_FILE.read_text(encoding="utf-8"), fmt="jsonl", source="demo")
+        self.stdout.write(
+            f"Demo project {project.name!r}: {report.created} new prompts "
+            f"({report.ranking_tasks} ranking tasks), {report.duplicates} already there."
+        )
+        for username, password, role in DEMO_USERS:
+            self.stdout.write(f"  {role:<11} {username} / {password}")

@@ -1,0 +1,196 @@
+"""Projects, prompts, tasks, leases and the labels annotators write.
+
+A task is shared by up to `overlap` annotators; each annotator's claim on it is an Assignment
+(the lease), and each finished assignment has exactly one Demonstration or Ranking.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    k = models.PositiveSmallIntegerField(
+        "answers per ranking task",
+        default=4,
+        validators=[MinValueValidator(2), MaxValueValidator(9)],
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="How many different annotators must complete each task.",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600,
+        validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)],
+        help_text="A leased task returns to the pool this long after the last heartbeat.",
+    )
+    paused = models.BooleanField(default=False, help_text="Paused projects serve no tasks.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prompt(models.Model):
+    """A conversation ending with a user turn: [{"role": ..., "content": ...}, ...]."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    messages = models.JSONField()
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the messages; dedupes imports.")
+    source = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_per_project")
+        ]
+
+    def __str__(self) -> str:
+        last = self.messages[-1]["content"] if self.messages else ""
+        return last[:80]
+
+
+class Task(models.Model):
+    class Kind(models.TextChoices):
+        DEMONSTRATION = "demonstration"
+        RANKING = "ranking"
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        COMPLETED = "completed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN)
+    completions = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "state", "id"], name="task_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} task {self.pk}"
+
+
+class Candidate(models.Model):
+    """One of the K answers of a ranking task. `public_id` is the opaque id clients see."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="candidates")
+    public_id = models.CharField(max_length=32, unique=True)
+    text = models.TextField()
+    source = models.CharField(max_length=200, help_text="Who wrote it: a model version, 'demo', 'imported'…")
+    demonstration = models.ForeignKey(
+        "Demonstration", null=True, blank=True, on_delete=models.SET_NULL, related_name="candidates",
+        help_text="Set when the answer is an annotator's demonstration: that annotator never ranks it.",
+    )
+    generation = models.JSONField(default=dict, blank=True, help_text="Sampling parameters, seed, model version.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class Assignment(models.Model):
+    """One annotator's claim on one task: leased, then submitted, skipped or expired."""
+
+    class State(models.TextChoices):
+        LEASED = "leased"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+        EXPIRED = "expired"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.LEASED)
+    leased_at = models.DateTimeField(default=timezone.now)
+    lease_expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    candidate_order = models.JSONField(default=list, blank=True, help_text="Public ids in this annotator's order.")
+    draft_text = models.TextField(blank=True)
+    draft_saved_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # An annotator never receives the same task twice.
+            models.UniqueConstraint(fields=["task", "annotator"], name="assignment_once_per_annotator")
+        ]
+        indexes = [
+            models.Index(fields=["task", "state", "lease_expires_at"], name="assignment_slot_idx"),
+            models.Index(fields=["annotator", "state"], name="assignment_annotator_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on task {self.task_id} ({self.state})"
+
+
+class Demonstration(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="demonstration")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="demonstrations")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="demonstrations")
+    text = models.TextField()
+    client_id = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class Ranking(models.Model):
+    """Groups of candidate public ids from best to worst; a group of several ids is a tie."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="ranking")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="rankings")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings")
+    groups = models.JSONField()
+    ratings = models.JSONField(default=dict, blank=True)
+    flags = models.JSONField(default=dict, blank=True)
+    none_acceptable = models.BooleanField(default=False)
+    client_id = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class Event(models.Model):
+    """Audit trail of every accepted write: the provenance exports carry."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    verb = models.CharField(max_length=50)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "verb", "created_at"], name="event_project_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.verb} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+def new_public_id() -> str:
+    return uuid.uuid4().hex[:16]

@@ -1,0 +1,431 @@
+"""Every write that matters: one atomic function each, recording an Event (who, what, when).
+
+Concurrency: every change to a task's slots (lease, submit, skip) first locks the task row, so
+counting the slots in use and taking one happen under the same lock. On PostgreSQL that is
+SELECT … FOR UPDATE (SKIP LOCKED when choosing); on SQLite the IMMEDIATE transactions in
+settings serialise writers. Either way no task is completed by more annotators than its overlap.
+"""
+
+import hashlib
+import json
+import random
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from labeling import validation
+from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
+from labeling.models import (
+    Assignment,
+    Candidate,
+    Demonstration,
+    Event,
+    Project,
+    Prompt,
+    Ranking,
+    Task,
+    new_public_id,
+)
+
+CHOOSE_ATTEMPTS = 8
+
+
+def event_record(*, actor, verb: str, project=None, task=None, payload: dict | None = None) -> Event:
+    return Event.objects.create(
+        actor=actor, verb=verb, project=project, task=task, payload=payload or {}
+    )
+
+
+# --- prompts and tasks ---------------------------------------------------------------------------
+
+
+def messages_hash(messages: list[dict]) -> str:
+    canonical = json.dumps(messages, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@transaction.atomic
+def prompt_create(
+    *, project: Project, messages, source: str = "", actor=None, demonstration_task: bool = True
+) -> tuple[Prompt, bool]:
+    """Add a prompt (deduplicated by content) and, by default, a demonstration task for it."""
+    messages = validation.messages_clean(messages)
+    prompt, created = Prompt.objects.get_or_create(
+        project=project,
+        content_hash=messages_hash(messages),
+        defaults={"messages": messages, "source": source},
+    )
+    if created:
+        if demonstration_task:
+            Task.objects.create(project=project, prompt=prompt, kind=Task.Kind.DEMONSTRATION)
+        event_record(actor=actor, verb="prompt.created", project=project, payload={"prompt_id": prompt.pk, "source": source})
+    return prompt, created
+
+
+@transaction.atomic
+def ranking_task_create(*, prompt: Prompt, answers: list[dict], actor=None) -> Task:
+    """A ranking task over K answers, each {"text", "source", optional "generation", "demonstration"}."""
+    project = prompt.project
+    texts = [answer["text"] for answer in answers]
+    if len(answers) != project.k:
+        raise LabelingError(f"a ranking task in {project.name} needs {project.k} answers, got {len(answers)}.", field="answers")
+    if len(set(texts)) != len(texts):
+        raise LabelingError("the answers of a ranking task must differ from each other.", field="answers")
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            raise LabelingError("every answer needs non-empty text.", field="answers")
+    task = Task.objects.create(project=project, prompt=prompt, kind=Task.Kind.RANKING)
+    Candidate.objects.bulk_create(
+        Candidate(
+            task=task,
+            public_id=new_public_id(),
+            text=answer["text"],
+            source=answer.get("source", ""),
+            generation=answer.get("generation", {}),
+            demonstration=answer.get("demonstration"),
+        )
+        for answer in answers
+    )
+    event_record(actor=actor, verb="task.created", project=project, task=task, payload={"kind": task.kind})
+    return task
+
+
+@transaction.atomic
+def project_pause(*, project: Project, paused: bool, actor) -> Project:
+    Project.objects.filter(pk=project.pk).update(paused=paused)
+    project.paused = paused
+    event_record(actor=actor, verb="project.paused" if paused else "project.resumed", project=project)
+    return project
+
+
+# --- leases --------------------------------------------------------------------------------------
+
+
+def _active_slots_filter(now) -> Q:
+    """Assignments that hold one of a task's overlap slots: done, or leased and not expired."""
+    return Q(state=Assignment.State.SUBMITTED) | Q(state=Assignment.State.LEASED, lease_expires_at__gt=now)
+
+
+def _lease_until(project: Project, now):
+    return now + timedelta(seconds=project.lease_seconds)
+
+
+def _candidate_tasks(*, annotator, project: Project, now):
+    active = (
+        Assignment.objects.filter(_active_slots_filter(now), task=OuterRef("pk"))
+        .order_by()
+        .values("task")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    # Submitted or skipped by me: never again. An expired lease of mine may come back to me.
+    mine_done = Assignment.objects.filter(
+        task=OuterRef("pk"),
+        annotator=annotator,
+        state__in=[Assignment.State.SUBMITTED, Assignment.State.SKIPPED],
+    )
+    my_answer = Candidate.objects.filter(task=OuterRef("pk"), demonstration__annotator=annotator)
+    return (
+        Task.objects.filter(project=project, state=Task.State.OPEN)
+        .annotate(active=Coalesce(Subquery(active, output_field=IntegerField()), 0))
+        .filter(active__lt=project.overlap)
+        .filter(~Exists(mine_done), ~Exists(my_answer))
+        .order_by("-completions", "id")
+    )
+
+
+def _slots_in_use(task: Task, now) -> int:
+    return Assignment.objects.filter(_active_slots_filter(now), task=task).count()
+
+
+def task_next_for(*, annotator, project: Project) -> Assignment | None:
+    """Lease the next task to this annotator, or give back the lease they already hold."""
+    if project.paused:
+        raise Conflict("This project is paused; no tasks are being handed out.")
+    for _ in range(CHOOSE_ATTEMPTS):
+        with transaction.atomic():
+            now = timezone.now()
+            current = _current_lease(annotator=annotator, project=project, now=now)
+            if current is not None:
+                return current
+            task = (
+                _candidate_tasks(annotator=annotator, project=project, now=now)
+                .select_for_update(skip_locked=True, of=("self",))
+                .first()
+            )
+            if task is None:
+                return None
+            # The candidate query may have read before a concurrent lease committed; count
+            # again now that we hold the task's lock.
+            if _slots_in_use(task, now) >= project.overlap:
+                continue
+            return _lease(task=task, annotator=annotator, project=project, now=now)
+    return None
+
+
+def _current_lease(*, annotator, project: Project, now) -> Assignment | None:
+    assignment = (
+        Assignment.objects.select_related("task")
+        .filter(annotator=annotator, task__project=project, state=Assignment.State.LEASED, lease_expires_at__gt=now)
+        .order_by("id")
+        .first()
+    )
+    if assignment is not None:
+        assignment.lease_expires_at = _lease_until(project, now)
+        assignment.save(update_fields=["lease_expires_at"])
+    return assignment
+
+
+def _lease(*, task: Task, annotator, project: Project, now) -> Assignment:
+    order = list(task.candidates.values_list("public_id", flat=True))
+    random.shuffle(order)
+    assignment, created = Assignment.objects.get_or_create(
+        task=task,
+        annotator=annotator,
+        defaults={"lease_expires_at": _lease_until(project, now), "leased_at": now, "candidate_order": order},
+    )
+    if not created:  # my own lease had expired: renew it and keep the draft
+        assignment.state = Assignment.State.LEASED
+        assignment.leased_at = now
+        assignment.lease_expires_at = _lease_until(project, now)
+        assignment.save(update_fields=["state", "leased_at", "lease_expires_at"])
+    assignment.task = task
+    event_record(actor=annotator, verb="task.leased", project=project, task=task, payload={"assignment_id": assignment.pk})
+    return assignment
+
+
+def _locked_lease(*, annotator, task_id, kind: str | None = None) -> tuple[Task, Assignment]:
+    """Lock the task then this annotator's assignment (always in that order: no deadlocks)."""
+    task = Task.objects.select_for_update().select_related("project").filter(pk=task_id).first()
+    if task is None:
+        raise NotFound(f"There is no task {task_id}.")
+    assignment = Assignment.objects.select_for_update().filter(task=task, annotator=annotator).first()
+    if assignment is None:
+        raise Forbidden("This task is not leased to you. Ask for the next task first.")
+    if kind is not None and task.kind != kind:
+        raise LabelingError(f"Task {task.pk} is a {task.kind} task, not a {kind} task.", field="kind")
+    if assignment.state == Assignment.State.SUBMITTED:
+        raise Conflict("You already submitted this task; edit it from your recent submissions instead.")
+    if assignment.state == Assignment.State.SKIPPED:
+        raise Conflict("You skipped this task; it is no longer leased to you.")
+    now = timezone.now()
+    if assignment.state == Assignment.State.EXPIRED or assignment.lease_expires_at <= now:
+        raise Conflict(
+            f"Your lease on this task expired at {assignment.lease_expires_at:%H:%M:%S} UTC. "
+            "Your draft is kept; ask for the next task to lease it again if it is still free."
+        )
+    return task, assignment
+
+
+def lease_heartbeat(*, annotator, task_id) -> Assignment:
+    with transaction.atomic():
+        task, assignment = _locked_lease(annotator=annotator, task_id=task_id)
+        assignment.lease_expires_at = _lease_until(task.project, timezone.now())
+        assignment.save(update_fields=["lease_expires_at"])
+        return assignment
+
+
+def draft_save(*, annotator, task_id, text) -> Assignment:
+    """Autosave: the draft survives a reload, a crash of the browser, or a lost connection."""
+    if not isinstance(text, str):
+        raise LabelingError("text must be a string.", field="text")
+    if len(text) > settings.DEMONSTRATION_MAX_CHARS * 2:
+        raise LabelingError("The draft is too long to save.", field="text")
+    with transaction.atomic():
+        task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.DEMONSTRATION)
+        now = timezone.now()
+        assignment.draft_text = text
+        assignment.draft_saved_at = now
+        assignment.lease_expires_at = _lease_until(task.project, now)
+        assignment.save(update_fields=["draft_text", "draft_saved_at", "lease_expires_at"])
+        return assignment
+
+
+def task_skip(*, annotator, task_id, reason="") -> Assignment:
+    reason = validation.skip_reason_clean(reason)
+    with transaction.atomic():
+        task, assignment = _locked_lease(annotator=annotator, task_id=task_id)
+        assignment.state = Assignment.State.SKIPPED
+        assignment.skip_reason = reason
+        assignment.finished_at = timezone.now()
+        assignment.save(update_fields=["state", "skip_reason", "finished_at"])
+        event_record(
+            actor=annotator, verb="task.skipped", project=task.project, task=task,
+            payload={"assignment_id": assignment.pk, "reason": reason, "draft_chars": len(assignment.draft_text)},
+        )
+        return assignment
+
+
+def leases_return_expired(*, now=None) -> int:
+    """Mark leases past their expiry as expired, so their slots visibly return to the pool."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(
+            Assignment.objects.select_for_update(skip_locked=True)
+            .filter(state=Assignment.State.LEASED, lease_expires_at__lte=now)
+            .select_related("task")
+        )
+        for assignment in expired:
+            assignment.state = Assignment.State.EXPIRED
+        Assignment.objects.bulk_update(expired, ["state"])
+        Event.objects.bulk_create(
+            Event(actor=None, verb="lease.expired", project_id=a.task.project_id, task=a.task,
+                  payload={"assignment_id": a.pk, "annotator_id": a.annotator_id})
+            for a in expired
+        )
+    return len(expired)
+
+
+def _complete_slot(*, task: Task, assignment: Assignment, now) -> None:
+    assignment.state = Assignment.State.SUBMITTED
+    assignment.finished_at = now
+    assignment.save(update_fields=["state", "finished_at"])
+    task.completions += 1
+    fields = ["completions"]
+    if task.completions >= task.project.overlap:
+        task.state = Task.State.COMPLETED
+        task.completed_at = now
+        fields += ["state", "completed_at"]
+    task.save(update_fields=fields)
+
+
+# --- submissions ------------------------------------------------------------------------------
+
+
+def _client_uuid(client_id) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(client_id))
+    except (TypeError, ValueError, AttributeError):
+        raise LabelingError("client_id must be a UUID chosen by the client.", field="client_id") from None
+
+
+def _replay(model, *, client_id: uuid.UUID, annotator, task_id):
+    """The record an earlier request with this client_id stored, if any (idempotent retries)."""
+    existing = model.objects.filter(client_id=client_id).first()
+    if existing is None:
+        return None
+    if existing.annotator_id != annotator.pk or existing.task_id != int(task_id):
+        raise Conflict("This client_id was already used for another submission.", field="client_id")
+    return existing
+
+
+def demonstration_submit(*, annotator, task_id, text, client_id) -> tuple[Demonstration, bool]:
+    client_uuid = _client_uuid(client_id)
+    if (existing := _replay(Demonstration, client_id=client_uuid, annotator=annotator, task_id=task_id)):
+        return existing, False
+    text = validation.demonstration_text_clean(text)
+    try:
+        with transaction.atomic():
+            task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.DEMONSTRATION)
+            now = timezone.now()
+            demonstration = Demonstration.objects.create(
+                assignment=assignment, task=task, annotator=annotator, text=text,
+                client_id=client_uuid, created_at=now, updated_at=now,
+            )
+            _complete_slot(task=task, assignment=assignment, now=now)
+            event_record(
+                actor=annotator, verb="demonstration.submitted", project=task.project, task=task,
+                payload={"demonstration_id": demonstration.pk, "client_id": str(client_uuid), "text": text},
+            )
+            return demonstration, True
+    except (Conflict, IntegrityError):
+        # A concurrent retry with the same client_id got there first: answer as it was answered.
+        if (existing := _replay(Demonstration, client_id=client_uuid, annotator=annotator, task_id=task_id)):
+            return existing, False
+        raise
+
+
+def ranking_submit(
+    *, annotator, task_id, ranking, ratings=None, flags=None, none_acceptable=False, client_id
+) -> tuple[Ranking, bool]:
+    client_uuid = _client_uuid(client_id)
+    if (existing := _replay(Ranking, client_id=client_uuid, annotator=annotator, task_id=task_id)):
+        return existing, False
+    if not isinstance(none_acceptable, bool):
+        raise LabelingError("none_acceptable must be true or false.", field="none_acceptable")
+    try:
+        with transaction.atomic():
+            task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.RANKING)
+            known = set(task.candidates.values_list("public_id", flat=True))
+            groups = validation.ranking_clean(ranking, known)
+            clean_ratings = validation.ratings_clean(ratings, known)
+            clean_flags = validation.flags_clean(flags, known)
+            now = timezone.now()
+            record = Ranking.objects.create(
+                assignment=assignment, task=task, annotator=annotator, groups=groups,
+                ratings=clean_ratings, flags=clean_flags, none_acceptable=none_acceptable,
+                client_id=client_uuid, created_at=now, updated_at=now,
+            )
+            _complete_slot(task=task, assignment=assignment, now=now)
+            event_record(
+                actor=annotator, verb="ranking.submitted", project=task.project, task=task,
+                payload={
+                    "ranking_id": record.pk, "client_id": str(client_uuid), "groups": groups,
+                    "ratings": clean_ratings, "flags": clean_flags, "none_acceptable": none_acceptable,
+                    "shown_order": assignment.candidate_order,
+                },
+            )
+            return record, True
+    except (Conflict, IntegrityError):
+        if (existing := _replay(Ranking, client_id=client_uuid, annotator=annotator, task_id=task_id)):
+            return existing, False
+        raise
+
+
+# --- edits within the window ------------------------------------------------------------------
+
+
+def _check_edit_window(record, annotator) -> None:
+    if record.annotator_id != annotator.pk:
+        raise NotFound("There is no such submission of yours.")
+    window = timedelta(seconds=settings.SUBMISSION_EDIT_WINDOW_SECONDS)
+    if timezone.now() - record.created_at > window:
+        minutes = settings.SUBMISSION_EDIT_WINDOW_SECONDS // 60
+        raise Conflict(f"Submissions can be edited for {minutes} minutes; this one is older.")
+
+
+def demonstration_edit(*, annotator, demonstration_id, text) -> Demonstration:
+    text = validation.demonstration_text_clean(text)
+    with transaction.atomic():
+        record = Demonstration.objects.select_for_update().select_related("task__project").filter(pk=demonstration_id).first()
+        if record is None:
+            raise NotFound("There is no such submission of yours.")
+        _check_edit_window(record, annotator)
+        previous = record.text
+        record.text, record.updated_at = text, timezone.now()
+        record.save(update_fields=["text", "updated_at"])
+        event_record(
+            actor=annotator, verb="demonstration.edited", project=record.task.project, task=record.task,
+            payload={"demonstration_id": record.pk, "previous_text": previous, "text": text},
+        )
+        return record
+
+
+def ranking_edit(*, annotator, ranking_id, ranking, ratings=None, flags=None, none_acceptable=False) -> Ranking:
+    if not isinstance(none_acceptable, bool):
+        raise LabelingError("none_acceptable must be true or false.", field="none_acceptable")
+    with transaction.atomic():
+        record = Ranking.objects.select_for_update().select_related("task__project").filter(pk=ranking_id).first()
+        if record is None:
+            raise NotFound("There is no such submission of yours.")
+        _check_edit_window(record, annotator)
+        known = set(record.task.candidates.values_list("public_id", flat=True))
+        previous = {"groups": record.groups, "ratings": record.ratings, "flags": record.flags,
+                    "none_acceptable": record.none_acceptable}
+        record.groups = validation.ranking_clean(ranking, known)
+        record.ratings = validation.ratings_clean(ratings, known)
+        record.flags = validation.flags_clean(flags, known)
+        record.none_acceptable = none_acceptable
+        record.updated_at = timezone.now()
+        record.save(update_fields=["groups", "ratings", "flags", "none_acceptable", "updated_at"])
+        event_record(
+            actor=annotator, verb="ranking.edited", project=record.task.project, task=record.task,
+            payload={"ranking_id": record.pk, "previous": previous, "groups": record.groups,
+                     "ratings": record.ratings, "flags": record.flags, "none_acceptable": none_acceptable},
+        )
+        return record
