@@ -8,6 +8,15 @@ from labeling.models import Demonstration, Project, Ranking
 from labeling.selectors import assignment_candidates
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF would otherwise store the number 12 as the text "12"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
@@ -59,12 +68,12 @@ def leased_task_data(assignment, *, html: bool) -> dict:
 
 
 class DemonstrationInSerializer(serializers.Serializer):
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    text = StrictCharField(trim_whitespace=False, allow_blank=True)
     client_id = serializers.UUIDField()
 
 
 class DraftInSerializer(serializers.Serializer):
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    text = StrictCharField(trim_whitespace=False, allow_blank=True)
 
 
 class RankingInSerializer(serializers.Serializer):
@@ -83,7 +92,7 @@ class RankingEditSerializer(RankingInSerializer):
 
 
 class SkipInSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=500)
 
 
 class DemonstrationOutSerializer(serializers.ModelSerializer):
@@ -110,7 +119,7 @@ class RankingOutSerializer(serializers.ModelSerializer):
 
 
 class MarkdownInSerializer(serializers.Serializer):
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=200_000)
+    text = StrictCharField(trim_whitespace=False, allow_blank=True, max_length=200_000)
 
 
 class PauseInSerializer(serializers.Serializer):

@@ -1,0 +1,107 @@
+"""Who may do what, as a matrix: each role against each API endpoint."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from labeling import services
+from tests.conftest import add_demonstration_task, add_ranking_task, api_client, new_client_id
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["anonymous", "outsider", "annotator", "researcher", "admin"]
+DENIED = {401, 403}
+
+
+@pytest.fixture
+def users(annotator, researcher, admin_user, outsider):
+    return {"anonymous": None, "outsider": outsider, "annotator": annotator, "researcher": researcher, "admin": admin_user}
+
+
+@pytest.fixture
+def world(project, annotator2):
+    """A task leased to another annotator, so every task endpoint has a real target."""
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator2, project=project)
+    demo, _ = services.demonstration_submit(annotator=annotator2, task_id=lease.task_id, text="bob's", client_id=new_client_id())
+    add_ranking_task(project)
+    return {"project": project, "task": lease.task_id, "demo": demo.pk}
+
+
+def endpoint_calls(world):
+    p, t, d = world["project"].pk, world["task"], world["demo"]
+    return {
+        "projects": ("get", "/api/v1/projects/", None),
+        "demonstration": ("post", f"/api/v1/tasks/{t}/demonstration/", {"text": "x", "client_id": new_client_id()}),
+        "ranking": ("post", f"/api/v1/tasks/{t}/ranking/", {"ranking": [["a"]], "client_id": new_client_id()}),
+        "skip": ("post", f"/api/v1/tasks/{t}/skip/", {}),
+        "heartbeat": ("post", f"/api/v1/tasks/{t}/heartbeat/", {}),
+        "draft": ("put", f"/api/v1/tasks/{t}/draft/", {"text": "x"}),
+        "progress": ("get", "/api/v1/me/progress/", None),
+        "edit others' demonstration": ("patch", f"/api/v1/demonstrations/{d}/", {"text": "stolen"}),
+        "markdown": ("post", "/api/v1/markdown/", {"text": "*x*"}),
+        "stats": ("get", f"/api/v1/projects/{p}/stats/", None),
+        "pause": ("post", f"/api/v1/projects/{p}/pause/", {"paused": False}),
+        "schema": ("get", "/api/schema/", None),
+        # Last: leasing would make the task above this annotator's own.
+        "next": ("get", f"/api/v1/tasks/next/?project={p}", None),
+    }
+
+
+# What each role gets: "ok" is 2xx; "denied" is 401/403; a number is that exact status.
+# For annotators, task endpoints on another annotator's task answer 403 ("not leased to you"),
+# and another annotator's submission is 404: it does not exist for them.
+EXPECTED = {
+    "projects": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "ok", "admin": "ok"},
+    "next": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "denied", "admin": "denied"},
+    "demonstration": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
+    "ranking": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
+    "skip": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
+    "heartbeat": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
+    "draft": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
+    "progress": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "denied", "admin": "denied"},
+    "edit others' demonstration": {"anonymous": "denied", "outsider": "denied", "annotator": 404, "researcher": "denied", "admin": "denied"},
+    "markdown": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "denied", "admin": "denied"},
+    "stats": {"anonymous": "denied", "outsider": "denied", "annotator": "denied", "researcher": "denied", "admin": "ok"},
+    "pause": {"anonymous": "denied", "outsider": "denied", "annotator": "denied", "researcher": "denied", "admin": "ok"},
+    "schema": {"anonymous": "denied", "outsider": "ok", "annotator": "ok", "researcher": "ok", "admin": "ok"},
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_permission_matrix(role, users, world):
+    client = APIClient() if users[role] is None else api_client(users[role])
+    for name, (method, url, body) in endpoint_calls(world).items():
+        response = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
+        expected = EXPECTED[name][role]
+        if expected == "ok":
+            assert 200 <= response.status_code < 300, (role, name, response.status_code)
+        elif expected == "denied":
+            assert response.status_code in DENIED, (role, name, response.status_code)
+        else:
+            assert response.status_code == expected, (role, name, response.status_code)
+
+
+def test_annotators_never_see_each_others_work(annotator, annotator2, project):
+    add_demonstration_task(project, "one")
+    lease = services.task_next_for(annotator=annotator2, project=project)
+    services.draft_save(annotator=annotator2, task_id=lease.task_id, text="bob's secret draft")
+    mine = api_client(annotator).get(f"/api/v1/tasks/next/?project={project.pk}").json()
+    assert "bob's secret draft" not in str(mine)
+    services.demonstration_submit(annotator=annotator2, task_id=lease.task_id, text="bob's answer", client_id=new_client_id())
+    progress = api_client(annotator).get("/api/v1/me/progress/").json()
+    assert (progress["total"], progress["recent"]) == (0, [])
+
+
+def test_inactive_annotator_is_refused(annotator, project):
+    annotator.is_active = False
+    annotator.save()
+    assert api_client(annotator).get(f"/api/v1/tasks/next/?project={project.pk}").status_code in DENIED
+
+
+def test_login_attempts_are_rate_limited(annotator, client, settings):
+    settings.LOGIN_FAILURE_LIMIT = 3
+    for _ in range(3):
+        assert client.post("/accounts/login/", {"username": "alice", "password": "wrong"}).status_code == 200
+    blocked = client.post("/accounts/login/", {"username": "alice", "password": "correct-horse-battery"})
+    assert blocked.status_code == 429
+    assert b"Too many failed attempts" in blocked.content

@@ -1,0 +1,217 @@
+"""Assignment rules as an annotator meets them: leases, overlap, skips, expiry, idempotent retries."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from labeling import services
+from labeling.errors import Conflict, Forbidden, LabelingError
+from labeling.models import Assignment, Demonstration, Event, Ranking, Task
+from tests.conftest import add_demonstration_task, add_ranking_task, make_user, new_client_id
+
+pytestmark = pytest.mark.django_db
+
+
+def submit_demo(user, assignment, text="玉山", client_id=None):
+    return services.demonstration_submit(
+        annotator=user, task_id=assignment.task_id, text=text, client_id=client_id or new_client_id()
+    )
+
+
+def test_next_task_returns_the_same_lease_until_it_is_finished(project, annotator):
+    add_demonstration_task(project, "one")
+    add_demonstration_task(project, "two")
+    first = services.task_next_for(annotator=annotator, project=project)
+    again = services.task_next_for(annotator=annotator, project=project)
+    assert first.pk == again.pk
+    submit_demo(annotator, first)
+    following = services.task_next_for(annotator=annotator, project=project)
+    assert following.task_id != first.task_id
+
+
+def test_overlap_limits_how_many_annotators_get_a_task(project, annotator, annotator2):
+    project.overlap = 1
+    project.save()
+    add_demonstration_task(project)
+    assert services.task_next_for(annotator=annotator, project=project) is not None
+    assert services.task_next_for(annotator=annotator2, project=project) is None
+
+
+def test_a_task_is_completed_by_exactly_overlap_annotators(project, annotator, annotator2):
+    third = make_user("carol", role="annotator")
+    task = add_demonstration_task(project)
+    for user in (annotator, annotator2):
+        submit_demo(user, services.task_next_for(annotator=user, project=project))
+    task.refresh_from_db()
+    assert (task.state, task.completions) == (Task.State.COMPLETED, 2)
+    assert services.task_next_for(annotator=third, project=project) is None
+
+
+def test_an_annotator_never_gets_a_task_twice(project, annotator):
+    add_demonstration_task(project)
+    submit_demo(annotator, services.task_next_for(annotator=annotator, project=project))
+    assert services.task_next_for(annotator=annotator, project=project) is None
+
+
+def test_a_skipped_task_is_not_served_again_to_that_annotator(project, annotator, annotator2):
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    services.task_skip(annotator=annotator, task_id=lease.task_id, reason="I don't know the answer")
+    assert services.task_next_for(annotator=annotator, project=project) is None
+    assert services.task_next_for(annotator=annotator2, project=project).task_id == lease.task_id
+    assert Event.objects.filter(verb="task.skipped", payload__reason="I don't know the answer").exists()
+
+
+def test_expired_lease_returns_to_the_pool_and_cannot_be_submitted(project, annotator, annotator2):
+    project.overlap = 1
+    project.save()
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    taken = services.task_next_for(annotator=annotator2, project=project)
+    assert taken.task_id == lease.task_id
+    with pytest.raises(Conflict, match="expired"):
+        submit_demo(annotator, lease)
+    assert not Demonstration.objects.filter(annotator=annotator).exists()
+
+
+def test_heartbeat_keeps_the_lease(project, annotator):
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() + timedelta(seconds=5))
+    renewed = services.lease_heartbeat(annotator=annotator, task_id=lease.task_id)
+    assert renewed.lease_expires_at > timezone.now() + timedelta(seconds=project.lease_seconds - 5)
+
+
+def test_sweeper_marks_expired_leases(project, annotator):
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.leases_return_expired() == 1
+    lease.refresh_from_db()
+    assert lease.state == Assignment.State.EXPIRED
+    assert Event.objects.filter(verb="lease.expired").count() == 1
+
+
+def test_my_expired_lease_comes_back_to_me_with_its_draft(project, annotator):
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    services.draft_save(annotator=annotator, task_id=lease.task_id, text="half an answer")
+    Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    services.leases_return_expired()
+    again = services.task_next_for(annotator=annotator, project=project)
+    assert (again.pk, again.draft_text, again.state) == (lease.pk, "half an answer", Assignment.State.LEASED)
+
+
+def test_annotator_never_ranks_their_own_demonstration(project, annotator, annotator2):
+    task = add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    demo, _ = submit_demo(annotator, lease, text="my own answer")
+    answers = [{"text": "my own answer", "source": "demonstration", "demonstration": demo}] + [
+        {"text": f"model answer {i}", "source": "demo"} for i in range(project.k - 1)
+    ]
+    ranking_task = services.ranking_task_create(prompt=task.prompt, answers=answers)
+    assert services.task_next_for(annotator=annotator, project=project) is None
+    assert services.task_next_for(annotator=annotator2, project=project).task_id in {task.pk, ranking_task.pk}
+
+
+def test_paused_project_serves_nothing(project, annotator, admin_user):
+    add_demonstration_task(project)
+    services.project_pause(project=project, paused=True, actor=admin_user)
+    with pytest.raises(Conflict, match="paused"):
+        services.task_next_for(annotator=annotator, project=project)
+
+
+def test_candidates_are_shuffled_per_annotator_and_stable(project, annotator, annotator2):
+    project.k = 9
+    project.save()
+    add_ranking_task(project)
+    orders = []
+    for user in (annotator, annotator2):
+        lease = services.task_next_for(annotator=user, project=project)
+        assert services.task_next_for(annotator=user, project=project).candidate_order == lease.candidate_order
+        orders.append(lease.candidate_order)
+    assert sorted(orders[0]) == sorted(orders[1])
+    assert orders[0] != orders[1]  # 1 in 362,880 chance of a false failure
+
+
+def test_submitting_twice_with_one_client_id_stores_one_record(project, annotator):
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    client_id = new_client_id()
+    first, created = submit_demo(annotator, lease, client_id=client_id)
+    second, created_again = submit_demo(annotator, lease, client_id=client_id)
+    assert (created, created_again, first.pk) == (True, False, second.pk)
+    assert Demonstration.objects.count() == 1
+    assert Event.objects.filter(verb="demonstration.submitted").count() == 1
+
+
+def test_ranking_with_ties_ratings_and_flags_is_stored_with_provenance(project, annotator):
+    task = add_ranking_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    a, b, c = lease.candidate_order
+    record, _ = services.ranking_submit(
+        annotator=annotator, task_id=task.pk, ranking=[[b], [a, c]], ratings={a: 3, b: 7, c: 3},
+        flags={c: ["factually_wrong"]}, none_acceptable=False, client_id=new_client_id(),
+    )
+    assert Ranking.objects.get().groups == [[b], [a, c]]
+    event = Event.objects.get(verb="ranking.submitted")
+    assert (event.actor, event.task_id, event.payload["shown_order"]) == (annotator, task.pk, [a, b, c])
+    assert record.flags == {c: ["factually_wrong"]}
+
+
+@pytest.mark.parametrize(
+    "ranking, message",
+    [
+        ([["nope"]], "unknown answer id"),
+        ([["A"], ["A"]], "more than once"),
+        ([["A"], ["B"]], "leaves out"),
+        ("A,B,C", "list of groups"),
+        ([[]], "non-empty"),
+    ],
+)
+def test_malformed_rankings_are_refused_with_a_reason(project, annotator, ranking, message):
+    add_ranking_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    ids = dict(zip("ABC", lease.candidate_order, strict=True))
+    translated = ranking if isinstance(ranking, str) else [[ids.get(x, x) for x in g] for g in ranking]
+    with pytest.raises(LabelingError, match=message):
+        services.ranking_submit(annotator=annotator, task_id=lease.task_id, ranking=translated, client_id=new_client_id())
+    assert not Ranking.objects.exists()
+    lease.refresh_from_db()
+    assert lease.state == Assignment.State.LEASED  # a mistake does not cost the annotator the task
+
+
+def test_submitting_a_task_not_leased_to_you_is_refused(project, annotator, annotator2):
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    with pytest.raises(Forbidden):
+        submit_demo(annotator2, lease)
+
+
+def test_edit_within_the_window_keeps_the_previous_text(project, annotator, settings):
+    add_demonstration_task(project)
+    demo, _ = submit_demo(annotator, services.task_next_for(annotator=annotator, project=project), text="v1")
+    services.demonstration_edit(annotator=annotator, demonstration_id=demo.pk, text="v2")
+    demo.refresh_from_db()
+    assert demo.text == "v2"
+    assert Event.objects.get(verb="demonstration.edited").payload["previous_text"] == "v1"
+    settings.SUBMISSION_EDIT_WINDOW_SECONDS = 0
+    with pytest.raises(Conflict, match="edited for"):
+        services.demonstration_edit(annotator=annotator, demonstration_id=demo.pk, text="v3")
+
+
+def test_nobody_edits_another_annotators_submission(project, annotator, annotator2):
+    add_demonstration_task(project)
+    demo, _ = submit_demo(annotator, services.task_next_for(annotator=annotator, project=project))
+    with pytest.raises(LabelingError):
+        services.demonstration_edit(annotator=annotator2, demonstration_id=demo.pk, text="mine now")
+
+
+def test_prompts_are_deduplicated_and_must_end_with_a_user_turn(project):
+    _, created = services.prompt_create(project=project, messages="hello")
+    _, again = services.prompt_create(project=project, messages=[{"role": "user", "content": "hello"}])
+    assert (created, again) == (True, False)
+    with pytest.raises(LabelingError, match="end with a user message"):
+        services.prompt_create(project=project, messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
