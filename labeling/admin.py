@@ -1,7 +1,10 @@
+from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.urls import path
 
+from labeling import services, validation
+from labeling.errors import LabelingError
 from labeling.imports import prompts_import
 from labeling.models import Assignment, Candidate, Demonstration, Event, Project, Prompt, Ranking, Task
 
@@ -36,11 +39,37 @@ class ProjectAdmin(admin.ModelAdmin):
         return render(request, "admin/labeling/project_import.html", context)
 
 
+class PromptForm(forms.ModelForm):
+    class Meta:
+        model = Prompt
+        fields = ["project", "messages", "source"]
+        help_texts = {"messages": 'A list like [{"role": "user", "content": "台灣第一高峰是那一座？"}], or plain text.'}
+
+    def clean_messages(self):
+        try:
+            return validation.messages_clean(self.cleaned_data["messages"])
+        except LabelingError as error:
+            raise forms.ValidationError(error.message) from None
+
+
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
+    form = PromptForm
     list_display = ["id", "__str__", "project", "source", "created_at"]
     list_filter = ["project"]
-    readonly_fields = ["content_hash"]
+    search_fields = ["source"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Tasks and labels point at a prompt's text: once saved it does not change.
+        return ["project", "messages", "source"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        # New prompts go through the service: deduplicated, with their demonstration task and event.
+        prompt, _ = services.prompt_create(
+            project=form.cleaned_data["project"], messages=form.cleaned_data["messages"],
+            source=form.cleaned_data.get("source") or "admin", actor=request.user,
+        )
+        obj.pk, obj.content_hash, obj.created_at = prompt.pk, prompt.content_hash, prompt.created_at
 
 
 class CandidateInline(admin.TabularInline):
