@@ -107,7 +107,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file (not :memory:) so threads in concurrency and browser tests share it; one per process
+    # so two test runs on one machine never write the same file.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (login rate limits) -------------------------------------------------------------------
@@ -195,6 +197,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Labeling -------------------------------------------------------------------------------
+MODEL_STORE = Path(env_str("MODEL_STORE", str(VAR_DIR / "models")))  # checkpoints; web and workers share it
+SNAPSHOT_STORE = Path(env_str("SNAPSHOT_STORE", str(VAR_DIR / "snapshots")))  # dataset snapshots, immutable
 DEMONSTRATION_MAX_CHARS = env_int("DEMONSTRATION_MAX_CHARS", 20000)
 SUBMISSION_EDIT_WINDOW_SECONDS = env_int("SUBMISSION_EDIT_WINDOW_SECONDS", 15 * 60)
 

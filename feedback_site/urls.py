@@ -2,10 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from training.snapshot_views import datasets
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/datasets/", include("training.snapshot_urls")),
     path("api/v1/", include("labeling.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("datasets/", datasets, name="datasets"),
     path("", include("labeling.urls")),
 ]

@@ -429,3 +429,89 @@ def ranking_edit(*, annotator, ranking_id, ranking, ratings=None, flags=None, no
                      "ratings": record.ratings, "flags": record.flags, "none_acceptable": none_acceptable},
         )
         return record
+
+
+# --- imported labels -------------------------------------------------------------------------
+
+IMPORTED_USERNAME = "imported"
+_IMPORT_NAMESPACE = uuid.UUID("6f0c3c52-5a59-4d0e-9a8e-7d1b0c1e5a11")
+
+
+def imported_user():
+    """The account imported labels are attributed to. It cannot log in."""
+    from django.contrib.auth import get_user_model
+
+    user, created = get_user_model().objects.get_or_create(username=IMPORTED_USERNAME, defaults={"is_active": False})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def _import_key(project: Project, *parts) -> uuid.UUID:
+    """Same content, same project → same client_id, so re-importing a file adds nothing twice."""
+    return uuid.uuid5(_IMPORT_NAMESPACE, json.dumps([project.pk, *parts], ensure_ascii=False, sort_keys=True))
+
+
+def _imported_task(*, project, prompt, kind: str, now) -> tuple[Task, Assignment]:
+    task = Task.objects.create(
+        project=project, prompt=prompt, kind=kind, state=Task.State.COMPLETED, completions=1, completed_at=now
+    )
+    assignment = Assignment.objects.create(
+        task=task, annotator=imported_user(), state=Assignment.State.SUBMITTED,
+        leased_at=now, lease_expires_at=now, finished_at=now,
+    )
+    return task, assignment
+
+
+@transaction.atomic
+def imported_preference_create(*, project: Project, messages, chosen: str, rejected: str, source: str, actor=None) -> bool:
+    """A pairwise preference from another dataset, stored as a finished K=2 ranking. False if already imported."""
+    messages = validation.messages_clean(messages)
+    for name, text in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(text, str) or not text.strip():
+            raise LabelingError(f"{name} must be non-empty text.", field=name)
+    if chosen == rejected:
+        raise LabelingError("chosen and rejected are the same answer.", field="rejected")
+    client_id = _import_key(project, "preference", messages, chosen, rejected)
+    if Ranking.objects.filter(client_id=client_id).exists():
+        return False
+    prompt, _ = Prompt.objects.get_or_create(
+        project=project, content_hash=messages_hash(messages), defaults={"messages": messages, "source": source}
+    )
+    now = timezone.now()
+    task, assignment = _imported_task(project=project, prompt=prompt, kind=Task.Kind.RANKING, now=now)
+    better, worse = (
+        Candidate.objects.create(task=task, public_id=new_public_id(), text=text, source=f"imported:{source}")
+        for text in (chosen, rejected)
+    )
+    ranking = Ranking.objects.create(
+        assignment=assignment, task=task, annotator=assignment.annotator, groups=[[better.public_id], [worse.public_id]],
+        client_id=client_id, created_at=now, updated_at=now,
+    )
+    event_record(actor=actor, verb="ranking.imported", project=project, task=task,
+                 payload={"ranking_id": ranking.pk, "source": source})
+    return True
+
+
+@transaction.atomic
+def imported_demonstration_create(*, project: Project, messages, text, source: str, actor=None) -> bool:
+    """A finished conversation from another dataset, stored as a demonstration. False if already imported."""
+    messages = validation.messages_clean(messages)
+    if not isinstance(text, str) or not text.strip():
+        raise LabelingError("the assistant's answer is empty.", field="messages")
+    client_id = _import_key(project, "demonstration", messages, text)
+    if Demonstration.objects.filter(client_id=client_id).exists():
+        return False
+    prompt, _ = Prompt.objects.get_or_create(
+        project=project, content_hash=messages_hash(messages), defaults={"messages": messages, "source": source}
+    )
+    now = timezone.now()
+    task, assignment = _imported_task(project=project, prompt=prompt, kind=Task.Kind.DEMONSTRATION, now=now)
+    demonstration = Demonstration.objects.create(
+        assignment=assignment, task=task, annotator=assignment.annotator, text=text,
+        client_id=client_id, created_at=now, updated_at=now,
+    )
+    event_record(actor=actor, verb="demonstration.imported", project=project, task=task,
+                 payload={"demonstration_id": demonstration.pk, "source": source})
+    return True

@@ -1,0 +1,186 @@
+"""Snapshots as a researcher uses them: each kind and format loads with `datasets`, rows say what
+the annotators said, hashes verify, pseudonyms hide who labeled."""
+
+import json
+
+import pytest
+from datasets import load_dataset
+
+from labeling import services
+from labeling.models import Ranking
+from tests.conftest import add_demonstration_task, add_ranking_task, new_client_id
+from training.exports.shapes import implied_pairs
+from training.snapshots import snapshot_build, snapshot_create, snapshot_file
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def snapshot_store(settings, tmp_path):
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+
+
+DEMO_TEXT = {"alice": "玉山。", "bob": "玉山，3,952 公尺。"}
+
+
+def label_everything(project, annotator, annotator2):
+    """Alice and Bob each write one demonstration and rank one task: Alice [[best], [tie, tie]], Bob in order."""
+    add_demonstration_task(project, "台灣第一高峰是那一座？")
+    add_ranking_task(project, "What is the highest mountain in the world?", answers=["Everest", "K2", "Everest, aka K2"])
+    texts = {}
+    for user in (annotator, annotator2):
+        for _ in range(2):
+            lease = services.task_next_for(annotator=user, project=project)
+            if lease.task.kind == "demonstration":
+                services.demonstration_submit(annotator=user, task_id=lease.task_id, text=DEMO_TEXT[user.username], client_id=new_client_id())
+                continue
+            by_text = {c.text: c.public_id for c in lease.task.candidates.all()}
+            texts.update({v: k for k, v in by_text.items()})
+            everest, k2, aka = by_text["Everest"], by_text["K2"], by_text["Everest, aka K2"]
+            groups = [[everest], [k2, aka]] if user == annotator else [[everest], [aka], [k2]]
+            services.ranking_submit(
+                annotator=user, task_id=lease.task_id, ranking=groups, ratings={everest: 7, k2: 1},
+                flags={k2: ["factually_wrong"]}, client_id=new_client_id(),
+            )
+    return texts
+
+
+def build(project, kind, fmt="jsonl", **options):
+    snapshot = snapshot_create(project=project, kind=kind, format=fmt, **options)
+    snapshot_build(snapshot_id=snapshot.pk)
+    snapshot.refresh_from_db()
+    assert snapshot.status == "ready", snapshot.error
+    path, _ = snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)
+    loader = "parquet" if fmt == "parquet" else "json"
+    return snapshot, list(load_dataset(loader, data_files=str(path), split="train"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_sft_snapshot_loads_as_trl_messages(project, annotator, annotator2, fmt):
+    label_everything(project, annotator, annotator2)
+    snapshot, rows = build(project, "sft", fmt)
+    assert sorted(row["messages"][-1]["content"] for row in rows) == sorted(DEMO_TEXT.values())
+    assert rows[0]["messages"][0] == {"role": "user", "content": "台灣第一高峰是那一座？"}
+    assert snapshot.counts["rows"] == 2
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_preference_snapshot_has_every_implied_pair(project, annotator, annotator2, fmt):
+    label_everything(project, annotator, annotator2)
+    _, rows = build(project, "preference", fmt)
+    pairs = sorted((row["chosen"][0]["content"], row["rejected"][0]["content"]) for row in rows)
+    # Alice: Everest > {K2, aka} (tie makes no pair); Bob: Everest > aka > K2.
+    assert pairs == sorted([
+        ("Everest", "K2"), ("Everest", "Everest, aka K2"),
+        ("Everest", "Everest, aka K2"), ("Everest", "K2"), ("Everest, aka K2", "K2"),
+    ])
+    assert rows[0]["prompt"] == [{"role": "user", "content": "What is the highest mountain in the world?"}]
+
+
+def test_preference_best_versus_worst_with_margin(project, annotator, annotator2):
+    label_everything(project, annotator, annotator2)
+    _, rows = build(project, "preference", "parquet", pair_mode="best_worst", filters={"margin": True})
+    pairs = sorted((r["chosen"][0]["content"], r["rejected"][0]["content"], r["margin"]) for r in rows)
+    assert pairs == [("Everest", "Everest, aka K2", None), ("Everest", "K2", 6.0), ("Everest", "K2", 6.0)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_ranking_snapshot_ties_share_a_rank(project, annotator, annotator2, fmt):
+    label_everything(project, annotator, annotator2)
+    _, rows = build(project, "ranking", fmt)
+    shapes = sorted(
+        (tuple(c[0]["content"] for c in row["completions"]), tuple(row["ranks"])) for row in rows
+    )
+    assert shapes == [
+        (("Everest", "Everest, aka K2", "K2"), (1, 2, 3)),
+        (("Everest", "K2", "Everest, aka K2"), (1, 2, 2)),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_annotations_snapshot_pseudonymises_annotators(project, annotator, annotator2, fmt):
+    label_everything(project, annotator, annotator2)
+    snapshot, rows = build(project, "annotations", fmt)
+    assert len(rows) == 4
+    dumped = json.dumps(rows, default=str)
+    for user in (annotator, annotator2):
+        assert user.username not in dumped
+    by_kind = {(row["kind"], row["annotator"]) for row in rows}
+    assert len({a for _, a in by_kind}) == 2  # two people, each with one stable pseudonym
+    ranking = next(row for row in rows if row["kind"] == "ranking")
+    flagged = {c["text"]: c["flags"] for c in ranking["candidates"]}
+    assert flagged["K2"] == ["factually_wrong"]
+    assert {c["text"]: c["rating"] for c in ranking["candidates"]}["Everest"] == 7
+    _, again = build(project, "annotations", fmt)
+    assert {r["annotator"] for r in again}.isdisjoint({r["annotator"] for r in rows})  # unlinkable across snapshots
+
+
+def test_filters_exclude_flagged_answers_and_none_acceptable(project, annotator, annotator2):
+    label_everything(project, annotator, annotator2)
+    Ranking.objects.filter(annotator=annotator2).update(none_acceptable=True)
+    _, rows = build(project, "ranking", filters={"exclude_flagged": True, "exclude_none_acceptable": True})
+    assert [[c[0]["content"] for c in row["completions"]] for row in rows] == [["Everest", "Everest, aka K2"]]
+
+
+def test_date_filter(project, annotator, annotator2):
+    label_everything(project, annotator, annotator2)
+    import pyarrow.parquet as pq
+
+    empty = snapshot_create(project=project, kind="sft", format="parquet", filters={"date_to": "2000-01-01"})
+    snapshot_build(snapshot_id=empty.pk)
+    empty.refresh_from_db()
+    assert empty.counts["rows"] == 0
+    assert pq.read_table(snapshot_file(snapshot=empty, name="sft.parquet")[0]).num_rows == 0
+    snapshot, rows = build(project, "sft", "parquet", filters={"date_from": "2000-01-01"})
+    assert len(rows) == 2
+
+
+def test_agreement_filter_drops_the_annotator_who_disagrees(project, annotator, annotator2):
+    from tests.conftest import make_user
+
+    project.overlap = 3
+    project.save()
+    carol = make_user("carol", role="annotator")
+    task = add_ranking_task(project, "Which is bigger?", answers=["one", "two", "three"])
+    for user, order in ((annotator, ["three", "two", "one"]), (annotator2, ["three", "two", "one"]), (carol, ["one", "two", "three"])):
+        lease = services.task_next_for(annotator=user, project=project)
+        ids = {c.text: c.public_id for c in task.candidates.all()}
+        services.ranking_submit(annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id())
+    _, rows = build(project, "annotations", filters={"min_agreement": 0.5})
+    assert len(rows) == 2
+
+
+def test_tampered_file_is_refused(project, annotator, annotator2):
+    from labeling.errors import Conflict
+
+    label_everything(project, annotator, annotator2)
+    snapshot, _ = build(project, "sft")
+    path, sha = snapshot_file(snapshot=snapshot, name="sft.jsonl")
+    assert sha == snapshot.files[0]["sha256"]
+    path.write_text(path.read_text() + "\n{}")
+    with pytest.raises(Conflict, match="SHA-256"):
+        snapshot_file(snapshot=snapshot, name="sft.jsonl")
+
+
+def test_dataset_card_documents_the_snapshot(project, annotator, annotator2):
+    label_everything(project, annotator, annotator2)
+    snapshot, _ = build(project, "preference")
+    card = snapshot_file(snapshot=snapshot, name="README.md")[0].read_text()
+    assert "data_files: preference.jsonl" in card and snapshot.files[0]["sha256"] in card
+    assert "chosen" in card and "rows: 5" in card and project.guidelines in card
+
+
+def test_bad_filters_are_refused_with_the_field(project):
+    from labeling.errors import LabelingError
+
+    for filters, field in [({"date_from": "yesterday"}, "date_from"), ({"min_agreement": 2}, "min_agreement"),
+                           ({"colour": "red"}, "filters"), ({"round": "x"}, "round"), ({"margin": "yes"}, "margin")]:
+        with pytest.raises(LabelingError) as error:
+            snapshot_create(project=project, kind="sft", filters=filters)
+        assert error.value.field == field
+
+
+def test_implied_pairs_skip_ties():
+    assert list(implied_pairs([["a"], ["b", "c"], ["d"]], "all")) == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")]
+    assert list(implied_pairs([["a", "b"]], "all")) == []
+    assert list(implied_pairs([["a"], ["b"], ["c", "d"]], "best_worst")) == [("a", "c"), ("a", "d")]
