@@ -1,0 +1,121 @@
+"""The K-wise reward model: the loss is InstructGPT's, ties make no pair, packing the K answers
+behind one prompt gives each answer exactly the reward it gets alone, and training learns."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.ml_fixtures import smollm2_tokenizer, tiny_model_path  # noqa: F401 - fixtures
+from training.ml.reward import (
+    Ranking,
+    RewardConfig,
+    RewardScorer,
+    encode,
+    kwise_loss,
+    load_reward_model,
+    ordered_pairs,
+    rankings_from_records,
+    rewards_packed,
+    rewards_separate,
+    train_reward_model,
+)
+
+
+def test_kwise_loss_is_the_mean_of_the_explicit_pairwise_losses():
+    rewards = torch.tensor([2.0, 0.5, 0.5, -1.0])
+    loss, pairs, correct = kwise_loss(rewards, [1, 2, 2, 3])
+    # Pairs: 0>1, 0>2, 0>3, 1>3, 2>3 (1 and 2 are tied: no pair). Margins 1.5, 1.5, 3, 1.5, 1.5.
+    expected = sum(-math.log(1 / (1 + math.exp(-m))) for m in [1.5, 1.5, 3.0, 1.5, 1.5]) / 5
+    assert pairs == 5 and correct == 5
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_ties_make_no_pairs():
+    assert ordered_pairs([1, 1, 1]) == []
+    assert ordered_pairs([2, 1]) == [(1, 0)]
+    assert kwise_loss(torch.tensor([1.0, 3.0]), [1, 1])[0] is None
+
+
+def test_preference_and_ranking_rows_become_rankings():
+    rows = [
+        {"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "hello"}],
+         "rejected": [{"role": "assistant", "content": "go"}]},
+        {"prompt": "2+2=", "chosen": "4", "rejected": "5"},
+        {"chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+         "rejected": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]},
+        {"prompt": [{"role": "user", "content": "q"}], "completions": [[{"role": "assistant", "content": "x"}], [{"role": "assistant", "content": "y"}]], "ranks": [2, 1]},
+    ]
+    rankings = rankings_from_records(rows)
+    assert [(r.completions, r.ranks) for r in rankings] == [
+        (["hello", "go"], [1, 2]), (["4", "5"], [1, 2]), (["b", "c"], [1, 2]), (["x", "y"], [2, 1])]
+    assert rankings[2].prompt == [{"role": "user", "content": "a"}]
+
+
+def test_packed_rewards_equal_rewards_scored_alone(tiny_model_path):  # noqa: F811
+    model, tokenizer = load_reward_model(str(tiny_model_path), device="cpu", dtype="float32")
+    model.eval()
+    config = RewardConfig()
+    long_prompt = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "台灣第一高峰是那一座？"},
+        {"role": "assistant", "content": "玉山。"},
+        {"role": "user", "content": "How tall is it, and where is it? " * 5},
+    ]
+    batch = [
+        encode(tokenizer, Ranking(long_prompt, ["3,952 m.", "It is in the Central Range, 3,952 m high.", "No idea", "K2"], [1, 2, 3, 4]), config),
+        encode(tokenizer, Ranking([{"role": "user", "content": "hi"}], ["hello there", "go away"], [1, 2]), config),
+    ]
+    with torch.no_grad():
+        packed = rewards_packed(model, batch)
+        separate = rewards_separate(model, batch)
+        alone = [rewards_separate(model, [encode(tokenizer, Ranking(long_prompt, [a], [1]), config)])[0][0]
+                 for a in ["3,952 m.", "It is in the Central Range, 3,952 m high.", "No idea", "K2"]]
+    for p, s in zip(packed, separate, strict=True):
+        torch.testing.assert_close(p, s, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(packed[0], torch.stack(alone), rtol=1e-4, atol=1e-4)
+    assert len(set(round(float(r), 4) for r in packed[0])) == 4  # really different answers, really different rewards
+
+
+def learnable_rankings(count: int) -> list[Ranking]:
+    """Rank answers by how polite they are: a pattern a tiny model can pick up quickly."""
+    rankings = []
+    for i in range(count):
+        prompt = [{"role": "user", "content": f"Question {i}: can you help me?"}]
+        answers = [f"Yes, gladly! Thank you for asking {i}.", f"Maybe {i}.", f"No. Go away {i}!"]
+        rankings.append(Ranking(prompt, answers, [1, 2, 3]))
+    return rankings
+
+
+def test_training_changes_parameters_lowers_the_loss_and_reports_accuracy(tiny_model_path, tmp_path):  # noqa: F811
+    config = RewardConfig(epochs=4, learning_rate=3e-3, rankings_per_step=4, eval_fraction=0.25, warmup_ratio=0.0)
+    seen = []
+    metrics = train_reward_model(learnable_rankings(16), str(tiny_model_path), str(tmp_path / "rm"), config,
+                                 progress=lambda step, total, m: seen.append((step, total, m)))
+    assert metrics["train_loss_last"] < metrics["train_loss_first"]
+    assert metrics["eval_accuracy"] is not None and metrics["eval_pairs"] == 4 * 3
+    assert seen[-1][0] == seen[-1][1] == metrics["steps"] == 4 * 3
+    trained = RewardScorer(str(tmp_path / "rm"), device="cpu", dtype="float32")
+    original, _ = load_reward_model(str(tiny_model_path), device="cpu", dtype="float32")
+    assert not torch.equal(trained.model.model.embed_tokens.weight, original.model.embed_tokens.weight)
+    prompt = [{"role": "user", "content": "Question 99: can you help me?"}]
+    good, bad = trained.score([prompt, prompt], ["Yes, gladly! Thank you for asking 99.", "No. Go away 99!"])
+    assert good > bad
+    assert json.loads((tmp_path / "rm" / "yushan_stage.json").read_text())["stage"] == "reward"
+
+
+def test_command_line_trains_from_preference_jsonl(tiny_model_path, tmp_path):  # noqa: F811
+    data = tmp_path / "prefs.jsonl"
+    rows = [{"prompt": r.prompt, "chosen": [{"role": "assistant", "content": r.completions[0]}],
+             "rejected": [{"role": "assistant", "content": r.completions[2]}]} for r in learnable_rankings(10)]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    result = subprocess.run(
+        [sys.executable, "-m", "training.ml.reward", "--data", str(data), "--model", str(tiny_model_path),
+         "--out", str(tmp_path / "rm"), "--eval-fraction", "0.2", "--lr", "1e-3"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "held-out pairwise accuracy:" in result.stdout
