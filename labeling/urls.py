@@ -6,4 +6,8 @@ urlpatterns = [
     path("accounts/login/", views.RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
     path("", views.home, name="home"),
+    path("projects/<int:pk>/label/", views.annotate, name="annotate"),
+    path("projects/<int:pk>/admin/", views.project_admin, name="project-admin"),
+    path("projects/<int:pk>/admin/pause/", views.project_pause, name="project-pause"),
+    path("me/", views.progress, name="progress"),
 ]

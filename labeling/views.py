@@ -1,14 +1,21 @@
 """Pages. Each view checks the role, calls a selector, renders a template; the annotator's
 actions themselves go through the JSON API from the page's script."""
 
+from functools import wraps
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
-from django.shortcuts import redirect, render
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
-from labeling import ratelimit, selectors
+from labeling import page_selectors, ratelimit, roles, selectors, services, validation
+from labeling.models import Project
 
 
 class RateLimitedLoginView(LoginView):
@@ -40,6 +47,85 @@ def logout_view(request):
     return redirect("login")
 
 
+def role_required(check, message: str):
+    """Log in first (anonymous users go to the login page), then the role, else the 403 page."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(request, *args, **kwargs):
+            if not check(request.user):
+                raise PermissionDenied(message)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+annotator_required = role_required(
+    roles.is_annotator, "Only annotators can label. Ask an admin for the annotator role."
+)
+admin_required = role_required(roles.is_admin, "Only admins can open project pages.")
+
+
 @login_required
 def home(request):
-    return render(request, "labeling/home.html", {"projects": selectors.projects_for_annotator(request.user)})
+    return render(request, "labeling/home.html", {"rows": page_selectors.home_projects(user=request.user)})
+
+
+RATING_CHOICES = list(range(validation.RATING_MIN, validation.RATING_MAX + 1))
+
+
+def _api_root() -> str:
+    return reverse("api-projects").removesuffix("projects/")
+
+
+@annotator_required
+@ensure_csrf_cookie  # the page's script sends the token back in X-CSRFToken
+def annotate(request, pk: int):
+    project = get_object_or_404(Project, pk=pk)
+    context = {
+        "project": project,
+        "api_root": _api_root(),
+        "max_chars": settings.DEMONSTRATION_MAX_CHARS,
+        "flags": [{"name": name, "label": label} for name, label in validation.FLAGS.items()],
+        "ratings": RATING_CHOICES,
+    }
+    return render(request, "labeling/annotate.html", context)
+
+
+@annotator_required
+@ensure_csrf_cookie
+def progress(request):
+    context = {
+        "progress": selectors.annotator_progress(annotator=request.user),
+        "submissions": page_selectors.progress_page_submissions(annotator=request.user),
+        "flags": validation.FLAGS,
+        "ratings": RATING_CHOICES,
+        "edit_minutes": settings.SUBMISSION_EDIT_WINDOW_SECONDS // 60,
+    }
+    return render(request, "labeling/progress.html", context)
+
+
+@admin_required
+def project_admin(request, pk: int):
+    project = get_object_or_404(Project, pk=pk)
+    return render(
+        request,
+        "labeling/project_admin.html",
+        {"project": project, **page_selectors.project_admin_data(project=project)},
+    )
+
+
+@admin_required
+@require_POST
+def project_pause(request, pk: int):
+    project = get_object_or_404(Project, pk=pk)
+    paused = request.POST.get("paused") == "1"
+    services.project_pause(project=project, paused=paused, actor=request.user)
+    if paused:
+        messages.info(request, f"{project.name} is paused: annotators get no new tasks until you resume it.")
+    else:
+        messages.info(request, f"{project.name} is running again.")
+    return redirect("project-admin", pk=project.pk)

@@ -1,0 +1,87 @@
+"""Reads shaped for the server-rendered pages. The JSON API has its own shapes in labeling.api;
+these build on labeling.selectors and only rearrange what it returns for a template."""
+
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+
+from labeling import roles, selectors
+from labeling.models import Project
+
+
+def home_projects(*, user) -> list[dict]:
+    """Every project, with this annotator's progress in it when the user labels."""
+    annotating = roles.is_annotator(user)
+    rows = []
+    for project in selectors.projects_for_annotator(user):
+        progress = selectors.annotator_progress(annotator=user, project=project) if annotating else None
+        rows.append({"project": project, "progress": progress})
+    return rows
+
+
+def prompt_last_user_text(messages: list[dict]) -> str:
+    """The question the annotator answered: the conversation's last user turn."""
+    for message in reversed(messages or []):
+        if message.get("role") == "user":
+            return message.get("content", "")
+    return ""
+
+
+def progress_page_submissions(*, annotator) -> list[dict]:
+    """recent_submissions, plus what the page shows: the prompt, and for rankings the answers
+    with this annotator's letters and the current ranks, ratings and flags."""
+    items = selectors.recent_submissions(annotator=annotator)
+    for item in items:
+        record = item["record"]
+        item["project"] = record.task.project
+        item["prompt_text"] = prompt_last_user_text(record.task.prompt.messages)
+        if item["kind"] == "ranking":
+            item.update(_ranking_view(record))
+    return items
+
+
+def _ranking_view(record) -> dict:
+    candidates = selectors.assignment_candidates(record.assignment)
+    rank_of = {pid: index + 1 for index, group in enumerate(record.groups) for pid in group}
+    label_of = {c.public_id: c.label for c in candidates}
+    answers = [
+        {
+            "id": c.public_id,
+            "label": c.label,
+            "text": c.text,
+            "rank": rank_of.get(c.public_id),
+            "rating": record.ratings.get(c.public_id),
+            "flags": record.flags.get(c.public_id, []),
+        }
+        for c in candidates
+    ]
+    summary = " › ".join(" = ".join(label_of.get(pid, "?") for pid in group) for group in record.groups)
+    return {"answers": answers, "ranking_summary": summary, "rank_choices": list(range(1, len(candidates) + 1))}
+
+
+def hourly_completions(*, rows: list[dict], now: datetime | None = None, hours: int = 24) -> list[dict]:
+    """project_stats' completions per hour as one bar per hour, the empty hours included,
+    each with its height as a percentage of the busiest hour."""
+    now = now or timezone.now()
+    counts = {_hour_start(row["hour"]): row["count"] for row in rows}
+    first = _hour_start(now) - timedelta(hours=hours - 1)
+    buckets = [{"hour": first + timedelta(hours=i), "count": 0} for i in range(hours)]
+    for bucket in buckets:
+        bucket["count"] = counts.get(bucket["hour"], 0)
+    busiest = max((b["count"] for b in buckets), default=0) or 1
+    for index, bucket in enumerate(buckets):
+        bucket["percent"] = round(100 * bucket["count"] / busiest)
+        bucket["label"] = index % 6 == 0
+    return buckets
+
+
+def _hour_start(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def project_admin_data(*, project: Project) -> dict:
+    stats = selectors.project_stats(project=project)
+    hours = hourly_completions(rows=stats["completions_per_hour"])
+    for row in stats["tasks"]:
+        row["total"] = row["open"] + row["completed"]
+    return {**stats, "hours": hours, "last_24h": sum(b["count"] for b in hours)}

@@ -1,0 +1,226 @@
+"""Headless Chromium drives the annotate page as an annotator does: log in through the form, rank
+a task with the keyboard alone, write a demonstration that survives a reload, and check the rows
+the page wrote. Chromium and chromedriver come from the system (Debian's chromium and
+chromium-driver); Selenium never downloads a browser."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from labeling import services
+from labeling.models import Assignment, Demonstration, Ranking
+from tests.conftest import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id, service_missing
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+SCREENSHOTS = os.environ.get("BROWSER_SCREENSHOTS")  # a folder: save how the page looks, for review
+WAIT_SECONDS = 15
+
+ANSWER = "玉山主峰海拔 3,952 公尺，是臺灣第一高峰。\n\n**Yushan** is the highest mountain in Taiwan."
+
+
+def _executable(path: str) -> bool:
+    resolved = shutil.which(path)
+    return resolved is not None and os.access(resolved, os.X_OK)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not _executable(CHROMIUM):
+        service_missing(f"Chromium not found at {CHROMIUM} (install Debian's chromium, or set CHROMIUM_BINARY)")
+    if not _executable(CHROMEDRIVER):
+        service_missing(f"chromedriver not found at {CHROMEDRIVER} (install chromium-driver, or set CHROMEDRIVER)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager (which would download one) never runs.
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def press(driver, *keys):
+    """Type into whatever has the focus, as a person at the keyboard would."""
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def press_with(driver, modifier, key):
+    ActionChains(driver).key_down(modifier).send_keys(key).key_up(modifier).perform()
+
+
+def screenshot(driver, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+def visible_order(driver) -> list[tuple[str, str]]:
+    """(letter, rank shown) of each card, top to bottom."""
+    return [
+        (card.get_attribute("data-label"), card.find_element(By.CSS_SELECTOR, ".rank-badge").text)
+        for card in driver.find_elements(By.CSS_SELECTOR, "#cards .answer-card")
+    ]
+
+
+def log_in(driver, base_url: str, username: str) -> None:
+    driver.get(f"{base_url}/accounts/login/")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
+    WebDriverWait(driver, WAIT_SECONDS).until(EC.presence_of_element_located((By.LINK_TEXT, "Start labeling")))
+
+
+def test_annotator_ranks_by_keyboard_and_writes_a_demonstration(browser, live_server, annotator, project):
+    ranking_task = add_ranking_task(
+        project,
+        text="What is the highest mountain in **Taiwan**?",
+        answers=["Yushan (玉山), 3,952 m.", "Mount Everest, also known as K2.", "Xueshan (雪山), 3,886 m."],
+    )
+    demonstration_task = add_demonstration_task(project, text="台灣第一高峰是那一座？")
+    skipped_task = add_demonstration_task(project, text="Write a poem about K2.")
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+
+    log_in(browser, live_server.url, "alice")
+    browser.find_element(By.LINK_TEXT, "Start labeling").click()
+
+    # --- the ranking task comes first (lower id) ---
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cards .answer-card")) == 3)
+    assert "Taiwan" in browser.find_element(By.ID, "conversation").text
+    ids = {
+        card.get_attribute("data-label"): card.get_attribute("data-id")
+        for card in browser.find_elements(By.CSS_SELECTOR, "#cards .answer-card")
+    }
+    assert sorted(ids) == ["A", "B", "C"]
+
+    # '?' lists the shortcuts; Esc closes the list.
+    help_dialog = browser.find_element(By.ID, "help-dialog")
+    press(browser, "?")
+    wait.until(lambda d: help_dialog.is_displayed())
+    assert "Move the focused answer up" in help_dialog.text
+    press(browser, Keys.ESCAPE)
+    wait.until(lambda d: not help_dialog.is_displayed())
+
+    # C to the top (k, then Shift+↑), B tied with the answer above it (A), a rating for each.
+    press(browser, "c", "k")
+    press_with(browser, Keys.SHIFT, Keys.ARROW_UP)
+    press(browser, "b", "t", "c", "7", "a", "5", "b", "4")
+    assert visible_order(browser) == [("C", "1"), ("A", "2"), ("B", "2")]
+    screenshot(browser, "annotate-ranking")
+    press(browser, Keys.ENTER)  # the focus is on answer B's card, not a text field
+
+    # --- then the demonstration task ---
+    editor = wait.until(EC.visibility_of_element_located((By.ID, "demo-text")))
+    assert browser.switch_to.active_element == editor
+    assert "台灣第一高峰" in browser.find_element(By.ID, "conversation").text
+    first_half, second_half = ANSWER[:20], ANSWER[20:]
+    editor.send_keys(first_half)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "save-status"), "Saved"))
+    assert Ranking.objects.filter(task=ranking_task).count() == 1
+
+    # Reload mid-draft, without the browser's own copy: the server's autosave brings it back.
+    browser.execute_script("window.localStorage.clear()")
+    browser.refresh()
+    editor = wait.until(EC.visibility_of_element_located((By.ID, "demo-text")))
+    wait.until(lambda d: editor.get_attribute("value") == first_half)
+    assert "Draft restored" in browser.find_element(By.ID, "save-status").text
+
+    editor.send_keys(Keys.END, second_half)
+    wait.until(lambda d: editor.get_attribute("value") == ANSWER)
+    browser.find_element(By.ID, "tab-preview").click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#demo-preview strong"), "Yushan"))
+    screenshot(browser, "annotate-demonstration-preview")
+    browser.find_element(By.ID, "tab-write").click()
+    wait.until(lambda d: d.switch_to.active_element == editor)
+    press_with(browser, Keys.CONTROL, Keys.ENTER)
+
+    # --- a third task: skipping it with a draft asks first, in the page ---
+    wait.until(EC.text_to_be_present_in_element((By.ID, "conversation"), "poem about K2"))
+    editor = browser.find_element(By.ID, "demo-text")
+    editor.send_keys("Roses are red")
+    browser.find_element(By.ID, "skip-open").click()
+    dialog = browser.find_element(By.ID, "skip-dialog")
+    wait.until(lambda d: dialog.is_displayed())
+    assert "You have a draft; skip anyway?" in dialog.text
+    press(browser, "not my subject", Keys.ENTER)  # the focus is in the reason field
+
+    wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "All done"))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "progress-counter"), "2 done today"))
+    skipped = Assignment.objects.get(task=skipped_task, annotator=annotator)
+    assert (skipped.state, skipped.skip_reason) == (Assignment.State.SKIPPED, "not my subject")
+
+    ranking = Ranking.objects.get(task=ranking_task, annotator=annotator)
+    assert ranking.groups == [[ids["C"]], [ids["A"], ids["B"]]]
+    assert ranking.ratings == {ids["C"]: 7, ids["A"]: 5, ids["B"]: 4}
+    assert ranking.none_acceptable is False
+    demonstration = Demonstration.objects.get(task=demonstration_task, annotator=annotator)
+    assert demonstration.text == ANSWER
+
+
+def test_annotator_fixes_recent_submissions_on_the_progress_page(browser, live_server, annotator, project):
+    demonstration_task = add_demonstration_task(project)
+    ranking_task = add_ranking_task(project)
+    services.task_next_for(annotator=annotator, project=project)
+    demonstration, _ = services.demonstration_submit(
+        annotator=annotator, task_id=demonstration_task.pk, text="玉山", client_id=new_client_id()
+    )
+    first, second, third = services.task_next_for(annotator=annotator, project=project).candidate_order
+    ranking, _ = services.ranking_submit(
+        annotator=annotator,
+        task_id=ranking_task.pk,
+        ranking=[[first], [second, third]],
+        ratings={first: 6},
+        client_id=new_client_id(),
+    )
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    log_in(browser, live_server.url, "alice")
+    browser.find_element(By.LINK_TEXT, "My progress").click()
+
+    form = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"#demonstration-{demonstration.pk} form")))
+    textarea = form.find_element(By.TAG_NAME, "textarea")
+    textarea.send_keys(Keys.CONTROL, Keys.END)
+    textarea.send_keys("，海拔 3,952 公尺。")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"#demonstration-{demonstration.pk} .form-status"), "Saved")
+    )
+    demonstration.refresh_from_db()
+    assert demonstration.text == "玉山，海拔 3,952 公尺。"
+
+    # Answer C (third shown) moves from a tie at rank 2 to rank 3 on its own.
+    form = browser.find_element(By.CSS_SELECTOR, f"#ranking-{ranking.pk} form")
+    Select(form.find_element(By.CSS_SELECTOR, f"tr[data-id='{third}'] select[name=rank]")).select_by_value("3")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"#ranking-{ranking.pk} .form-status"), "Saved"))
+    ranking.refresh_from_db()
+    assert ranking.groups == [[first], [second], [third]]
+    assert ranking.ratings == {first: 6}
+
+
+def test_a_paused_project_says_so(browser, live_server, annotator, project):
+    add_demonstration_task(project)
+    services.project_pause(project=project, paused=True, actor=None)
+    log_in(browser, live_server.url, "alice")
+    browser.get(f"{live_server.url}/projects/{project.pk}/label/")
+    WebDriverWait(browser, WAIT_SECONDS).until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "paused"))
+    assert not browser.find_element(By.ID, "task").is_displayed()
