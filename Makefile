@@ -22,8 +22,9 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# exec: make passes a SIGTERM on to its child, so the script's traps stop the workers too.
 run: install
-	PORT=$(PORT) BIN=$(BIN) bash scripts/run.sh
+	PORT=$(PORT) BIN=$(BIN) exec bash scripts/run.sh
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

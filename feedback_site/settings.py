@@ -132,6 +132,9 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
 
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
+# Behind a TLS-terminating proxy (nginx, a load balancer) Django must trust its X-Forwarded-Proto,
+# or it sees plain HTTP and secure cookies and redirects misbehave.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -195,6 +198,16 @@ CELERY_TASK_ROUTES = {"worker.tasks.gpu_*": {"queue": "gpu"}}
 CELERY_BEAT_SCHEDULE = {
     "return-expired-leases": {"task": "worker.tasks.leases_return_expired", "schedule": 60.0},
 }
+
+# --- Models and generation ---------------------------------------------------------------------
+# "auto": vLLM where it is installed on a CUDA worker, else transformers (batched, left-padded).
+GENERATION_BACKEND = env_str("GENERATION_BACKEND", "auto")
+GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 16)  # sequences per forward pass
+GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
+GENERATION_TIME_LIMIT_SECONDS = env_int("GENERATION_TIME_LIMIT_SECONDS", 6 * 3600)
+# A running job whose worker has been silent this long (it died) may be claimed again.
+GENERATION_STALE_SECONDS = env_int("GENERATION_STALE_SECONDS", 15 * 60)
+PLAYGROUND_MAX_NEW_TOKENS = env_int("PLAYGROUND_MAX_NEW_TOKENS", 160)
 
 # --- Labeling -------------------------------------------------------------------------------
 MODEL_STORE = Path(env_str("MODEL_STORE", str(VAR_DIR / "models")))  # checkpoints; web and workers share it

@@ -8,6 +8,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from django.db import transaction
+
 from labeling import services
 from labeling.errors import LabelingError
 from labeling.models import Project
@@ -24,8 +26,11 @@ class ImportReport:
 def _rows(text: str, fmt: str):
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
-        for number, row in enumerate(reader, start=2):  # line 1 is the header
-            yield number, row, None
+        reader.fieldnames  # noqa: B018 - reads the header, so line_num points past it
+        line = reader.line_num + 1  # a quoted field may span lines: count them as the reader does
+        for row in reader:
+            yield line, row, None
+            line = reader.line_num + 1
         return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -57,21 +62,26 @@ def _import_row(*, project, row: dict, source: str, actor, report: ImportReport)
     answers = row.get("answers") or []
     if isinstance(answers, str):
         answers = [answers]
+    if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
+        return "`answers` must be a list of strings"
     try:
-        prompt, created = services.prompt_create(
-            project=project, messages=messages, source=source, actor=actor, demonstration_task=not answers
-        )
-        if created and answers:
-            services.ranking_task_create(
-                prompt=prompt,
-                answers=[{"text": a, "source": row.get("answer_source", source)} for a in answers],
-                actor=actor,
+        # One transaction per row: a prompt whose answers are refused must not stay behind without
+        # its ranking task, or importing the corrected file would call it "already present".
+        with transaction.atomic():
+            prompt, created = services.prompt_create(
+                project=project, messages=messages, source=source, actor=actor, demonstration_task=not answers
             )
-            report.ranking_tasks += 1
+            if created and answers:
+                services.ranking_task_create(
+                    prompt=prompt,
+                    answers=[{"text": a, "source": row.get("answer_source", source)} for a in answers],
+                    actor=actor,
+                )
     except LabelingError as error:
         return error.message
     if created:
         report.created += 1
+        report.ranking_tasks += bool(answers)
     else:
         report.duplicates += 1
     return None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start Yushan on one machine: migrate, load the demo, run a Celery worker (with its beat
-# schedule) and the web server; stop both on Ctrl-C.
+# Start Yushan on one machine: migrate, load the demo, run two Celery workers and the web server.
+# Ctrl-C, a SIGTERM to this script, or any of the three stopping stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -11,15 +11,29 @@ mkdir -p var
 "$BIN/python" manage.py migrate --noinput
 "$BIN/python" manage.py seed_demo
 
-"$BIN/celery" -A worker.celery worker --beat --queues default,gpu --concurrency 1 \
-    --loglevel INFO --schedule var/celerybeat-schedule > var/worker.log 2>&1 &
-WORKER_PID=$!
-trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
+PIDS=()
+stop() {
+    trap - EXIT INT TERM
+    kill -TERM "${PIDS[@]}" 2>/dev/null || true
+    wait  # a worker finishes its current task first; Ctrl-C again cuts it short
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Light work and the beat schedule on `default`; training and generation on `gpu`, one job at a
+# time, in a worker of its own so a long training run never holds up lease expiry or exports.
+"$BIN/celery" -A worker.celery worker --queues default --beat --schedule var/celerybeat-schedule \
+    --hostname default@%h --concurrency 1 --loglevel INFO > var/worker.log 2>&1 &
+PIDS+=($!)
+"$BIN/celery" -A worker.celery worker --queues gpu --hostname gpu@%h --concurrency 1 \
+    --loglevel INFO > var/gpu-worker.log 2>&1 &
+PIDS+=($!)
 
 cat <<MSG
 
   Yushan is running at http://$HOST:$PORT/
-  API docs: http://$HOST:$PORT/api/docs/    worker log: var/worker.log
+  API docs: http://$HOST:$PORT/api/docs/    worker logs: var/worker.log, var/gpu-worker.log
   Demo logins (change them before sharing the site):
     admin      admin / yushan-admin
     annotator  alice / yushan-alice
@@ -28,4 +42,11 @@ cat <<MSG
   Stop with Ctrl-C.
 
 MSG
-"$BIN/python" manage.py runserver "$HOST:$PORT" --noreload
+# In the background, so that a signal reaches our traps at once: bash runs a trap only after
+# the foreground command has finished.
+"$BIN/python" manage.py runserver "$HOST:$PORT" --noreload &
+PIDS+=($!)
+
+wait -n || true
+echo "yushan: a process stopped (worker logs: var/worker.log, var/gpu-worker.log); stopping the rest." >&2
+exit 1

@@ -22,7 +22,8 @@ class Command(BaseCommand):
         if not file.exists():
             raise CommandError(f"No file {file}.")
         fmt = format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")
-        report = prompts_import(project=target, text=file.read_text(encoding="utf-8"), fmt=fmt, source=file.name)
+        text = file.read_text(encoding="utf-8-sig")  # -sig: CSV saved by Excel starts with a BOM
+        report = prompts_import(project=target, text=text, fmt=fmt, source=file.name)
         for line, problem in report.errors:
             self.stderr.write(f"{file}:{line}: skipped: {problem}")
         self.stdout.write(

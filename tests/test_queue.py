@@ -1,0 +1,176 @@
+"""Celery through real workers: over Redis (production) and over the embedded filesystem broker
+(`make run`). A task is only done when a worker has consumed the message and the database shows it."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from django.db import connections
+from django.utils import timezone
+
+from labeling import services
+from labeling.models import Assignment, Project
+from tests.conftest import add_demonstration_task, service_missing
+from worker.celery import app
+from worker.tasks import leases_return_expired
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+WAIT_SECONDS = 30
+
+
+def wait_until(condition, *, seconds: float = WAIT_SECONDS, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"gave up after {seconds}s waiting for {what}")
+
+
+def forget_connections() -> None:
+    # The app keeps a pool of broker connections: drop it so the next send uses the current URL.
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def redis_queue():
+    """The project's Celery app, sending to and consuming from a queue of this test's own on Redis."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        service_missing(f"Redis is not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
+    queue = f"test-{uuid.uuid4().hex}"
+    # task_default_queue is where .delay() sends a task that has no route.
+    overrides = {"broker_url": REDIS_URL, "broker_transport_options": {}, "task_default_queue": queue}
+    saved = {key: app.conf[key] for key in overrides}
+    app.conf.update(overrides)
+    forget_connections()
+    # The worker thread opens its own database connection: close it after each task, or it
+    # outlives the test and PostgreSQL refuses to drop the test database.
+    task_postrun.connect(close_connections)
+    yield queue
+    task_postrun.disconnect(close_connections)
+    app.conf.update(saved)
+    forget_connections()
+    redis_queue_delete(queue)
+
+
+def close_connections(**kwargs) -> None:
+    connections.close_all()
+
+
+def redis_queue_delete(queue: str) -> None:
+    """Leave no trace in Redis: the queue, and the bindings kombu keeps for it."""
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"*{queue}*"):
+        client.delete(key)
+    for member in client.zrange("_kombu.binding_deadlines", 0, -1):
+        if queue in member.decode():
+            client.zrem("_kombu.binding_deadlines", member)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_expired_lease_returns_through_a_redis_worker(redis_queue, annotator, annotator2):
+    project = Project.objects.create(name="One slot", k=3, overlap=1, lease_seconds=300)
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+    with start_worker(app, queues=[redis_queue], perform_ping_check=False, shutdown_timeout=30):
+        leases_return_expired.delay()
+        wait_until(lambda: Assignment.objects.get(pk=lease.pk).state == "expired", what="the lease to expire")
+
+    second = services.task_next_for(annotator=annotator2, project=project)
+    assert second is not None and second.task_id == lease.task_id
+
+
+def subprocess_env(var_dir: Path) -> dict[str, str]:
+    """`make run`'s configuration: no broker URL (so filesystem://), SQLite under var_dir."""
+    env = {k: v for k, v in os.environ.items() if k not in {"CELERY_BROKER_URL", "CACHE_URL", "DEBUG"}}
+    env.update(
+        YUSHAN_VAR_DIR=str(var_dir),
+        DATABASE_URL=f"sqlite:///{var_dir / 'yushan.sqlite3'}",
+        DJANGO_SETTINGS_MODULE="feedback_site.settings",
+    )
+    return env
+
+
+def run_python(args: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+SEND_EXPIRED_LEASE = """
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from labeling import roles, services
+from labeling.models import Assignment, Project
+from worker.tasks import leases_return_expired
+
+annotator = get_user_model().objects.create_user("alice", password="correct-horse-battery")
+roles.role_grant(user=annotator, role=roles.ANNOTATOR)
+project = Project.objects.create(name="One slot", k=3, overlap=1, lease_seconds=300)
+services.prompt_create(project=project, messages="台灣第一高峰是那一座？")
+lease = services.task_next_for(annotator=annotator, project=project)
+Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+leases_return_expired.delay()
+print(lease.pk)
+"""
+
+
+@pytest.fixture
+def filesystem_worker(tmp_path):
+    """A real `celery worker` process on the embedded broker, stopped (and gone) after the test."""
+    env = subprocess_env(tmp_path)
+    run_python(["manage.py", "migrate", "--noinput"], env)
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", *"celery -A worker.celery worker --pool solo --queues default --loglevel INFO".split()],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield env, tmp_path
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    log.close()
+
+
+def test_expired_lease_returns_through_the_embedded_broker(filesystem_worker):
+    env, var_dir = filesystem_worker
+    lease_id = int(run_python(["-c", "import django; django.setup()\n" + SEND_EXPIRED_LEASE], env))
+
+    db = sqlite3.connect(var_dir / "yushan.sqlite3")
+
+    def lease_state() -> str:
+        return db.execute("SELECT state FROM labeling_assignment WHERE id = ?", (lease_id,)).fetchone()[0]
+
+    try:
+        wait_until(lambda: lease_state() == "expired", seconds=60, what=f"the worker (log: {var_dir / 'worker.log'})")
+        events = db.execute("SELECT count(*) FROM labeling_event WHERE verb = 'lease.expired'").fetchone()[0]
+    finally:
+        db.close()
+    assert events == 1
+    assert "leases_return_expired" in (var_dir / "worker.log").read_text()
