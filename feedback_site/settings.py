@@ -154,7 +154,7 @@ if DEBUG:
 # --- REST API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "labeling.api.authentication.TokenAuthentication",  # DRF's, with the user's roles in one query
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -197,6 +197,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"worker.tasks.gpu_*": {"queue": "gpu"}}
 CELERY_BEAT_SCHEDULE = {
     "return-expired-leases": {"task": "worker.tasks.leases_return_expired", "schedule": 60.0},
+    "fail-stale-round-stages": {"task": "worker.tasks.rounds_fail_stale", "schedule": 60.0},
 }
 
 # --- Models and generation ---------------------------------------------------------------------
@@ -204,9 +205,16 @@ CELERY_BEAT_SCHEDULE = {
 GENERATION_BACKEND = env_str("GENERATION_BACKEND", "auto")
 GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 16)  # sequences per forward pass
 GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
+# Torch threads for sampling on CPU; 0: all cores but one (the web server and the other worker).
+GENERATION_CPU_THREADS = env_int("GENERATION_CPU_THREADS", 0)
 GENERATION_TIME_LIMIT_SECONDS = env_int("GENERATION_TIME_LIMIT_SECONDS", 6 * 3600)
-# A running job whose worker has been silent this long (it died) may be claimed again.
-GENERATION_STALE_SECONDS = env_int("GENERATION_STALE_SECONDS", 15 * 60)
+# A running job reports every few seconds while it samples; one silent this long (longer than a
+# slow model load) lost its worker and may be claimed again.
+GENERATION_STALE_SECONDS = env_int("GENERATION_STALE_SECONDS", 5 * 60)
+# Training rounds: a running stage whose worker has not stamped its heartbeat (every few seconds,
+# from a thread) for this long died; it is marked failed and the round can be retried.
+ROUND_STALE_SECONDS = env_int("ROUND_STALE_SECONDS", 5 * 60)
+ROUND_STAGE_TIME_LIMIT_SECONDS = env_int("ROUND_STAGE_TIME_LIMIT_SECONDS", 24 * 3600)
 PLAYGROUND_MAX_NEW_TOKENS = env_int("PLAYGROUND_MAX_NEW_TOKENS", 160)
 
 # --- Labeling -------------------------------------------------------------------------------

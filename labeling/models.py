@@ -31,6 +31,11 @@ class Project(models.Model):
         help_text="A leased task returns to the pool this long after the last heartbeat.",
     )
     paused = models.BooleanField(default=False, help_text="Paused projects serve no tasks.")
+    deploy_threshold = models.FloatField(
+        default=0.55,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A round's new policy is deployed by itself when its win rate over the deployed one reaches this.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -79,7 +84,9 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "state", "id"], name="task_queue_idx")]
+        # The order in which tasks are handed out (services._NEXT_TASK_SQL): with it, choosing the
+        # next task reads the first few open tasks instead of sorting all of them.
+        indexes = [models.Index(fields=["project", "state", "-completions", "id"], name="task_queue_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} task {self.pk}"
@@ -97,6 +104,10 @@ class Candidate(models.Model):
         help_text="Set when the answer is an annotator's demonstration: that annotator never ranks it.",
     )
     generation = models.JSONField(default=dict, blank=True, help_text="Sampling parameters, seed, model version.")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="candidates",
+        help_text="The model version that wrote this answer; empty for people's and imported answers.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -153,6 +164,9 @@ class Demonstration(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return f"{type(self).__name__.lower()} {self.pk} by {self.annotator_id} on task {self.task_id}"
+
 
 class Ranking(models.Model):
     """Groups of candidate public ids from best to worst; a group of several ids is a tie."""
@@ -170,6 +184,9 @@ class Ranking(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__.lower()} {self.pk} by {self.annotator_id} on task {self.task_id}"
 
 
 class Event(models.Model):

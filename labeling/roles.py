@@ -16,6 +16,11 @@ def _in_group(user, name: str) -> bool:
     return name in cache
 
 
+def groups_remember(*, user, names) -> None:
+    """Keep group names read together with the user (labeling.api.authentication): no second query."""
+    user._yushan_groups = set(names)
+
+
 def is_admin(user) -> bool:
     return user.is_authenticated and user.is_active and user.is_staff
 

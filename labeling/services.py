@@ -13,9 +13,8 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, connection, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from labeling import validation
@@ -68,12 +67,17 @@ def prompt_create(
 
 
 @transaction.atomic
-def ranking_task_create(*, prompt: Prompt, answers: list[dict], actor=None) -> Task:
-    """A ranking task over K answers, each {"text", "source", optional "generation", "demonstration"}."""
+def ranking_task_create(
+    *, prompt: Prompt, answers: list[dict], actor=None, k: int | None = None, metadata: dict | None = None
+) -> Task:
+    """A ranking task over K answers, each {"text", "source", optional "generation", "demonstration",
+    "model_version"}. K is the project's unless given (the arena's pairwise votes are K=2);
+    `metadata` (e.g. the generation job) goes into the audit event."""
     project = prompt.project
+    k = project.k if k is None else k
     texts = [answer["text"] for answer in answers]
-    if len(answers) != project.k:
-        raise LabelingError(f"a ranking task in {project.name} needs {project.k} answers, got {len(answers)}.", field="answers")
+    if len(answers) != k:
+        raise LabelingError(f"a ranking task in {project.name} needs {k} answers, got {len(answers)}.", field="answers")
     if len(set(texts)) != len(texts):
         raise LabelingError("the answers of a ranking task must differ from each other.", field="answers")
     for text in texts:
@@ -88,10 +92,11 @@ def ranking_task_create(*, prompt: Prompt, answers: list[dict], actor=None) -> T
             source=answer.get("source", ""),
             generation=answer.get("generation", {}),
             demonstration=answer.get("demonstration"),
+            model_version=answer.get("model_version"),
         )
         for answer in answers
     )
-    event_record(actor=actor, verb="task.created", project=project, task=task, payload={"kind": task.kind})
+    event_record(actor=actor, verb="task.created", project=project, task=task, payload={"kind": task.kind, **(metadata or {})})
     return task
 
 
@@ -106,41 +111,72 @@ def project_pause(*, project: Project, paused: bool, actor) -> Project:
 # --- leases --------------------------------------------------------------------------------------
 
 
-def _active_slots_filter(now) -> Q:
-    """Assignments that hold one of a task's overlap slots: done, or leased and not expired."""
-    return Q(state=Assignment.State.SUBMITTED) | Q(state=Assignment.State.LEASED, lease_expires_at__gt=now)
-
-
 def _lease_until(project: Project, now):
     return now + timedelta(seconds=project.lease_seconds)
 
 
-def _candidate_tasks(*, annotator, project: Project, now):
-    active = (
-        Assignment.objects.filter(_active_slots_filter(now), task=OuterRef("pk"))
-        .order_by()
-        .values("task")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    # Submitted or skipped by me: never again. An expired lease of mine may come back to me.
-    mine_done = Assignment.objects.filter(
-        task=OuterRef("pk"),
-        annotator=annotator,
-        state__in=[Assignment.State.SUBMITTED, Assignment.State.SKIPPED],
-    )
-    my_answer = Candidate.objects.filter(task=OuterRef("pk"), demonstration__annotator=annotator)
-    return (
-        Task.objects.filter(project=project, state=Task.State.OPEN)
-        .annotate(active=Coalesce(Subquery(active, output_field=IntegerField()), 0))
-        .filter(active__lt=project.overlap)
-        .filter(~Exists(mine_done), ~Exists(my_answer))
-        .order_by("-completions", "id")
-    )
+# Choosing a task runs two statements on every request for one, written out rather than built with
+# the ORM: building and compiling them costs several times the CPU that PostgreSQL needs to run
+# them (about 2.5 ms for the queue query alone; see benchmarks/annotate_load.py).
+#
+# A task's overlap slot is held by a submitted assignment or a lease that has not expired.
+_HOLDS_SLOT = "(a.state = %(submitted)s OR (a.state = %(leased)s AND a.lease_expires_at > %(now)s))"
+
+# The first task in queue order (most completions first, then oldest) that I may take.
+_NEXT_TASK_SQL = f"""
+    SELECT t.* FROM labeling_task t
+    WHERE t.project_id = %(project)s AND t.state = %(open)s
+      AND (SELECT COUNT(*) FROM labeling_assignment a WHERE a.task_id = t.id AND {_HOLDS_SLOT}) < %(overlap)s
+      -- Submitted or skipped by me: never again. An expired lease of mine may come back to me.
+      -- (OFFSET 0 keeps each NOT EXISTS a probe of one index per queued task: as a join, PostgreSQL
+      -- with stale statistics scanned all of my assignments for every task it passed.)
+      AND NOT EXISTS (SELECT 1 FROM labeling_assignment a
+                      WHERE a.task_id = t.id AND a.annotator_id = %(me)s AND a.state IN (%(submitted)s, %(skipped)s)
+                      LIMIT 1 OFFSET 0)
+      -- One of the answers is my own demonstration: never mine to rank.
+      AND NOT EXISTS (SELECT 1 FROM labeling_candidate c JOIN labeling_demonstration d ON d.id = c.demonstration_id
+                      WHERE c.task_id = t.id AND d.annotator_id = %(me)s
+                      LIMIT 1 OFFSET 0)
+    ORDER BY t.completions DESC, t.id
+    LIMIT 1
+"""
+
+# Under the task's lock: its slots in use, and my own assignment on it (an expired lease) if any.
+_SLOTS_SQL = f"""
+    SELECT COUNT(*) FILTER (WHERE {_HOLDS_SLOT}), MAX(a.id) FILTER (WHERE a.annotator_id = %(me)s)
+    FROM labeling_assignment a WHERE a.task_id = %(task)s
+"""
 
 
-def _slots_in_use(task: Task, now) -> int:
-    return Assignment.objects.filter(_active_slots_filter(now), task=task).count()
+def _sql_params(*, annotator, now, **more) -> dict:
+    return {
+        "me": annotator.pk,
+        "now": connection.ops.adapt_datetimefield_value(now),
+        "open": Task.State.OPEN.value,
+        "submitted": Assignment.State.SUBMITTED.value,
+        "leased": Assignment.State.LEASED.value,
+        "skipped": Assignment.State.SKIPPED.value,
+        **more,
+    }
+
+
+def _next_task_locked(*, annotator, project: Project, now) -> Task | None:
+    """The next task I may take that no one else is choosing right now, locked.
+
+    SKIP LOCKED (PostgreSQL) passes over tasks that concurrent requests hold; SQLite has no row
+    locks, but its IMMEDIATE transactions serialise whole requests instead."""
+    sql = _NEXT_TASK_SQL
+    if connection.features.has_select_for_update_skip_locked:
+        sql += " FOR UPDATE OF t SKIP LOCKED"
+    params = _sql_params(annotator=annotator, now=now, project=project.pk, overlap=project.overlap)
+    return next(iter(Task.objects.raw(sql, params)), None)
+
+
+def _slots_and_mine(*, task: Task, annotator, now) -> tuple[int, int | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(_SLOTS_SQL, _sql_params(annotator=annotator, now=now, task=task.pk))
+        in_use, mine = cursor.fetchone()
+    return in_use, mine
 
 
 def task_next_for(*, annotator, project: Project) -> Assignment | None:
@@ -153,24 +189,21 @@ def task_next_for(*, annotator, project: Project) -> Assignment | None:
             current = _current_lease(annotator=annotator, project=project, now=now)
             if current is not None:
                 return current
-            task = (
-                _candidate_tasks(annotator=annotator, project=project, now=now)
-                .select_for_update(skip_locked=True, of=("self",))
-                .first()
-            )
+            task = _next_task_locked(annotator=annotator, project=project, now=now)
             if task is None:
                 return None
             # The candidate query may have read before a concurrent lease committed; count
             # again now that we hold the task's lock.
-            if _slots_in_use(task, now) >= project.overlap:
+            in_use, mine = _slots_and_mine(task=task, annotator=annotator, now=now)
+            if in_use >= project.overlap:
                 continue
-            return _lease(task=task, annotator=annotator, project=project, now=now)
+            return _lease(task=task, annotator=annotator, project=project, now=now, existing_id=mine)
     return None
 
 
 def _current_lease(*, annotator, project: Project, now) -> Assignment | None:
     assignment = (
-        Assignment.objects.select_related("task")
+        Assignment.objects.select_related("task__prompt")
         .filter(annotator=annotator, task__project=project, state=Assignment.State.LEASED, lease_expires_at__gt=now)
         .order_by("id")
         .first()
@@ -181,15 +214,22 @@ def _current_lease(*, annotator, project: Project, now) -> Assignment | None:
     return assignment
 
 
-def _lease(*, task: Task, annotator, project: Project, now) -> Assignment:
-    order = list(task.candidates.values_list("public_id", flat=True))
-    random.shuffle(order)
-    assignment, created = Assignment.objects.get_or_create(
-        task=task,
-        annotator=annotator,
-        defaults={"lease_expires_at": _lease_until(project, now), "leased_at": now, "candidate_order": order},
-    )
-    if not created:  # my own lease had expired: renew it and keep the draft
+def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | None) -> Assignment:
+    """Lease a task whose lock we hold; existing_id is my assignment on it, counted under that lock."""
+    order = []
+    if task.kind == Task.Kind.RANKING:  # only ranking tasks have answers to show
+        prefetch_related_objects([task], "candidates")  # also serves the answer (selectors.assignment_candidates)
+        order = [candidate.public_id for candidate in task.candidates.all()]
+        random.shuffle(order)
+    if existing_id is None:
+        # No get_or_create needed: an assignment is only ever created under its task's lock, and
+        # existing_id was read after we took it, so no other one of mine can appear now.
+        assignment = Assignment.objects.create(
+            task=task, annotator=annotator, leased_at=now, lease_expires_at=_lease_until(project, now),
+            candidate_order=order,
+        )
+    else:  # my own lease had expired: renew it and keep the draft
+        assignment = Assignment.objects.get(pk=existing_id)
         assignment.state = Assignment.State.LEASED
         assignment.leased_at = now
         assignment.lease_expires_at = _lease_until(project, now)
@@ -316,10 +356,8 @@ def _replay(model, *, client_id: uuid.UUID, annotator, task_id):
 
 def demonstration_submit(*, annotator, task_id, text, client_id) -> tuple[Demonstration, bool]:
     client_uuid = _client_uuid(client_id)
-    if (existing := _replay(Demonstration, client_id=client_uuid, annotator=annotator, task_id=task_id)):
-        return existing, False
-    text = validation.demonstration_text_clean(text)
     try:
+        text = validation.demonstration_text_clean(text)
         with transaction.atomic():
             task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.DEMONSTRATION)
             now = timezone.now()
@@ -333,8 +371,9 @@ def demonstration_submit(*, annotator, task_id, text, client_id) -> tuple[Demons
                 payload={"demonstration_id": demonstration.pk, "client_id": str(client_uuid), "text": text},
             )
             return demonstration, True
-    except (Conflict, IntegrityError):
-        # A concurrent retry with the same client_id got there first: answer as it was answered.
+    except (LabelingError, IntegrityError):
+        # A retry of a stored submission fails above (its lease is submitted, or its client_id is
+        # taken): answer it as it was answered. Looking only now saves a query on every first try.
         if (existing := _replay(Demonstration, client_id=client_uuid, annotator=annotator, task_id=task_id)):
             return existing, False
         raise
@@ -344,11 +383,9 @@ def ranking_submit(
     *, annotator, task_id, ranking, ratings=None, flags=None, none_acceptable=False, client_id
 ) -> tuple[Ranking, bool]:
     client_uuid = _client_uuid(client_id)
-    if (existing := _replay(Ranking, client_id=client_uuid, annotator=annotator, task_id=task_id)):
-        return existing, False
-    if not isinstance(none_acceptable, bool):
-        raise LabelingError("none_acceptable must be true or false.", field="none_acceptable")
     try:
+        if not isinstance(none_acceptable, bool):
+            raise LabelingError("none_acceptable must be true or false.", field="none_acceptable")
         with transaction.atomic():
             task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.RANKING)
             known = set(task.candidates.values_list("public_id", flat=True))
@@ -371,7 +408,7 @@ def ranking_submit(
                 },
             )
             return record, True
-    except (Conflict, IntegrityError):
+    except (LabelingError, IntegrityError):  # as in demonstration_submit
         if (existing := _replay(Ranking, client_id=client_uuid, annotator=annotator, task_id=task_id)):
             return existing, False
         raise

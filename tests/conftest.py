@@ -21,6 +21,16 @@ def make_user(username: str, *, role: str | None = None, staff: bool = False):
     return user
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Login rate limits live in the cache: one test's failed logins must not lock out the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def annotator(db):
     return make_user("alice", role=roles.ANNOTATOR)

@@ -1,6 +1,7 @@
 """Celery tasks: take ids, re-fetch rows, call one service."""
 
 from celery import shared_task
+from django.conf import settings
 
 from labeling import services
 
@@ -17,3 +18,45 @@ def snapshot_build_task(snapshot_id: int) -> None:
     from training.snapshots import snapshot_build
 
     snapshot_build(snapshot_id=snapshot_id)
+
+
+@shared_task(
+    name="worker.tasks.gpu_generate_candidates",
+    acks_late=True,
+    soft_time_limit=settings.GENERATION_TIME_LIMIT_SECONDS,
+    time_limit=settings.GENERATION_TIME_LIMIT_SECONDS + 300,
+)
+def gpu_generate_candidates(job_id: int) -> None:
+    """Sample K answers per prompt from the job's policy version and create the ranking tasks.
+
+    The job is claimed with a conditional update, so a redelivered message does no harm; a
+    failure is recorded on the job (and not retried: it is rarely transient).
+    """
+    from training.services import candidates_generate
+
+    candidates_generate(job_id=job_id)
+
+
+@shared_task(
+    name="worker.tasks.gpu_round_stage",
+    acks_late=True,
+    soft_time_limit=settings.ROUND_STAGE_TIME_LIMIT_SECONDS,
+    time_limit=settings.ROUND_STAGE_TIME_LIMIT_SECONDS + 300,
+)
+def gpu_round_stage(round_id: int) -> None:
+    """Run a training round's next stage, then queue the one after it.
+
+    The stage is claimed with a conditional update, so a redelivered message runs nothing twice.
+    A failure is recorded on the stage and the round (where the admin sees it) and re-raised.
+    """
+    from training.rounds import round_stage_run
+
+    round_stage_run(round_id=round_id)
+
+
+@shared_task(name="worker.tasks.rounds_fail_stale", acks_late=True)
+def rounds_fail_stale() -> int:
+    """Periodic: a stage whose worker died is failed, so no round stays 'running' forever."""
+    from training.rounds import rounds_fail_stale as fail_stale
+
+    return fail_stale()

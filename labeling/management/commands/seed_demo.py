@@ -8,10 +8,14 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from labeling import roles
-from labeling.imports import prompts_import
+from labeling.imports import dataset_import, prompts_import
 from labeling.models import Project
 
-DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "demo_prompts.jsonl"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+DEMO_FILE = DEMO_DIR / "demo_prompts.jsonl"
+# Labels that ship with the demo (attributed to the 'imported' source), so a training round can
+# run at once: demonstrations for SFT and pairwise preferences for the reward model.
+DEMO_LABELS = [("demo_demonstrations.jsonl", "conversations"), ("demo_preferences.jsonl", "preferences")]
 DEMO_PROJECT = "Yushan demo"
 GUIDELINES = """\
 # How to label
@@ -58,5 +62,8 @@ class Command(BaseCommand):
             f"Demo project {project.name!r}: {report.created} new prompts "
             f"({report.ranking_tasks} ranking tasks), {report.duplicates} already there."
         )
+        for name, fmt in DEMO_LABELS:
+            labels = dataset_import(project=project, text=(DEMO_DIR / name).read_text(encoding="utf-8"), fmt=fmt, source=f"demo:{name}")
+            self.stdout.write(f"  {fmt}: {labels.created} new, {labels.duplicates} already there")
         for username, password, role in DEMO_USERS:
             self.stdout.write(f"  {role:<11} {username} / {password}")

@@ -1,0 +1,333 @@
+"""K-wise reward model (one packed sequence per ranking) against expanded pairs with TRL's RewardTrainer.
+
+    .venv/bin/python benchmarks/reward_kwise.py --tiny                 # a quick smoke run
+    .venv/bin/python benchmarks/reward_kwise.py --model var/models/... --rankings 32 --epochs 1
+
+The same rankings are trained twice from the same model, with the same epochs, learning rate,
+schedule (linear, 5 % warm-up), gradient clipping and data per optimizer step:
+
+- K-wise: training.ml.reward.train_reward_model, packed (each ranking's prompt encoded once, its K
+  answers behind it with a block mask); `--rankings-per-step` rankings per step.
+- Pairs: every ordered pair the ranking implies becomes a {prompt, chosen, rejected} row for TRL's
+  RewardTrainer; a step takes the pairs of the same number of rankings (in micro-batches of at
+  most `--max-pairs-per-batch` pairs, with gradient accumulation), so both do the same number of
+  optimizer steps over the same pairs. Gradient checkpointing is off in both.
+
+Time per epoch covers the training loop only (tokenization and model loading excluded). Both wall
+time and CPU time (this process, all its threads) are printed; the speed-up and the verdict use CPU
+time, which a busy shared machine disturbs far less than wall time (on a 2-core machine shared with
+other jobs, wall-time ratios swung between 1.0× and 2× for the same work). On a machine of its own the
+two agree; `--threads 1` gives the steadiest figures. Held-out accuracy: every held-out answer is scored alone (prompt + answer, the way RL
+and evaluation score it) by each trained model, over every ordered pair of the held-out rankings.
+
+Scenarios (synthetic, learnable, generated with a fixed seed): each question has answers graded by
+construction (correct + polite + detailed > … > vague > wrong > wrong and rude):
+  k4       K = 4, short prompts              target ≥ 2.5× faster
+  k9       K = 9, short prompts              target ≥ 6×
+  k2-long  K = 2, multi-turn prompts of a few hundred tokens (like Anthropic HH)   target ≥ 1.5×
+Accuracy target: K-wise no worse than pairs. Exit status 1 if a speed target is missed.
+"""
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from training.ml.reward import (  # noqa: E402
+    Ranking,
+    RewardConfig,
+    RewardScorer,
+    load_reward_model,
+    ordered_pairs,
+    train_reward_model,
+)
+
+TARGETS = {"k4": 2.5, "k9": 6.0, "k2-long": 1.5}
+
+# --- synthetic data -------------------------------------------------------------------------------
+
+FACTS = [
+    ("France", "Paris", "Berlin"), ("Japan", "Tokyo", "Seoul"), ("Italy", "Rome", "Madrid"),
+    ("Germany", "Berlin", "Vienna"), ("Spain", "Madrid", "Lisbon"), ("Canada", "Ottawa", "Toronto"),
+    ("Australia", "Canberra", "Sydney"), ("Egypt", "Cairo", "Alexandria"), ("Kenya", "Nairobi", "Mombasa"),
+    ("Brazil", "Brasília", "Rio de Janeiro"), ("India", "New Delhi", "Mumbai"), ("Mexico", "Mexico City", "Cancún"),
+    ("Norway", "Oslo", "Bergen"), ("Sweden", "Stockholm", "Gothenburg"), ("Greece", "Athens", "Sparta"),
+    ("Turkey", "Ankara", "Istanbul"), ("Peru", "Lima", "Cusco"), ("Chile", "Santiago", "Valparaíso"),
+    ("Vietnam", "Hanoi", "Saigon"), ("Thailand", "Bangkok", "Phuket"), ("Poland", "Warsaw", "Kraków"),
+    ("Portugal", "Lisbon", "Porto"), ("Ireland", "Dublin", "Cork"), ("Argentina", "Buenos Aires", "Córdoba"),
+    ("Morocco", "Rabat", "Casablanca"), ("Nigeria", "Abuja", "Lagos"), ("Switzerland", "Bern", "Zurich"),
+    ("Austria", "Vienna", "Salzburg"), ("Finland", "Helsinki", "Turku"), ("Denmark", "Copenhagen", "Aarhus"),
+    ("Taiwan", "Taipei", "Kaohsiung"), ("South Korea", "Seoul", "Busan"),
+]
+POLITE_OPEN = ["Great question!", "Happy to help!", "Thanks for asking!", "Good question!"]
+POLITE_CLOSE = ["I hope this helps!", "Let me know if you have more questions.", "Have a wonderful day!"]
+DETAIL = ["It is also the country's largest political centre.", "The government and parliament sit there.",
+          "It has been the seat of government for a long time."]
+VAGUE = ["That is a tricky one; it is one of the bigger cities there, I believe.",
+         "There are many cities in {country}, and the capital is one of them.",
+         "It depends on how you look at it, but it is somewhere in {country}."]
+RUDE = ["Look it up yourself.", "Why would you even ask that?", "Stop bothering me."]
+
+
+def graded_answers(rng: random.Random, country: str, right: str, wrong: str, k: int) -> list[str]:
+    """k answers from best to worst (k is 2, 4 or 9)."""
+    fact, false = f"The capital of {country} is {right}.", f"The capital of {country} is {wrong}."
+    polite, close, detail = rng.choice(POLITE_OPEN), rng.choice(POLITE_CLOSE), rng.choice(DETAIL)
+    vague, rude = rng.choice(VAGUE).format(country=country), rng.choice(RUDE)
+    ladder = [
+        f"{polite} {fact} {detail} {close}",  # correct, polite, detailed
+        f"{polite} {fact} {close}",  # correct, polite
+        f"{fact} {detail}",  # correct, detailed
+        fact,  # correct
+        f"{right}.",  # correct, terse
+        f"I think it might be {right}, but I am not sure.",  # hedged
+        vague,  # vague
+        false,  # wrong
+        f"{false} {rude}",  # wrong and rude
+    ]
+    picks = {2: [1, 7], 4: [1, 3, 6, 7], 9: list(range(9))}[k]
+    return [ladder[i] for i in picks]
+
+
+TOPICS = ["planning a trip through Europe", "learning to cook at home", "training for a half marathon",
+          "choosing a first programming language", "keeping house plants alive", "saving money for a holiday"]
+CHATTER = [
+    "I have been thinking about this for a while and I would like some practical advice.",
+    "My budget is limited, so I am trying to be careful with every decision I make.",
+    "A friend told me a few things already, but I am not sure whether they were right.",
+    "I usually have about an hour in the evening to spend on this, sometimes a bit more on weekends.",
+    "Last year I tried something similar and it did not go very well, so I want to do better this time.",
+    "Could you explain it step by step, and mention the mistakes beginners usually make?",
+]
+REPLIES = [
+    "Start small and be consistent: a little progress every day adds up faster than occasional big efforts.",
+    "Write down what you want to achieve, then break it into steps you can finish in a single evening.",
+    "Most beginners try to do everything at once; pick one thing, get comfortable with it, then add the next.",
+    "Keep notes on what worked and what did not, so you can adjust your plan after the first couple of weeks.",
+    "Ask for feedback early, from friends or online communities, since small corrections save a lot of time later.",
+]
+
+
+def long_conversation(rng: random.Random, country: str, turns: int = 3) -> list[dict]:
+    """A multi-turn conversation of a few hundred tokens, ending with the question to answer."""
+    topic = rng.choice(TOPICS)
+    messages = [{"role": "system", "content": "You are a friendly, careful assistant."}]
+    for turn in range(turns):
+        opener = f"I need help with {topic}. " if turn == 0 else ""
+        messages.append({"role": "user", "content": opener + " ".join(rng.sample(CHATTER, 3))})
+        messages.append({"role": "assistant", "content": " ".join(rng.sample(REPLIES, 3))})
+    messages.append({"role": "user", "content": f"Thanks! One more thing, unrelated: what is the capital of {country}?"})
+    return messages
+
+
+def make_rankings(scenario: str, count: int, seed: int) -> list[Ranking]:
+    rng = random.Random(seed)
+    k = {"k4": 4, "k9": 9, "k2-long": 2}[scenario]
+    rankings = []
+    for i in range(count):
+        country, right, wrong = FACTS[i % len(FACTS)]
+        if scenario == "k2-long":
+            prompt = long_conversation(rng, country)
+        else:
+            asks = [f"What is the capital of {country}?", f"Which city is the capital of {country}?",
+                    f"Tell me the capital city of {country}, please."]
+            prompt = [{"role": "user", "content": f"{rng.choice(asks)} (question {i})"}]
+        answers = graded_answers(rng, country, right, wrong, k)
+        order = list(range(k))
+        rng.shuffle(order)  # the best answer is not always first
+        rankings.append(Ranking(prompt, [answers[j] for j in order], [j + 1 for j in order]))
+    return rankings
+
+
+# --- the two ways to train ----------------------------------------------------------------------------
+
+
+def clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def per_epoch(marks: dict, epochs: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per epoch between the start and end marks."""
+    return tuple((end - start) / epochs for start, end in zip(marks["start"], marks["end"], strict=True))
+
+
+def train_kwise(train: list[Ranking], model: str, out: Path, args) -> tuple[float, float]:
+    """(wall, CPU) seconds per epoch of the training loop, from its first step's start to its last step's end."""
+    marks = {}
+
+    def progress(step, total, metrics):
+        if step == 0:
+            marks["start"] = clock()
+        elif step == total and "loss" in metrics:
+            marks["end"] = clock()
+
+    config = RewardConfig(epochs=args.epochs, learning_rate=args.lr, rankings_per_step=args.rankings_per_step,
+                          eval_fraction=0, packed=True, seed=args.seed)
+    train_reward_model(train, model, str(out), config, held_out=[], progress=progress)
+    return per_epoch(marks, args.epochs)
+
+
+def micro_batch(pairs_per_step: int, cap: int) -> int:
+    return max(d for d in range(1, min(pairs_per_step, cap) + 1) if pairs_per_step % d == 0)
+
+
+def train_pairs(train: list[Ranking], model_path: str, out: Path, args) -> tuple[float, float]:
+    """TRL's RewardTrainer on every ordered pair; (wall, CPU) seconds per epoch of its training loop."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    from training.ml.sft import device_arguments
+
+    rows = []
+    for ranking in train:
+        for better, worse in ordered_pairs(ranking.ranks):
+            rows.append({"prompt": ranking.prompt,
+                         "chosen": [{"role": "assistant", "content": ranking.completions[better]}],
+                         "rejected": [{"role": "assistant", "content": ranking.completions[worse]}]})
+    pairs_per_step = len(rows) // len(train) * args.rankings_per_step
+    micro = micro_batch(pairs_per_step, args.max_pairs_per_batch)
+    torch.manual_seed(args.seed)  # the same initial score head as the K-wise run
+    model, tokenizer = load_reward_model(model_path, device="cpu", dtype="float32")
+    config = TRLRewardConfig(
+        output_dir=str(out / "work"), num_train_epochs=args.epochs, learning_rate=args.lr,
+        per_device_train_batch_size=micro, gradient_accumulation_steps=pairs_per_step // micro,
+        lr_scheduler_type="linear", warmup_steps=0.05, weight_decay=0.0, max_grad_norm=1.0,
+        max_length=None, seed=args.seed, logging_steps=10**6, save_strategy="no", report_to=[], disable_tqdm=True,
+        dataloader_num_workers=0, **{**device_arguments(), "activation_checkpointing": False},  # as in the K-wise loop
+    )
+    marks = {}
+
+    class Timer(TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            marks["start"] = clock()
+
+        def on_train_end(self, *a, **k):
+            marks["end"] = clock()
+
+    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
+                            processing_class=tokenizer, callbacks=[Timer()])
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    trainer.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return per_epoch(marks, args.epochs)
+
+
+def held_out_accuracy(model_path: Path, rankings: list[Ranking]) -> float:
+    """Pairwise accuracy with every answer scored alone (prompt + answer), as RL and evaluation score it."""
+    scorer = RewardScorer(str(model_path))
+    correct = total = 0
+    for ranking in rankings:
+        rewards = scorer.score([ranking.prompt] * len(ranking.completions), ranking.completions)
+        for better, worse in ordered_pairs(ranking.ranks):
+            correct += rewards[better] > rewards[worse]
+            total += 1
+    return correct / total
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def default_model() -> str | None:
+    """The converted SmolLM2 checkpoint under var/models, if the registry has written one."""
+    found = sorted((ROOT / "var" / "models").glob("**/config.json"))
+    preferred = [p for p in found if "smollm2" in str(p).lower()] or found
+    return str(preferred[0].parent) if preferred else None
+
+
+def mean_tokens(rankings: list[Ranking], tokenizer) -> tuple[float, float]:
+    from training.ml.reward import encode
+
+    encoded = [encode(tokenizer, r, RewardConfig()) for r in rankings]
+    prompt = sum(len(e.prompt_ids) for e in encoded) / len(encoded)
+    answer = sum(len(a) for e in encoded for a in e.answer_ids) / sum(len(e.answer_ids) for e in encoded)
+    return prompt, answer
+
+
+def run_scenario(scenario: str, model: str, work: Path, args) -> dict:
+    from transformers import AutoTokenizer
+
+    rankings = make_rankings(scenario, args.rankings + args.held_out, args.seed)
+    train, held = rankings[: args.rankings], rankings[args.rankings :]
+    prompt_tokens, answer_tokens = mean_tokens(rankings, AutoTokenizer.from_pretrained(model))
+    k = len(train[0].completions)
+    print(f"\n{scenario}: K = {k}, {len(train)} training rankings ({len(train) * len(ordered_pairs(train[0].ranks))} "
+          f"pairs), {len(held)} held out; mean prompt {prompt_tokens:.0f} tokens, mean answer {answer_tokens:.0f}",
+          flush=True)
+    kwise_wall, kwise_cpu = train_kwise(train, model, work / f"{scenario}-kwise", args)
+    kwise_accuracy = held_out_accuracy(work / f"{scenario}-kwise", held)
+    print(f"  K-wise (packed): {kwise_wall:8.1f} s/epoch wall, {kwise_cpu:8.1f} s CPU   "
+          f"held-out accuracy {kwise_accuracy:.3f}", flush=True)
+    pairs_wall, pairs_cpu = train_pairs(train, model, work / f"{scenario}-pairs", args)
+    pairs_accuracy = held_out_accuracy(work / f"{scenario}-pairs", held)
+    print(f"  TRL pairs:       {pairs_wall:8.1f} s/epoch wall, {pairs_cpu:8.1f} s CPU   "
+          f"held-out accuracy {pairs_accuracy:.3f}", flush=True)
+    ratio = pairs_cpu / kwise_cpu
+    print(f"  speed-up {ratio:.2f}x CPU time, {pairs_wall / kwise_wall:.2f}x wall (target {TARGETS[scenario]}x)",
+          flush=True)
+    return {"scenario": scenario, "k": k, "kwise_wall": kwise_wall, "pairs_wall": pairs_wall, "kwise_cpu": kwise_cpu,
+            "pairs_cpu": pairs_cpu, "ratio": ratio, "kwise_acc": kwise_accuracy, "pairs_acc": pairs_accuracy}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a causal LM checkpoint (default: the SmolLM2 checkpoint under var/models)")
+    parser.add_argument("--tiny", action="store_true", help="build a tiny random model: a smoke run of the plumbing")
+    parser.add_argument("--scenarios", default="k4,k9,k2-long")
+    parser.add_argument("--rankings", type=int, default=32, help="training rankings per scenario")
+    parser.add_argument("--held-out", type=int, default=16, help="held-out rankings per scenario (other questions)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--rankings-per-step", type=int, default=2)
+    parser.add_argument("--max-pairs-per-batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(scenarios) - TARGETS.keys()
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="yushan-rm-bench-") as tmp:
+        work = Path(tmp)
+        if args.tiny:
+            from training.ml.tiny import build_tiny_model
+
+            model = str(build_tiny_model(work / "tiny"))
+        else:
+            model = args.model or default_model()
+            if model is None:
+                parser.error("no checkpoint under var/models: pass --model PATH (or --tiny for a smoke run)")
+        print(f"model {model}; {args.epochs} epoch(s), lr {args.lr}, {args.rankings_per_step} rankings per step; "
+              f"torch threads {torch.get_num_threads()}")
+        results = [run_scenario(s, model, work, args) for s in scenarios]
+
+    print("\ns/epoch: wall (CPU)")
+    print("scenario   K   K-wise s/epoch     pairs s/epoch       speed-up, CPU (target)   accuracy K-wise / pairs")
+    missed = False
+    for r in results:
+        ok = r["ratio"] >= TARGETS[r["scenario"]]
+        missed |= not ok
+        print(f"{r['scenario']:<9} {r['k']:>2}   {r['kwise_wall']:>6.1f} ({r['kwise_cpu']:>6.1f})   "
+              f"{r['pairs_wall']:>7.1f} ({r['pairs_cpu']:>7.1f})   {r['ratio']:>6.2f}x ({TARGETS[r['scenario']]}x)"
+              f"{'' if ok else ' MISSED'}       {r['kwise_acc']:.3f} / {r['pairs_acc']:.3f}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The arena: blind A/B battles, votes that become K=2 rankings, the Bradley–Terry leaderboard on
+known votes, and the playground."""
+
+import random
+
+import pytest
+
+from labeling.models import Assignment, Candidate, Event, Ranking, Task
+from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
+from training import selectors, services
+from training.ml.arena import Vote, fit_scores, leaderboard, win_probability
+from training.models import ArenaBattle
+
+
+@pytest.fixture(autouse=True)
+def short_answers(settings):
+    settings.PLAYGROUND_MAX_NEW_TOKENS = 12  # tiny random models ramble; keep tests quick
+
+
+# --- Bradley–Terry on known votes -----------------------------------------------------------------
+
+
+def known_votes(seed: int = 0) -> list[Vote]:
+    """'strong' beats 'weak' 80% of the time; 'mid' is a coin flip against both."""
+    rng = random.Random(seed)
+    votes = []
+    for _ in range(80):
+        strong_first = rng.random() < 0.5
+        outcome = "tie" if rng.random() < 0.1 else ("strong" if rng.random() < 0.8 else "weak")
+        a, b = ("strong", "weak") if strong_first else ("weak", "strong")
+        votes.append(Vote(a, b, "tie" if outcome == "tie" else ("a" if outcome == a else "b")))
+    for _ in range(40):
+        other = rng.choice(["strong", "weak"])
+        votes.append(Vote("mid", other, rng.choice("ab")))
+    return votes
+
+
+def test_a_clearly_stronger_model_ranks_first():
+    standings = leaderboard(known_votes())
+    assert [s.player for s in standings][0] == "strong" and standings[-1].player == "weak"
+    strong, weak = standings[0], standings[-1]
+    assert strong.ci_low > weak.ci_high  # the arena can tell them apart
+    assert 0.7 < win_probability(strong.rating, weak.rating) < 0.9  # close to the true 80%
+
+
+def test_intervals_contain_the_point_estimate():
+    for standing in leaderboard(known_votes(seed=3)):
+        assert standing.ci_low <= standing.rating <= standing.ci_high
+        assert standing.votes == standing.wins + standing.losses + standing.ties
+
+
+def test_symmetric_votes_give_equal_scores():
+    votes = [Vote("x", "y", "a"), Vote("x", "y", "b"), Vote("y", "x", "tie"), Vote("y", "x", "a"), Vote("x", "y", "a")]
+    x, y = leaderboard(votes, rounds=50)
+    assert x.rating == pytest.approx(y.rating) == pytest.approx(1000)
+
+
+def test_ties_count_half():
+    # One win and one tie for p against q, versus one win and one loss for r against s...
+    half = fit_scores([Vote("p", "q", "a"), Vote("p", "q", "tie")], ["p", "q"], prior=1e-6)
+    # ...p's share of wins is 1.5 / 2 = 75%: the fitted win probability says so.
+    assert 1 / (1 + pow(2.718281828459045, -(half[0] - half[1]))) == pytest.approx(0.75, abs=1e-3)
+
+
+def test_scores_stay_finite_when_one_side_won_everything():
+    x, y = leaderboard([Vote("x", "y", "a")] * 10, rounds=20)
+    assert 1000 < x.rating < 2000 and 0 < y.rating < 1000
+
+
+# --- battles and votes ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_versions(project, model_store, tiny_model_path, tiny_model_path_b):  # noqa: F811
+    base = register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    round1 = register_copy(project, tiny_model_path_b, name="round 1", store=model_store, parent=base, round_number=1)
+    return base, round1
+
+
+@pytest.mark.django_db
+def test_a_vote_becomes_a_finished_k2_ranking_by_the_voter(project, two_versions, annotator):
+    battle = services.arena_battle_start(project=project, user=annotator, text="台灣第一高峰是那一座？", seed=1)
+    assert {battle.version_a, battle.version_b} == set(two_versions)
+    assert battle.answer_a and battle.answer_b and battle.answer_a != battle.answer_b
+    assert battle.generation_a["model_version"] == battle.version_a_id and "seed" in battle.generation_a
+    services.arena_vote(battle_id=battle.pk, user=annotator, vote="b")
+    battle.refresh_from_db()
+    task = battle.task
+    assert (task.kind, task.state, task.completions) == (Task.Kind.RANKING, Task.State.COMPLETED, 1)
+    a, b = task.candidates.order_by("id")
+    assert (a.text, a.model_version, b.text, b.model_version) == (
+        battle.answer_a,
+        battle.version_a,
+        battle.answer_b,
+        battle.version_b,
+    )
+    ranking = Ranking.objects.get(task=task)
+    assert ranking.annotator == annotator and ranking.groups == [[b.public_id], [a.public_id]]
+    assert Assignment.objects.get(task=task).state == Assignment.State.SUBMITTED
+    assert Event.objects.filter(verb="ranking.submitted", payload__arena_battle_id=battle.pk).exists()
+    # Nobody is ever offered the arena's task.
+    assert services.labeling_services.task_next_for(annotator=annotator, project=project) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("vote", "tied", "none_acceptable"), [("tie", True, False), ("both_bad", True, True)])
+def test_tie_and_both_bad(project, two_versions, annotator, vote, tied, none_acceptable):
+    battle = services.arena_battle_start(project=project, user=annotator, text="What is the highest mountain?", seed=2)
+    services.arena_vote(battle_id=battle.pk, user=annotator, vote=vote)
+    ranking = Ranking.objects.get(task__arena_battle=battle)
+    assert (len(ranking.groups) == 1, ranking.none_acceptable) == (tied, none_acceptable)
+    assert selectors.arena_votes(project=project)[0].outcome == "tie"
+
+
+@pytest.mark.django_db
+def test_votes_are_once_and_only_by_the_person_who_saw_the_battle(project, two_versions, annotator, annotator2):
+    battle = services.arena_battle_start(project=project, user=annotator, text="Hi", seed=3)
+    with pytest.raises(services.Forbidden):
+        services.arena_vote(battle_id=battle.pk, user=annotator2, vote="a")
+    with pytest.raises(services.LabelingError):
+        services.arena_vote(battle_id=battle.pk, user=annotator, vote="both good")
+    services.arena_vote(battle_id=battle.pk, user=annotator, vote="a")
+    services.arena_vote(battle_id=battle.pk, user=annotator, vote="a")  # a retried request: same answer
+    with pytest.raises(services.Conflict):
+        services.arena_vote(battle_id=battle.pk, user=annotator, vote="b")
+    assert Ranking.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_arena_needs_two_versions(project, model_store, tiny_model_path, annotator):  # noqa: F811
+    register_copy(project, tiny_model_path, name="base", store=model_store)
+    with pytest.raises(services.Conflict, match="two policy versions"):
+        services.arena_battle_start(project=project, user=annotator, text="Hi")
+
+
+@pytest.mark.django_db
+def test_arena_pages_blind_then_reveal_then_leaderboard(client, project, two_versions, annotator, outsider):
+    client.force_login(outsider)
+    assert client.get(f"/projects/{project.pk}/arena/").status_code == 403
+    client.force_login(annotator)
+    response = client.post(f"/projects/{project.pk}/arena/", {"prompt": "<script>alert(1)</script> Which is higher?"})
+    battle = ArenaBattle.objects.get()
+    assert response.status_code == 302 and response.url == f"/projects/{project.pk}/arena/{battle.pk}/"
+    page = client.get(response.url).content.decode()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert "round 1" not in page  # blind until the vote
+    client.post(response.url, {"vote": "a"})
+    page = client.get(response.url).content.decode()
+    assert battle.version_a.name in page and battle.version_b.name in page
+    board = client.get(f"/projects/{project.pk}/arena/leaderboard/").content.decode()
+    assert "leaderboard" in board and board.index(battle.version_a.name) < board.index(battle.version_b.name)
+
+
+@pytest.mark.django_db
+def test_leaderboard_ranks_the_version_that_wins_votes(project, two_versions, annotator):
+    base, round1 = two_versions
+    for i in range(12):
+        battle = ArenaBattle.objects.create(
+            project=project,
+            prompt=services.labeling_services.prompt_create(project=project, messages=f"q{i}")[0],
+            version_a=base if i % 2 else round1,
+            version_b=round1 if i % 2 else base,
+            answer_a="one",
+            answer_b="two",
+            created_by=annotator,
+        )
+        round1_is_a = battle.version_a == round1
+        vote = ("a" if round1_is_a else "b") if i < 10 else "tie"
+        services.arena_vote(battle_id=battle.pk, user=annotator, vote=vote)
+    rows = selectors.arena_leaderboard(project=project)
+    assert [row["version"] for row in rows] == [round1, base]
+    assert rows[1]["deployed"] is True
+    assert Candidate.objects.filter(model_version=round1).count() == 12
+
+
+# --- playground ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_playground_keeps_a_multi_turn_conversation(client, project, two_versions, annotator):
+    base, _ = two_versions
+    client.force_login(annotator)
+    url = f"/projects/{project.pk}/playground/"
+    assert client.post(url, {"version": base.pk, "message": "Hello **there**"}).status_code == 302
+    client.post(url, {"version": base.pk, "message": "And again"})
+    state = client.session[f"playground-{project.pk}"]
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant", "user", "assistant"]
+    page = client.get(url).content.decode()
+    assert "<strong>there</strong>" in page
+    client.post(url, {"action": "reset"})
+    assert client.session[f"playground-{project.pk}"]["messages"] == []
+
+
+@pytest.mark.django_db
+def test_playground_reply_records_its_sampling(two_versions):
+    sample, record = services.playground_reply(version=two_versions[0], messages="Hi", seed=4)
+    assert record["seed"] == 4 and record["sampling"]["max_new_tokens"] > 0
+    assert sample.finish_reason in ("stop", "length")

@@ -1,0 +1,93 @@
+"""Evaluation compares a new policy with the deployed one: reward under the new reward model, win
+rate (ties count half), answer length and KL, with one row per prompt; deployment needs the threshold."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.ml_fixtures import smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401 - fixtures
+from training.ml.evaluate import evaluate_policies, sequence_logprobs, should_deploy
+from training.ml.generation import SamplingParams
+from training.ml.reward import RewardConfig, load_reward_model, save_reward_model
+
+PROMPTS = [[{"role": "user", "content": "What is the highest mountain in the world?"}],
+           [{"role": "user", "content": "台灣第一高峰是那一座？"}],
+           "Tell me a joke.",
+           [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}]]
+SAMPLING = SamplingParams(temperature=1.0, max_new_tokens=8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_model_path(tmp_path_factory, tiny_model_path):  # noqa: F811
+    model, tokenizer = load_reward_model(str(tiny_model_path), device="cpu", dtype="float32")
+    path = tmp_path_factory.mktemp("models") / "rm"
+    save_reward_model(model, tokenizer, path, RewardConfig(), {})
+    return path
+
+
+@pytest.fixture(scope="module")
+def sharpened_path(tmp_path_factory, tiny_model_path):  # noqa: F811
+    """A policy far from the tiny model: the same network with its output distribution made very sharp."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(30)
+    path = tmp_path_factory.mktemp("models") / "sharp"
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(path)
+    return path
+
+
+def test_a_policy_against_itself_ties_with_no_kl(tiny_model_path, tiny_reward_model_path):  # noqa: F811
+    result = evaluate_policies(PROMPTS, str(tiny_model_path), str(tiny_model_path), str(tiny_reward_model_path),
+                               sampling=SAMPLING)
+    assert result["prompts"] == len(result["rows"]) == 4
+    assert result["win_rate"] == 0.5  # same seed, same answers: every prompt is a tie
+    assert result["kl"] == 0.0
+    assert result["new_mean_reward"] == result["old_mean_reward"]
+    assert result["new_mean_length"] == result["old_mean_length"]
+    assert all(row["new_answer"] == row["old_answer"] for row in result["rows"])
+
+
+def test_new_policy_is_compared_with_the_old_one_prompt_by_prompt(
+        tiny_model_path, tiny_model_path_b, tiny_reward_model_path):  # noqa: F811
+    result = evaluate_policies(PROMPTS, str(tiny_model_path_b), str(tiny_model_path), str(tiny_reward_model_path),
+                               sampling=SAMPLING)
+    rows = result["rows"]
+    assert rows[2]["prompt"] == [{"role": "user", "content": "Tell me a joke."}]
+    wins = sum(1.0 if r["new_reward"] > r["old_reward"] else 0.5 if r["new_reward"] == r["old_reward"] else 0.0
+               for r in rows)
+    assert result["win_rate"] == wins / 4
+    assert result["new_mean_reward"] == pytest.approx(sum(r["new_reward"] for r in rows) / 4)
+    assert result["old_mean_reward"] == pytest.approx(sum(r["old_reward"] for r in rows) / 4)
+    assert any(r["new_answer"] != r["old_answer"] for r in rows)
+    assert 1 <= result["new_mean_length"] <= 8 and 1 <= result["old_mean_length"] <= 8
+    assert result["sampling"]["seed"] == 3
+
+
+def test_kl_from_the_old_policy_or_another_reference(
+        sharpened_path, tiny_model_path, tiny_model_path_b, tiny_reward_model_path):  # noqa: F811
+    moved = evaluate_policies(PROMPTS, str(sharpened_path), str(tiny_model_path), str(tiny_reward_model_path),
+                              sampling=SAMPLING)
+    assert moved["kl"] > 10  # its own answers are far likelier under the sharp policy than under where it started
+    itself = evaluate_policies(PROMPTS, str(sharpened_path), str(tiny_model_path), str(tiny_reward_model_path),
+                               sampling=SAMPLING, reference_path=str(sharpened_path))
+    assert itself["kl"] == 0.0
+    assert itself["rows"] == moved["rows"]
+
+
+def test_sequence_log_probabilities_do_not_depend_on_padding(tiny_model_path):  # noqa: F811
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    sequences = [([1, 5, 9, 200, 31, 7], 3), ([4, 8, 15, 16], 2), ([23, 42, 108, 7, 7, 7, 7, 7], 5)]
+    batched = sequence_logprobs(model, sequences, batch_size=3)
+    alone = [sequence_logprobs(model, [s], batch_size=1)[0] for s in sequences]
+    assert batched == pytest.approx(alone, abs=1e-4)
+    with torch.no_grad():
+        logits = model(torch.tensor([sequences[1][0]])).logits[0]
+    expected = sum(torch.log_softmax(logits[t - 1], -1)[sequences[1][0][t]].item() for t in (2, 3))
+    assert alone[1] == pytest.approx(expected, abs=1e-4)
+
+
+def test_deploy_needs_the_win_rate_threshold():
+    assert should_deploy({"win_rate": 0.6}, 0.55)
+    assert should_deploy({"win_rate": 0.55}, 0.55)
+    assert not should_deploy({"win_rate": 0.5}, 0.55)

@@ -1,0 +1,345 @@
+"""Candidate generation: batched sampling on a tiny model, ranking tasks with lineage on every
+answer, idempotent redelivery, deploys changing where new tasks come from, and a real Celery
+worker over Redis."""
+
+import os
+import uuid
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from django.core.management import call_command
+from django.db import connections
+from django.test import override_settings
+
+from labeling import services as labeling_services
+from labeling import validation
+from labeling.models import Candidate, Event, Task
+from tests.conftest import service_missing
+from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
+from tests.test_queue import forget_connections, redis_queue_delete, wait_until
+from training import services
+from training.ml.generation import BaseGenerator, Sample, SamplingParams, TransformersGenerator, generator_for
+from training.models import GeneratedTask, GenerationJob
+from worker.celery import app
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PROMPTS = [
+    "台灣第一高峰是那一座？",
+    "What is the highest mountain in the world?",
+    [
+        {"role": "user", "content": "我想學做菜"},
+        {"role": "assistant", "content": "從番茄炒蛋開始。"},
+        {"role": "user", "content": "怎麼做？"},
+    ],
+]
+FAST = {"max_new_tokens": 8, "seed": 7}
+
+
+# --- the ML core, no database -----------------------------------------------------------------
+
+
+def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_path):  # noqa: F811
+    """Left padding is right: a prompt's answer does not depend on the other prompts in its batch."""
+    generator = TransformersGenerator(tiny_model_path, batch_size=8)
+    conversations = [validation.messages_clean(p) for p in PROMPTS]
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    batched = generator.generate(conversations, greedy, seed=0)
+    alone = [generator.generate([c], greedy, seed=0)[0] for c in conversations]
+    assert [s.text for s in batched] == [s.text for s in alone]
+    assert all(s.new_tokens <= 12 and s.finish_reason in ("stop", "length") for s in batched)
+
+
+def test_k_distinct_answers_with_their_seeds(tiny_model_path):  # noqa: F811
+    generator = generator_for(tiny_model_path)
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:2]]
+    answers = generator.sample_distinct(conversations, 4, SamplingParams(max_new_tokens=8, seed=11))
+    for samples in answers:
+        assert len(samples) == 4 and len({s.text for s in samples}) == 4
+        assert all(s.text and s.seed >= 11 for s in samples)
+    again = generator.sample_distinct(conversations, 4, SamplingParams(max_new_tokens=8, seed=11))
+    assert [[s.text for s in row] for row in again] == [[s.text for s in row] for row in answers]
+
+
+class ScriptedGenerator(BaseGenerator):
+    """Answers from a script, to test the resampling rules exactly."""
+
+    def __init__(self, script):
+        super().__init__("scripted")
+        self.script, self.calls = iter(script), []
+
+    def generate(self, conversations, params, *, seed, on_step=None):
+        self.calls.append((len(conversations), seed))
+        return [Sample(text=next(self.script), finish_reason="stop", new_tokens=1, seed=seed) for _ in conversations]
+
+
+def test_duplicates_and_empty_answers_are_drawn_again():
+    generator = ScriptedGenerator(["x", "x", "", "y", "x", "z"])
+    [samples] = generator.sample_distinct([[{"role": "user", "content": "hi"}]], 3, SamplingParams(seed=5))
+    assert [(s.text, s.attempt) for s in samples] == [("x", 0), ("y", 1), ("z", 2)]
+    assert [n for n, _ in generator.calls] == [3, 2, 1]  # only the missing answers are drawn again
+    assert len({seed for _, seed in generator.calls}) == 3  # each round draws from a new seed
+
+
+def test_resampling_is_bounded():
+    generator = ScriptedGenerator(["same"] * 100)
+    [samples] = generator.sample_distinct([[{"role": "user", "content": "hi"}]], 3, SamplingParams(), max_resamples=2)
+    assert len(samples) == 1 and len(generator.calls) == 3  # short: the caller skips this prompt
+
+
+def test_generation_stops_at_the_end_of_turn_token(tiny_model_path):  # noqa: F811
+    generator = generator_for(tiny_model_path)
+    tokenizer = generator.tokenizer
+    words = tokenizer.encode("Yushan is high", add_special_tokens=False)
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    sample = generator._sample([*words, end, end, end], seed=3)
+    assert (sample.text, sample.finish_reason, sample.new_tokens) == ("Yushan is high", "stop", len(words) + 1)
+    assert generator._sample(words, seed=3).finish_reason == "length"
+
+
+def test_a_loaded_model_is_reused(tiny_model_path):  # noqa: F811
+    assert generator_for(tiny_model_path) is generator_for(tiny_model_path)
+
+
+# --- generation jobs ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def policy(project, model_store, tiny_model_path):  # noqa: F811
+    for prompt in PROMPTS:
+        labeling_services.prompt_create(project=project, messages=prompt)
+    return register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+
+
+def run_job(project, **kwargs) -> GenerationJob:
+    job = services.generation_job_start(project=project, sampling=FAST, enqueue=False, **kwargs)
+    return services.candidates_generate(job_id=job.pk) or GenerationJob.objects.get(pk=job.pk)
+
+
+@pytest.mark.django_db
+def test_generation_creates_ranking_tasks_with_lineage_on_every_answer(project, policy):
+    job = run_job(project)
+    assert (job.status, job.prompts_total, job.prompts_done, job.tasks_created) == ("succeeded", 3, 3, 3)
+    assert job.backend["backend"] == "transformers" and job.backend["device"] == "cpu"
+    tasks = Task.objects.filter(kind=Task.Kind.RANKING)
+    assert tasks.count() == 3 and all(t.candidates.count() == project.k for t in tasks)
+    for candidate in Candidate.objects.all():
+        assert candidate.model_version == policy
+        assert candidate.source == f"model_version:{policy.pk}"
+        assert candidate.generation["sampling"] == job.sampling == services.sampling_params_from(FAST).as_dict()
+        assert isinstance(candidate.generation["seed"], int) and candidate.generation["generation_job"] == job.pk
+        assert candidate.generation["finish_reason"] in ("stop", "length")
+    for task in tasks:
+        assert len({c.text for c in task.candidates.all()}) == project.k
+    assert Event.objects.filter(verb="task.created", payload__generation_job_id=job.pk).count() == 3
+
+
+@pytest.mark.django_db
+def test_redelivered_message_and_rerun_create_no_duplicates(project, policy):
+    job = run_job(project)
+    assert services.candidates_generate(job_id=job.pk) is None  # the same message again: claims nothing
+    # A worker died mid-job and the broker redelivers: the job is claimable again, work is not redone.
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.QUEUED)
+    again = services.candidates_generate(job_id=job.pk)
+    assert (again.status, again.prompts_total, again.attempts) == ("succeeded", 0, 2)
+    second = run_job(project)  # a new job for the same version
+    assert second.tasks_created == 0
+    assert Task.objects.filter(kind=Task.Kind.RANKING).count() == GeneratedTask.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_two_workers_racing_on_one_prompt_make_one_task(project, policy):
+    job = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    job = services.generation_job_claim(job_id=job.pk)
+    prompt = project.prompts.first()
+    samples = generator_for(policy.path).sample_distinct([prompt.messages], project.k, SamplingParams(**FAST))[0]
+    params = SamplingParams(**FAST)
+    first = services._generated_task_create(job=job, prompt=prompt, samples=samples, params=params, backend={})
+    second = services._generated_task_create(job=job, prompt=prompt, samples=samples, params=params, backend={})
+    assert (first, second) == (True, False)
+    assert Task.objects.filter(prompt=prompt, kind=Task.Kind.RANKING).count() == 1
+
+
+@pytest.mark.django_db
+def test_deploying_a_new_policy_makes_new_tasks_come_from_it(project, policy, model_store, tiny_model_path_b):  # noqa: F811
+    run_job(project)
+    old_answers = {c.pk: c.text for c in Candidate.objects.all()}
+    round1 = register_copy(project, tiny_model_path_b, name="round 1", store=model_store, parent=policy, round_number=1)
+    services.policy_deploy(version=round1)
+    job = run_job(project)
+    assert job.model_version == round1 and job.tasks_created == 3
+    new = Candidate.objects.exclude(pk__in=old_answers)
+    assert new.count() == 3 * project.k and set(new.values_list("model_version", flat=True)) == {round1.pk}
+    assert {c.pk: c.text for c in Candidate.objects.filter(pk__in=old_answers)} == old_answers
+    assert set(Candidate.objects.filter(pk__in=old_answers).values_list("model_version", flat=True)) == {policy.pk}
+
+
+@pytest.mark.django_db
+def test_limit_and_one_active_job_per_project(project, policy):
+    job = services.generation_job_start(project=project, sampling=FAST, limit=2, enqueue=False)
+    with pytest.raises(services.Conflict, match="already queued or running"):
+        services.generation_job_start(project=project, enqueue=False)
+    job = services.candidates_generate(job_id=job.pk)
+    assert (job.prompts_total, job.tasks_created) == (2, 2)
+
+
+@pytest.mark.django_db
+def test_a_failed_job_is_recorded_and_raised(project, policy):
+    import shutil
+
+    shutil.rmtree(policy.path)
+    job = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    with pytest.raises(FileNotFoundError):
+        services.candidates_generate(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "missing" in job.error and job.finished_at is not None
+    assert Event.objects.filter(verb="generation.failed").exists()
+
+
+@pytest.mark.django_db
+def test_cancelled_job_stops_and_keeps_its_status(project, policy):
+    job = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    assert services.generation_job_cancel(job=job)
+    assert services.candidates_generate(job_id=job.pk) is None
+    assert GenerationJob.objects.get(pk=job.pk).status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_no_deployed_policy_no_job(project, admin_user):
+    with pytest.raises(services.Conflict, match="no deployed policy"):
+        services.generation_job_start(project=project, actor=admin_user)
+
+
+@pytest.mark.django_db
+def test_start_enqueues_after_commit_on_the_gpu_queue(project, policy, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "_generation_enqueue", sent.append)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = services.generation_job_start(project=project)
+    assert sent == [] and len(callbacks) == 1  # nothing leaves before the job row is committed
+    callbacks[0]()
+    assert sent == [job.pk]
+    route = app.amqp.router.route({}, "worker.tasks.gpu_generate_candidates")
+    assert route["queue"].name == "gpu"
+
+
+@pytest.mark.django_db
+def test_generate_candidates_command_runs_now(project, policy, capsys):
+    call_command("generate_candidates", "--project", project.name, "--now", "--max-new-tokens", "8", "--limit", "1")
+    assert "1 ranking tasks" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_admin_page_starts_a_job_and_shows_progress(client, project, policy, admin_user, monkeypatch):
+    monkeypatch.setattr(services, "_generation_enqueue", lambda job_id: None)
+    client.force_login(admin_user)
+    response = client.post(f"/projects/{project.pk}/models/generate/", {"limit": "2"})
+    assert response.status_code == 302
+    job = GenerationJob.objects.get()
+    assert job.limit == 2 and job.created_by == admin_user
+    page = client.get(f"/projects/{project.pk}/models/").content.decode()
+    assert 'http-equiv="refresh"' in page and "0 / 0 prompts" in page
+
+
+# --- through a real worker ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_gpu_queue():
+    """The app sending to Redis; gpu_* tasks routed to a gpu queue of this test's own."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        service_missing(f"Redis is not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
+    queue = f"gpu-test-{uuid.uuid4().hex}"
+    overrides = {
+        "broker_url": REDIS_URL,
+        "broker_transport_options": {},
+        "task_routes": {"worker.tasks.gpu_*": {"queue": queue}},
+    }
+    saved = {key: app.conf[key] for key in overrides}
+    app.conf.update(overrides)  # Celery rebuilds its router when task_routes changes
+    assert app.amqp.router.route({}, "worker.tasks.gpu_generate_candidates")["queue"].name == queue
+    forget_connections()
+    task_postrun.connect(close_connections)
+    yield queue
+    task_postrun.disconnect(close_connections)
+    app.conf.update(saved)
+    forget_connections()
+    redis_queue_delete(queue)
+
+
+def close_connections(**kwargs) -> None:
+    connections.close_all()
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_generation_through_a_celery_worker_over_redis(redis_gpu_queue, project, policy):
+    with override_settings(GENERATION_STALE_SECONDS=600):
+        with start_worker(app, queues=[redis_gpu_queue], perform_ping_check=False, shutdown_timeout=60):
+            job = services.generation_job_start(project=project, sampling=FAST)
+            wait_until(
+                lambda: GenerationJob.objects.get(pk=job.pk).status in ("succeeded", "failed"),
+                seconds=120,
+                what="the worker to finish the generation job",
+            )
+    job.refresh_from_db()
+    assert (job.status, job.tasks_created, job.attempts) == ("succeeded", 3, 1), job.error
+    assert set(Candidate.objects.values_list("model_version", flat=True)) == {policy.pk}
+
+
+@pytest.mark.django_db
+def test_generation_jobs_api_is_for_admins(project, policy, admin_user, researcher, monkeypatch):
+    from tests.conftest import api_client
+
+    monkeypatch.setattr(services, "_generation_enqueue", lambda job_id: None)
+    body = {"project": project.pk, "limit": 2, "sampling": {"temperature": 0.5, "max_new_tokens": 8}}
+    assert api_client(researcher).post("/api/v1/generation-jobs/", body, format="json").status_code == 403
+    created = api_client(admin_user).post("/api/v1/generation-jobs/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["sampling"]["temperature"] == 0.5 and created.json()["status"] == "queued"
+    again = api_client(admin_user).post("/api/v1/generation-jobs/", body, format="json")
+    assert again.status_code == 409
+    bad = api_client(admin_user).post("/api/v1/generation-jobs/", {**body, "sampling": {"top_p": 7}}, format="json")
+    assert bad.status_code == 400 and "top_p" in bad.json()["detail"]
+    listed = api_client(admin_user).get(f"/api/v1/generation-jobs/?project={project.pk}").json()
+    assert [job["id"] for job in listed] == [created.json()["id"]]
+
+
+@pytest.mark.django_db
+def test_cancel_stops_a_job_in_the_middle_of_a_batch(project, policy, monkeypatch):
+    monkeypatch.setattr(services._Heartbeat, "EVERY_SECONDS", 0)
+    job = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    real_generator_for = services.generator_for
+
+    def generator_cancelled_on_first_batch(path, **options):
+        generator = real_generator_for(path, **options)
+
+        class CancelFirst:
+            def __getattr__(self, name):
+                return getattr(generator, name)
+
+            def sample_distinct(self, *args, **kwargs):
+                services.generation_job_cancel(job=job)  # an admin presses Cancel while it samples
+                return generator.sample_distinct(*args, **kwargs)
+
+        return CancelFirst()
+
+    monkeypatch.setattr(services, "generator_for", generator_cancelled_on_first_batch)
+    services.candidates_generate(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.prompts_done, job.tasks_created) == ("cancelled", 0, 0)
+    assert not Task.objects.filter(kind=Task.Kind.RANKING).exists()
+
+
+@pytest.mark.django_db
+def test_replace_fails_jobs_left_by_stopped_workers(project, policy):
+    stuck = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    services.generation_job_claim(job_id=stuck.pk)  # a worker took it, then the machine stopped
+    fresh = services.generation_job_start(project=project, sampling=FAST, enqueue=False, replace_active=True)
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and "Replaced" in stuck.error
+    assert services.candidates_generate(job_id=fresh.pk).tasks_created == 3
+    assert services.candidates_generate(job_id=stuck.pk) is None  # its old message claims nothing

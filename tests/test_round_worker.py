@@ -1,0 +1,49 @@
+"""A whole round through a real Celery worker over Redis: each stage is a message on the gpu
+route, the worker runs it and queues the next, and the admin sees the round finish."""
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from labeling.models import Task
+from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path  # noqa: F401
+from tests.test_queue import redis_queue, wait_until  # noqa: F401
+from tests.test_rounds import DEMOS, PREFERENCES, TINY
+from training import rounds, selectors
+from training.models import GenerationJob
+from training.round_models import Round
+from worker.celery import app
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_round_runs_end_to_end_through_a_worker(redis_queue, project, model_store, tiny_model_path, admin_user,  # noqa: F811
+                                                  settings, tmp_path):
+    from labeling.imports import dataset_import
+
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    settings.GENERATION_MAX_NEW_TOKENS = 8
+    dataset_import(project=project, text=DEMOS, fmt="conversations", source="demos")
+    dataset_import(project=project, text=PREFERENCES, fmt="preferences", source="prefs")
+    register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    saved_routes = app.conf.task_routes
+    app.conf.task_routes = {"worker.tasks.gpu_*": {"queue": redis_queue}}  # the gpu route, on this test's queue
+    try:
+        with start_worker(app, queues=[redis_queue], pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            round_ = rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user)
+            wait_until(lambda: Round.objects.get(pk=round_.pk).status not in ("queued", "running"),
+                       seconds=600, what="the round to finish")
+            assert Round.objects.get(pk=round_.pk).status == Round.Status.SUCCEEDED, Round.objects.get(pk=round_.pk).error
+            # The loop closes: deploying queued candidate generation from the new policy.
+            wait_until(lambda: GenerationJob.objects.filter(project=project, status__in=["succeeded", "failed"]).exists(),
+                       seconds=300, what="candidate generation from the new policy")
+    finally:
+        app.conf.task_routes = saved_routes
+    round_.refresh_from_db()
+    assert round_.status == Round.Status.SUCCEEDED, round_.error
+    assert [s.attempts for s in round_.stages.all()] == [1] * 6
+    assert selectors.deployed_policy(project=project) == round_.policy_version
+    job = GenerationJob.objects.get(project=project)
+    assert (job.status, job.model_version) == ("succeeded", round_.policy_version), job.error
+    new_tasks = Task.objects.filter(project=project, kind="ranking", state="open")
+    assert new_tasks.exists()
+    assert {c.model_version for t in new_tasks for c in t.candidates.all()} == {round_.policy_version}

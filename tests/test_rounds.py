@@ -1,0 +1,201 @@
+"""Training rounds as an admin runs them: one button turns the labels into a new policy, stage by
+stage, watched live; failures, cancels and dead workers never change the deployed policy."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from labeling.errors import Conflict, LabelingError
+from labeling.imports import dataset_import
+from tests.conftest import api_client
+from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path  # noqa: F401
+from training import rounds, selectors
+from training.models import GenerationJob, ModelVersion
+from training.round_models import Round, RoundMetric, RoundStage
+
+pytestmark = pytest.mark.django_db
+
+DEMOS = "\n".join(
+    f'{{"messages": [{{"role": "user", "content": "Question {i}: how tall is Yushan?"}}, '
+    f'{{"role": "assistant", "content": "Yushan is 3,952 m tall ({i})."}}]}}' for i in range(6)
+)
+PREFERENCES = "\n".join(
+    f'{{"prompt": [{{"role": "user", "content": "Question {i}: capital of Taiwan?"}}], '
+    f'"chosen": [{{"role": "assistant", "content": "Taipei ({i})."}}], '
+    f'"rejected": [{{"role": "assistant", "content": "No idea ({i})."}}]}}' for i in range(6)
+)
+TINY = {  # a few steps of everything, on a tiny model: seconds, not minutes
+    "sft": {"epochs": 1, "max_length": 64, "eval_fraction": 0.0},
+    "reward": {"epochs": 1, "eval_fraction": 0.2, "max_prompt_tokens": 64, "max_answer_tokens": 16},
+    "policy": {"steps": 2, "prompts_per_step": 2, "generations_per_prompt": 2, "max_completion_length": 6},
+    "evaluate": {"prompts": 2, "max_new_tokens": 6},
+}
+
+
+@pytest.fixture
+def labeled(project, model_store, tiny_model_path, settings, tmp_path):  # noqa: F811
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    dataset_import(project=project, text=DEMOS, fmt="conversations", source="demos")
+    dataset_import(project=project, text=PREFERENCES, fmt="preferences", source="prefs")
+    base = register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    return project, base
+
+
+def run_all(round_):
+    while rounds.round_stage_run(round_id=round_.pk) is not None:
+        pass
+    round_.refresh_from_db()
+    return round_
+
+
+def test_a_round_runs_every_stage_and_records_lineage_curves_and_evaluation(labeled, admin_user):
+    project, base = labeled
+    round_ = run_all(rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 0.0}},
+                                        actor=admin_user, enqueue=False))
+    assert round_.status == Round.Status.SUCCEEDED, (round_.error, list(round_.stages.values("name", "error")))
+    assert [s.status for s in round_.stages.all()] == ["succeeded"] * 6
+    assert round_.sft_version.parent == base and round_.sft_version.round_number == 1
+    assert round_.reward_version.kind == ModelVersion.Kind.REWARD and round_.reward_version.parent == round_.sft_version
+    assert round_.policy_version.parent == round_.sft_version
+    assert set(round_.snapshots.values_list("kind", flat=True)) == {"sft", "ranking"}
+    # Live curves: the loss per SFT step, accuracy of the reward model, reward / KL / length per RL step.
+    sft_points = RoundMetric.objects.filter(stage__round=round_, stage__name="sft")
+    assert len([p for p in sft_points if "loss" in p.values]) >= 2
+    rl = [p.values for p in RoundMetric.objects.filter(stage__round=round_, stage__name="policy")]
+    assert any({"reward", "kl", "mean_length"} <= set(v) for v in rl)
+    for key in ("win_rate", "new_mean_reward", "old_mean_reward", "kl", "new_mean_length"):
+        assert key in round_.evaluation
+    # Threshold 0: the new policy deploys itself and the next round's candidates come from it.
+    assert round_.deployed and selectors.deployed_policy(project=project) == round_.policy_version
+    assert GenerationJob.objects.get(project=project).model_version == round_.policy_version
+
+
+def test_a_policy_below_the_threshold_waits_for_the_admin(labeled, admin_user):
+    project, base = labeled
+    round_ = run_all(rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 1.0}},
+                                        actor=admin_user, enqueue=False))
+    if round_.evaluation["win_rate"] >= 1.0:
+        pytest.skip("the tiny policy happened to win every comparison")
+    assert round_.status == Round.Status.AWAITING_DECISION
+    assert selectors.deployed_policy(project=project) == base
+    rounds.round_decide(round_=round_, deploy=False, actor=admin_user)
+    round_.refresh_from_db()
+    assert round_.status == Round.Status.SUCCEEDED and not round_.deployed
+    assert selectors.deployed_policy(project=project) == base
+
+
+def test_a_failed_stage_leaves_the_deployed_policy_and_retry_resumes_there(labeled, admin_user, monkeypatch):
+    project, base = labeled
+    round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(rounds, "train_reward_model", broken)
+    with pytest.raises(RuntimeError):
+        run_all(round_)
+    round_.refresh_from_db()
+    assert round_.status == Round.Status.FAILED and "reward: RuntimeError: CUDA out of memory" in round_.error
+    assert round_.stages.get(name="reward").status == RoundStage.Status.FAILED
+    assert selectors.deployed_policy(project=project) == base
+    sft_version = round_.sft_version
+    monkeypatch.undo()
+    rounds.round_retry(round_=round_, actor=admin_user)
+    round_ = run_all(round_)
+    assert round_.stages.get(name="sft").attempts == 1  # not trained again
+    assert round_.stages.get(name="reward").attempts == 2
+    assert round_.sft_version == sft_version and round_.status in (Round.Status.SUCCEEDED, Round.Status.AWAITING_DECISION)
+
+
+def test_cancel_stops_the_running_stage_at_its_next_step(labeled, admin_user, monkeypatch):
+    project, base = labeled
+    round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+    original = rounds.StageReporter.progress
+
+    def cancel_on_first_step(self, step, total, metrics):
+        original(self, step, total, metrics)
+        if self.stage.name == "sft" and step >= 1:
+            Round.objects.filter(pk=round_.pk).update(cancel_requested=True)
+
+    monkeypatch.setattr(rounds.StageReporter, "progress", cancel_on_first_step)
+    monkeypatch.setattr(rounds.StageReporter, "should_stop",
+                        lambda self: Round.objects.filter(pk=self.stage.round_id, cancel_requested=True).exists())
+    round_ = run_all(round_)
+    assert round_.status == Round.Status.CANCELLED
+    assert [s.status for s in round_.stages.all()] == ["succeeded", "cancelled", "cancelled", "cancelled", "cancelled", "cancelled"]
+    assert round_.sft_version is None and selectors.deployed_policy(project=project) == base
+
+
+def test_a_dead_worker_leaves_the_round_failed_not_running(labeled, admin_user, settings):
+    project, _ = labeled
+    round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+    stale = timezone.now() - timedelta(seconds=settings.ROUND_STALE_SECONDS + 1)
+    round_.stages.filter(name="snapshot").update(status="running", started_at=stale, heartbeat_at=stale)
+    Round.objects.filter(pk=round_.pk).update(status="running")
+    assert rounds.rounds_fail_stale() == 1
+    round_.refresh_from_db()
+    assert round_.status == Round.Status.FAILED and "stopped responding" in round_.error
+    assert rounds.round_stage_run(round_id=round_.pk) is None  # a late redelivery does nothing
+
+
+def test_one_round_at_a_time_and_a_deployed_policy_is_needed(labeled, admin_user, project):
+    project, _ = labeled
+    rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+    with pytest.raises(Conflict, match="still"):
+        rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [({"sft": {"epochz": 1}}, "no setting 'epochz'"), ({"policy": {"algorithm": "ppo"}}, "rloo, grpo or dpo"),
+     ({"reward": {"learning_rate": "fast"}}, "must be a float"), ({"stages": {}}, "no section"),
+     ({"deploy": {"threshold": 2}}, "win rate from 0 to 1")],
+)
+def test_bad_settings_are_refused_with_a_reason(labeled, config, words):
+    project, _ = labeled
+    with pytest.raises(LabelingError, match=words):
+        rounds.round_config_clean(config, project=project)
+
+
+def test_rounds_api_is_for_admins(labeled, admin_user, annotator, researcher, django_capture_on_commit_callbacks):
+    project, _ = labeled
+    body = {"project": project.pk, "config": TINY}
+    assert api_client(annotator).post("/api/v1/rounds/", body, format="json").status_code == 403
+    assert api_client(researcher).post("/api/v1/rounds/", body, format="json").status_code == 403
+    bad = api_client(admin_user).post("/api/v1/rounds/", {"project": project.pk, "config": {"sft": {"x": 1}}}, format="json")
+    assert bad.status_code == 400 and "config" in bad.json()["errors"]
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = api_client(admin_user).post("/api/v1/rounds/", body, format="json")
+    assert response.status_code == 202 and len(callbacks) == 1  # the first stage is queued after commit
+    detail = api_client(admin_user).get(f"/api/v1/rounds/{response.json()['id']}/").json()
+    assert [s["name"] for s in detail["stages"]] == ["snapshot", "sft", "reward", "policy", "evaluate", "deploy"]
+    assert api_client(admin_user).post(f"/api/v1/rounds/{detail['id']}/cancel/").json()["status"] == "cancelled"
+
+
+def test_round_pages_for_admins(client, labeled, admin_user, annotator):
+    project, _ = labeled
+    round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+    client.force_login(annotator)
+    assert client.get(f"/projects/{project.pk}/rounds/").status_code == 403
+    client.force_login(admin_user)
+    page = client.get(f"/projects/{project.pk}/rounds/")
+    assert page.status_code == 200 and b"policy.algorithm" in page.content
+    assert client.get(f"/rounds/{round_.pk}/").status_code == 200
+
+
+def test_start_round_command_runs_here(labeled, capsys):
+    from django.core.management import call_command
+
+    project, _ = labeled
+    config = Path(project.name + ".json")
+    try:
+        import json
+
+        config.write_text(json.dumps({**TINY, "deploy": {"threshold": 0.0}}))
+        call_command("start_round", project=project.name, config=config, here=True)
+    finally:
+        config.unlink(missing_ok=True)
+    out = capsys.readouterr().out
+    assert "Round 1 of Mountains started" in out and "Round 1: Succeeded" in out and "win_rate" in out

@@ -1,0 +1,203 @@
+"""Comparing a new policy with the deployed one on held-out prompts, and deciding whether to deploy.
+
+Both policies answer every prompt (batched, with the same sampling settings and seeds); the new
+reward model scores every answer. The report: each policy's mean reward and mean answer length
+(tokens), the new policy's win rate over the old one (a tie counts half), and the KL of the new
+policy from a reference (by default the old policy), estimated on the new policy's own answers:
+
+    KL ≈ mean over answers of Σ_t [log p_new(y_t | x, y_<t) − log p_ref(y_t | x, y_<t)]
+
+over the tokens y_t the new policy actually sampled (including its end-of-turn token), from one
+forward pass of each model. The answers are drawn with the evaluation's sampling settings, so with
+a temperature other than 1 this is the KL along the answers users would see. We keep the sampled
+token ids rather than re-tokenizing the text: decoding and re-encoding can split an answer into
+other tokens, which skews the estimate badly for a policy that is far from its reference.
+
+Models are loaded one at a time (policy, then the other policy, then the reward model), so an
+evaluation needs the memory of one model.
+"""
+
+import gc
+from dataclasses import dataclass
+
+from training.ml.generation import SamplingParams
+
+
+@dataclass
+class Answer:
+    text: str
+    prompt_ids: list[int]
+    token_ids: list[int]  # the sampled tokens, up to and including the end-of-turn token when there is one
+    finish_reason: str  # "stop" or "length"
+
+
+def _conversation(prompt) -> list[dict]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
+def evaluate_policies(
+    prompts: list,
+    new_policy_path: str,
+    old_policy_path: str,
+    reward_model_path: str,
+    *,
+    sampling: SamplingParams | None = None,
+    reference_path: str | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """Metrics for the round page and the deploy decision, plus one row per prompt.
+
+    `prompts` are conversations (lists of messages) or plain strings (one user message each).
+    """
+    from training.ml.reward import RewardScorer
+
+    sampling = sampling or SamplingParams()
+    conversations = [_conversation(p) for p in prompts]
+    if not conversations:
+        raise ValueError("evaluation needs at least one held-out prompt")
+    new_policy_path, old_policy_path = str(new_policy_path), str(old_policy_path)
+    reference_path = str(reference_path or old_policy_path)
+
+    model, tokenizer = load_policy(new_policy_path)
+    new = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
+    new_sequences = [(a.prompt_ids + a.token_ids, len(a.prompt_ids)) for a in new]
+    new_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
+    reference_logps = new_logps if reference_path == new_policy_path else None
+    del model
+    _release_memory()
+
+    model, tokenizer = load_policy(old_policy_path)
+    old = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
+    if reference_path == old_policy_path:
+        reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
+    del model
+    _release_memory()
+    if reference_logps is None:
+        model, _ = load_policy(reference_path)
+        reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
+        del model
+        _release_memory()
+
+    scorer = RewardScorer(reward_model_path, batch_size=batch_size)
+    new_rewards = scorer.score(conversations, [a.text for a in new])
+    old_rewards = scorer.score(conversations, [a.text for a in old])
+    del scorer
+    _release_memory()
+
+    wins = sum(1.0 if n > o else 0.5 if n == o else 0.0 for n, o in zip(new_rewards, old_rewards, strict=True))
+    rows = [
+        {"prompt": c, "new_answer": n.text, "old_answer": o.text, "new_reward": nr, "old_reward": orr}
+        for c, n, o, nr, orr in zip(conversations, new, old, new_rewards, old_rewards, strict=True)
+    ]
+    return {
+        "prompts": len(conversations),
+        "new_mean_reward": _mean(new_rewards),
+        "old_mean_reward": _mean(old_rewards),
+        "win_rate": wins / len(conversations),
+        "new_mean_length": _mean(len(a.token_ids) for a in new),
+        "old_mean_length": _mean(len(a.token_ids) for a in old),
+        "kl": _mean(p - r for p, r in zip(new_logps, reference_logps, strict=True)),
+        "sampling": sampling.as_dict(),
+        "rows": rows,
+    }
+
+
+def should_deploy(metrics: dict, threshold: float) -> bool:
+    """Deploy the new policy automatically when its win rate over the deployed one reaches `threshold`.
+
+    The win rate counts ties as half a win, so 0.5 means "as good as the deployed policy" and a
+    threshold such as 0.55 asks for a clear improvement; below it, the round waits for an admin.
+    """
+    return metrics["win_rate"] >= threshold
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def _release_memory() -> None:
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def load_policy(path: str):
+    """A causal LM in evaluation mode on the best device (training.ml.generation.pick_device), and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.ml.common import torch_dtype
+    from training.ml.generation import pick_device
+
+    device, dtype = pick_device()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype)).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, batch_size: int = 8) -> list[Answer]:
+    """One answer per conversation, batched by prompt length (left-padded), the same seeds for any model:
+    batch i of the length-sorted prompts is drawn with seed params.seed + i·batch_size."""
+    import torch
+
+    from training.ml.chat_template import end_of_turn_ids, render
+
+    stop_ids = end_of_turn_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    prompt_ids = [tokenizer(render(tokenizer, c, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+                  for c in conversations]
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    sampling = {"do_sample": False}
+    if params.temperature > 0:
+        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
+                    "top_k": params.top_k or None}
+    device = next(model.parameters()).device
+    answers: list[Answer | None] = [None] * len(conversations)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(prompt_ids[i]) for i in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, index in enumerate(chunk):
+            ids = prompt_ids[index]
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        torch.manual_seed(params.seed + start)
+        with torch.inference_mode():
+            output = model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device), **sampling,
+                max_new_tokens=params.max_new_tokens, repetition_penalty=params.repetition_penalty,
+                eos_token_id=stop_ids, pad_token_id=pad_id,
+            )
+        for row, index in enumerate(chunk):
+            tokens = output[row, width:].tolist()
+            stop = next((i for i, token in enumerate(tokens) if token in stop_ids), None)
+            kept = tokens if stop is None else tokens[: stop + 1]
+            text = tokenizer.decode(kept if stop is None else kept[:-1], skip_special_tokens=True).strip()
+            answers[index] = Answer(text, prompt_ids[index], kept, "length" if stop is None else "stop")
+    return answers
+
+
+def sequence_logprobs(model, sequences: list[tuple[list[int], int]], *, batch_size: int = 8) -> list[float]:
+    """Summed log-probability of each sequence's tokens from its answer start on (right-padded batches)."""
+    import torch
+
+    device = next(model.parameters()).device
+    totals = []
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start : start + batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)  # positions whose token is counted
+        for row, (ids, answer_start) in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            scored[row, max(answer_start, 1) : len(ids)] = True
+        with torch.no_grad():
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
+            chosen = logits.gather(-1, input_ids[:, 1:, None].to(device)).squeeze(-1)
+            logps = chosen - torch.logsumexp(logits, dim=-1)  # log-softmax of the taken token only
+        totals += (logps * scored[:, 1:].to(device)).sum(-1).tolist()
+    return totals
