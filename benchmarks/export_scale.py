@@ -35,8 +35,8 @@ SEED_SQL = """
 INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
 SELECT '!', false, 'bench' || u, '', '', '', false, true, now() FROM generate_series(1, 100) AS u;
 
-INSERT INTO labeling_project (name, guidelines, k, overlap, lease_seconds, paused, created_at)
-VALUES ('bench', 'Rank the answers.', 4, 2, 600, false, now());
+INSERT INTO labeling_project (name, guidelines, k, overlap, lease_seconds, paused, deploy_threshold, created_at)
+VALUES ('bench', 'Rank the answers.', 4, 2, 600, false, 0.55, now());
 
 INSERT INTO labeling_prompt (project_id, messages, content_hash, source, created_at)
 SELECT p.id,

@@ -119,7 +119,7 @@
       ["mean reward (new reward model)", result.new_mean_reward, result.old_mean_reward],
       ["mean answer length (tokens)", result.new_mean_length, result.old_mean_length],
       ["win rate of new over deployed", result.win_rate, ""],
-      ["KL(new ‖ reference)", result.kl, ""],
+      ["KL(new ‖ deployed), nats per answer", result.kl, ""],
     ];
     for (const r of rows) {
       const tr = el("tr");
