@@ -55,7 +55,7 @@ def _stage_configs() -> dict:
 ROUND_DEFAULTS = {
     "sft": {"epochs": 2, "learning_rate": 5e-5, "max_length": 512},
     "reward": {"epochs": 2, "learning_rate": 2e-5, "max_prompt_tokens": 512, "max_answer_tokens": 192},
-    "policy": {"steps": 12, "learning_rate": 2e-6, "prompts_per_step": 2, "generations_per_prompt": 4,
+    "policy": {"steps": 8, "learning_rate": 2e-6, "prompts_per_step": 2, "generations_per_prompt": 4,
                "max_completion_length": 48},
 }
 EVALUATE_DEFAULTS = {"prompts": 8, "max_new_tokens": 96, "temperature": 0.7, "seed": 0}
@@ -185,7 +185,7 @@ def round_retry(*, round_: Round, actor=None) -> Round:
 def round_decide(*, round_: Round, deploy: bool, actor) -> Round:
     """The admin's decision on a round whose policy did not clear the threshold by itself."""
     with transaction.atomic():
-        round_ = Round.objects.select_for_update().select_related("policy_version").get(pk=round_.pk)
+        round_ = Round.objects.select_for_update(of=("self",)).select_related("policy_version").get(pk=round_.pk)
         if round_.status != Round.Status.AWAITING_DECISION:
             raise Conflict(f"Round {round_.number} is not waiting for a decision.")
         stage = round_.stages.get(name="deploy")
