@@ -16,6 +16,7 @@ from worker.celery import app
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.timeout(900)  # six training stages and a generation job, on a shared 2-core CI machine
 def test_a_round_runs_end_to_end_through_a_worker(redis_queue, project, model_store, tiny_model_path, admin_user,  # noqa: F811
                                                   settings, tmp_path):
     from labeling.imports import dataset_import
