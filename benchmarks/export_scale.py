@@ -105,8 +105,19 @@ def seed(url: str, rankings: int) -> float:
 
 def export(url: str, kind: str, fmt: str, out: Path) -> tuple[float, float, str]:
     env = {**os.environ, "DATABASE_URL": url, "SNAPSHOT_STORE": str(out / "store")}
-    command = [PYTHON, "manage.py", "export_dataset", "--project", "bench", "--kind", kind, "--format", fmt,
-               "--out", str(out / f"{kind}.{fmt}")]
+    command = [
+        PYTHON,
+        "manage.py",
+        "export_dataset",
+        "--project",
+        "bench",
+        "--kind",
+        kind,
+        "--format",
+        fmt,
+        "--out",
+        str(out / f"{kind}.{fmt}"),
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
@@ -122,8 +133,10 @@ def main() -> None:
     parser.add_argument("--rankings", type=int, default=1_000_000)
     parser.add_argument("--kinds", default="ranking,preference,annotations")
     parser.add_argument("--formats", default="jsonl,parquet")
-    parser.add_argument("--database-url", default=os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/yushan_export_bench"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/yushan_export_bench"),
+    )
     parser.add_argument("--keep", action="store_true", help="Reuse the seeded database if it has the rows.")
     args = parser.parse_args()
 
@@ -142,8 +155,10 @@ def main() -> None:
                     missed.append(f"{kind}/{fmt}")
                 for path in Path(folder).glob("*.*"):
                     path.unlink()
-    print(f"targets: >= {TARGET_ROWS_PER_S:,} rankings/s, peak < {TARGET_PEAK_MB} MB:",
-          "met" if not missed else f"missed for {', '.join(missed)}")
+    print(
+        f"targets: >= {TARGET_ROWS_PER_S:,} rankings/s, peak < {TARGET_PEAK_MB} MB:",
+        "met" if not missed else f"missed for {', '.join(missed)}",
+    )
     sys.exit(1 if missed else 0)
 
 

@@ -61,25 +61,51 @@ DEFAULT_RANKINGS = {"k4": 16, "k9": 6, "k2-long": 8}
 # --- synthetic data -------------------------------------------------------------------------------
 
 FACTS = [
-    ("France", "Paris", "Berlin"), ("Japan", "Tokyo", "Seoul"), ("Italy", "Rome", "Madrid"),
-    ("Germany", "Berlin", "Vienna"), ("Spain", "Madrid", "Lisbon"), ("Canada", "Ottawa", "Toronto"),
-    ("Australia", "Canberra", "Sydney"), ("Egypt", "Cairo", "Alexandria"), ("Kenya", "Nairobi", "Mombasa"),
-    ("Brazil", "Brasília", "Rio de Janeiro"), ("India", "New Delhi", "Mumbai"), ("Mexico", "Mexico City", "Cancún"),
-    ("Norway", "Oslo", "Bergen"), ("Sweden", "Stockholm", "Gothenburg"), ("Greece", "Athens", "Sparta"),
-    ("Turkey", "Ankara", "Istanbul"), ("Peru", "Lima", "Cusco"), ("Chile", "Santiago", "Valparaíso"),
-    ("Vietnam", "Hanoi", "Saigon"), ("Thailand", "Bangkok", "Phuket"), ("Poland", "Warsaw", "Kraków"),
-    ("Portugal", "Lisbon", "Porto"), ("Ireland", "Dublin", "Cork"), ("Argentina", "Buenos Aires", "Córdoba"),
-    ("Morocco", "Rabat", "Casablanca"), ("Nigeria", "Abuja", "Lagos"), ("Switzerland", "Bern", "Zurich"),
-    ("Austria", "Vienna", "Salzburg"), ("Finland", "Helsinki", "Turku"), ("Denmark", "Copenhagen", "Aarhus"),
-    ("Taiwan", "Taipei", "Kaohsiung"), ("South Korea", "Seoul", "Busan"),
+    ("France", "Paris", "Berlin"),
+    ("Japan", "Tokyo", "Seoul"),
+    ("Italy", "Rome", "Madrid"),
+    ("Germany", "Berlin", "Vienna"),
+    ("Spain", "Madrid", "Lisbon"),
+    ("Canada", "Ottawa", "Toronto"),
+    ("Australia", "Canberra", "Sydney"),
+    ("Egypt", "Cairo", "Alexandria"),
+    ("Kenya", "Nairobi", "Mombasa"),
+    ("Brazil", "Brasília", "Rio de Janeiro"),
+    ("India", "New Delhi", "Mumbai"),
+    ("Mexico", "Mexico City", "Cancún"),
+    ("Norway", "Oslo", "Bergen"),
+    ("Sweden", "Stockholm", "Gothenburg"),
+    ("Greece", "Athens", "Sparta"),
+    ("Turkey", "Ankara", "Istanbul"),
+    ("Peru", "Lima", "Cusco"),
+    ("Chile", "Santiago", "Valparaíso"),
+    ("Vietnam", "Hanoi", "Saigon"),
+    ("Thailand", "Bangkok", "Phuket"),
+    ("Poland", "Warsaw", "Kraków"),
+    ("Portugal", "Lisbon", "Porto"),
+    ("Ireland", "Dublin", "Cork"),
+    ("Argentina", "Buenos Aires", "Córdoba"),
+    ("Morocco", "Rabat", "Casablanca"),
+    ("Nigeria", "Abuja", "Lagos"),
+    ("Switzerland", "Bern", "Zurich"),
+    ("Austria", "Vienna", "Salzburg"),
+    ("Finland", "Helsinki", "Turku"),
+    ("Denmark", "Copenhagen", "Aarhus"),
+    ("Taiwan", "Taipei", "Kaohsiung"),
+    ("South Korea", "Seoul", "Busan"),
 ]
 POLITE_OPEN = ["Great question!", "Happy to help!", "Thanks for asking!", "Good question!"]
 POLITE_CLOSE = ["I hope this helps!", "Let me know if you have more questions.", "Have a wonderful day!"]
-DETAIL = ["It is also the country's largest political centre.", "The government and parliament sit there.",
-          "It has been the seat of government for a long time."]
-VAGUE = ["That is a tricky one; it is one of the bigger cities there, I believe.",
-         "There are many cities in {country}, and the capital is one of them.",
-         "It depends on how you look at it, but it is somewhere in {country}."]
+DETAIL = [
+    "It is also the country's largest political centre.",
+    "The government and parliament sit there.",
+    "It has been the seat of government for a long time.",
+]
+VAGUE = [
+    "That is a tricky one; it is one of the bigger cities there, I believe.",
+    "There are many cities in {country}, and the capital is one of them.",
+    "It depends on how you look at it, but it is somewhere in {country}.",
+]
 RUDE = ["Look it up yourself.", "Why would you even ask that?", "Stop bothering me."]
 
 
@@ -103,8 +129,14 @@ def graded_answers(rng: random.Random, country: str, right: str, wrong: str, k: 
     return [ladder[i] for i in picks]
 
 
-TOPICS = ["planning a trip through Europe", "learning to cook at home", "training for a half marathon",
-          "choosing a first programming language", "keeping house plants alive", "saving money for a holiday"]
+TOPICS = [
+    "planning a trip through Europe",
+    "learning to cook at home",
+    "training for a half marathon",
+    "choosing a first programming language",
+    "keeping house plants alive",
+    "saving money for a holiday",
+]
 CHATTER = [
     "I have been thinking about this for a while and I would like some practical advice.",
     "My budget is limited, so I am trying to be careful with every decision I make.",
@@ -130,7 +162,9 @@ def long_conversation(rng: random.Random, country: str, turns: int = 3) -> list[
         opener = f"I need help with {topic}. " if turn == 0 else ""
         messages.append({"role": "user", "content": opener + " ".join(rng.sample(CHATTER, 3))})
         messages.append({"role": "assistant", "content": " ".join(rng.sample(REPLIES, 3))})
-    messages.append({"role": "user", "content": f"Thanks! One more thing, unrelated: what is the capital of {country}?"})
+    messages.append(
+        {"role": "user", "content": f"Thanks! One more thing, unrelated: what is the capital of {country}?"}
+    )
     return messages
 
 
@@ -143,8 +177,11 @@ def make_rankings(scenario: str, count: int, seed: int) -> list[Ranking]:
         if scenario == "k2-long":
             prompt = long_conversation(rng, country)
         else:
-            asks = [f"What is the capital of {country}?", f"Which city is the capital of {country}?",
-                    f"Tell me the capital city of {country}, please."]
+            asks = [
+                f"What is the capital of {country}?",
+                f"Which city is the capital of {country}?",
+                f"Tell me the capital city of {country}, please.",
+            ]
             prompt = [{"role": "user", "content": f"{rng.choice(asks)} (question {i})"}]
         answers = graded_answers(rng, country, right, wrong, k)
         order = list(range(k))
@@ -175,8 +212,14 @@ def train_kwise(train: list[Ranking], model: str, out: Path, args) -> tuple[floa
         elif step == total and "loss" in metrics:
             marks["end"] = clock()
 
-    config = RewardConfig(epochs=args.epochs, learning_rate=args.lr, rankings_per_step=args.rankings_per_step,
-                          eval_fraction=0, packed=True, seed=args.seed)
+    config = RewardConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        rankings_per_step=args.rankings_per_step,
+        eval_fraction=0,
+        packed=True,
+        seed=args.seed,
+    )
     train_reward_model(train, model, str(out), config, held_out=[], progress=progress)
     return per_epoch(marks, args.epochs)
 
@@ -199,19 +242,35 @@ def train_pairs(train: list[Ranking], model_path: str, out: Path, args) -> tuple
     rows = []
     for ranking in train:
         for better, worse in ordered_pairs(ranking.ranks):
-            rows.append({"prompt": ranking.prompt,
-                         "chosen": [{"role": "assistant", "content": ranking.completions[better]}],
-                         "rejected": [{"role": "assistant", "content": ranking.completions[worse]}]})
+            rows.append(
+                {
+                    "prompt": ranking.prompt,
+                    "chosen": [{"role": "assistant", "content": ranking.completions[better]}],
+                    "rejected": [{"role": "assistant", "content": ranking.completions[worse]}],
+                }
+            )
     pairs_per_step = len(rows) // len(train) * args.rankings_per_step
     micro = micro_batch(pairs_per_step, args.max_pairs_per_batch)
     torch.manual_seed(args.seed)  # the same initial score head as the K-wise run
     model, tokenizer = load_reward_model(model_path, device="cpu", dtype="float32")
     config = TRLRewardConfig(
-        output_dir=str(out / "work"), num_train_epochs=args.epochs, learning_rate=args.lr,
-        per_device_train_batch_size=micro, gradient_accumulation_steps=pairs_per_step // micro,
-        lr_scheduler_type="linear", warmup_steps=0.05, weight_decay=0.0, max_grad_norm=1.0,
-        max_length=None, seed=args.seed, logging_steps=10**6, save_strategy="no", report_to=[], disable_tqdm=True,
-        dataloader_num_workers=0, **{**device_arguments(), "activation_checkpointing": False},  # as in the K-wise loop
+        output_dir=str(out / "work"),
+        num_train_epochs=args.epochs,
+        learning_rate=args.lr,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=pairs_per_step // micro,
+        lr_scheduler_type="linear",
+        warmup_steps=0.05,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        max_length=None,
+        seed=args.seed,
+        logging_steps=10**6,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **{**device_arguments(), "activation_checkpointing": False},  # as in the K-wise loop
     )
     marks = {}
 
@@ -222,8 +281,9 @@ def train_pairs(train: list[Ranking], model_path: str, out: Path, args) -> tuple
         def on_train_end(self, *a, **k):
             marks["end"] = clock()
 
-    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                            processing_class=tokenizer, callbacks=[Timer()])
+    trainer = RewardTrainer(
+        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[Timer()]
+    )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     trainer.model.save_pretrained(out)
@@ -270,22 +330,41 @@ def run_scenario(scenario: str, model: str, work: Path, args) -> dict:
     train, held = rankings[:count], rankings[count:]
     prompt_tokens, answer_tokens = mean_tokens(rankings, AutoTokenizer.from_pretrained(model))
     k = len(train[0].completions)
-    print(f"\n{scenario}: K = {k}, {len(train)} training rankings ({len(train) * len(ordered_pairs(train[0].ranks))} "
-          f"pairs), {len(held)} held out; mean prompt {prompt_tokens:.0f} tokens, mean answer {answer_tokens:.0f}",
-          flush=True)
+    print(
+        f"\n{scenario}: K = {k}, {len(train)} training rankings ({len(train) * len(ordered_pairs(train[0].ranks))} "
+        f"pairs), {len(held)} held out; mean prompt {prompt_tokens:.0f} tokens, mean answer {answer_tokens:.0f}",
+        flush=True,
+    )
     kwise_wall, kwise_cpu = train_kwise(train, model, work / f"{scenario}-kwise", args)
     kwise_accuracy = held_out_accuracy(work / f"{scenario}-kwise", held)
-    print(f"  K-wise (packed): {kwise_wall:8.1f} s/epoch wall, {kwise_cpu:8.1f} s CPU   "
-          f"held-out accuracy {kwise_accuracy:.3f}", flush=True)
+    print(
+        f"  K-wise (packed): {kwise_wall:8.1f} s/epoch wall, {kwise_cpu:8.1f} s CPU   "
+        f"held-out accuracy {kwise_accuracy:.3f}",
+        flush=True,
+    )
     pairs_wall, pairs_cpu = train_pairs(train, model, work / f"{scenario}-pairs", args)
     pairs_accuracy = held_out_accuracy(work / f"{scenario}-pairs", held)
-    print(f"  TRL pairs:       {pairs_wall:8.1f} s/epoch wall, {pairs_cpu:8.1f} s CPU   "
-          f"held-out accuracy {pairs_accuracy:.3f}", flush=True)
+    print(
+        f"  TRL pairs:       {pairs_wall:8.1f} s/epoch wall, {pairs_cpu:8.1f} s CPU   "
+        f"held-out accuracy {pairs_accuracy:.3f}",
+        flush=True,
+    )
     ratio = pairs_cpu / kwise_cpu
-    print(f"  speed-up {ratio:.2f}x CPU time, {pairs_wall / kwise_wall:.2f}x wall (target {TARGETS[scenario]}x)",
-          flush=True)
-    return {"scenario": scenario, "k": k, "kwise_wall": kwise_wall, "pairs_wall": pairs_wall, "kwise_cpu": kwise_cpu,
-            "pairs_cpu": pairs_cpu, "ratio": ratio, "kwise_acc": kwise_accuracy, "pairs_acc": pairs_accuracy}
+    print(
+        f"  speed-up {ratio:.2f}x CPU time, {pairs_wall / kwise_wall:.2f}x wall (target {TARGETS[scenario]}x)",
+        flush=True,
+    )
+    return {
+        "scenario": scenario,
+        "k": k,
+        "kwise_wall": kwise_wall,
+        "pairs_wall": pairs_wall,
+        "kwise_cpu": kwise_cpu,
+        "pairs_cpu": pairs_cpu,
+        "ratio": ratio,
+        "kwise_acc": kwise_accuracy,
+        "pairs_acc": pairs_accuracy,
+    }
 
 
 def main() -> int:
@@ -293,8 +372,13 @@ def main() -> int:
     parser.add_argument("--model", help="a causal LM checkpoint (default: the SmolLM2 checkpoint under var/models)")
     parser.add_argument("--tiny", action="store_true", help="build a tiny random model: a smoke run of the plumbing")
     parser.add_argument("--scenarios", default="k4,k9,k2-long")
-    parser.add_argument("--rankings", type=int, help="training rankings per scenario (default: "
-                        + ", ".join(f"{s} {n}" for s, n in DEFAULT_RANKINGS.items()) + ", ~10 min with SmolLM2 on 2 cores)")
+    parser.add_argument(
+        "--rankings",
+        type=int,
+        help="training rankings per scenario (default: "
+        + ", ".join(f"{s} {n}" for s, n in DEFAULT_RANKINGS.items())
+        + ", ~10 min with SmolLM2 on 2 cores)",
+    )
     parser.add_argument("--held-out", type=int, default=16, help="held-out rankings per scenario (other questions)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-5)
@@ -322,8 +406,10 @@ def main() -> int:
             model = args.model or default_model()
             if model is None:
                 parser.error("no checkpoint under var/models: pass --model PATH (or --tiny for a smoke run)")
-        print(f"model {model}; {args.epochs} epoch(s), lr {args.lr}, {args.rankings_per_step} rankings per step; "
-              f"torch threads {torch.get_num_threads()}")
+        print(
+            f"model {model}; {args.epochs} epoch(s), lr {args.lr}, {args.rankings_per_step} rankings per step; "
+            f"torch threads {torch.get_num_threads()}"
+        )
         results = [run_scenario(s, model, work, args) for s in scenarios]
 
     print("\ns/epoch: wall (CPU)")
@@ -332,9 +418,11 @@ def main() -> int:
     for r in results:
         ok = r["ratio"] >= TARGETS[r["scenario"]]
         missed |= not ok
-        print(f"{r['scenario']:<9} {r['k']:>2}   {r['kwise_wall']:>6.1f} ({r['kwise_cpu']:>6.1f})   "
-              f"{r['pairs_wall']:>7.1f} ({r['pairs_cpu']:>7.1f})   {r['ratio']:>6.2f}x ({TARGETS[r['scenario']]}x)"
-              f"{'' if ok else ' MISSED'}       {r['kwise_acc']:.3f} / {r['pairs_acc']:.3f}")
+        print(
+            f"{r['scenario']:<9} {r['k']:>2}   {r['kwise_wall']:>6.1f} ({r['kwise_cpu']:>6.1f})   "
+            f"{r['pairs_wall']:>7.1f} ({r['pairs_cpu']:>7.1f})   {r['ratio']:>6.2f}x ({TARGETS[r['scenario']]}x)"
+            f"{'' if ok else ' MISSED'}       {r['kwise_acc']:.3f} / {r['pairs_acc']:.3f}"
+        )
     return 1 if missed else 0
 
 

@@ -35,7 +35,11 @@ class ProjectAdmin(admin.ModelAdmin):
             for line, problem in report.errors[:50]:
                 messages.warning(request, f"line {line}: {problem}")
             return redirect("admin:labeling_project_change", pk)
-        context = {**self.admin_site.each_context(request), "project": project, "title": f"Import prompts into {project}"}
+        context = {
+            **self.admin_site.each_context(request),
+            "project": project,
+            "title": f"Import prompts into {project}",
+        }
         return render(request, "admin/labeling/project_import.html", context)
 
 
@@ -66,8 +70,10 @@ class PromptAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         # New prompts go through the service: deduplicated, with their demonstration task and event.
         prompt, _ = services.prompt_create(
-            project=form.cleaned_data["project"], messages=form.cleaned_data["messages"],
-            source=form.cleaned_data.get("source") or "admin", actor=request.user,
+            project=form.cleaned_data["project"],
+            messages=form.cleaned_data["messages"],
+            source=form.cleaned_data.get("source") or "admin",
+            actor=request.user,
         )
         obj.pk, obj.content_hash, obj.created_at = prompt.pk, prompt.content_hash, prompt.created_at
 

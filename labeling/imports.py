@@ -112,7 +112,11 @@ def _answer_text(value, name: str) -> str:
     if isinstance(value, str) and value.strip():
         return value
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
-        if value[0].get("role") == "assistant" and isinstance(value[0].get("content"), str) and value[0]["content"].strip():
+        if (
+            value[0].get("role") == "assistant"
+            and isinstance(value[0].get("content"), str)
+            and value[0]["content"].strip()
+        ):
             return value[0]["content"]
     raise LabelingError(f"`{name}` must be text or a list with one assistant message.")
 

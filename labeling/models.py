@@ -56,9 +56,7 @@ class Prompt(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_per_project")
-        ]
+        constraints = [models.UniqueConstraint(fields=["project", "content_hash"], name="prompt_unique_per_project")]
 
     def __str__(self) -> str:
         last = self.messages[-1]["content"] if self.messages else ""
@@ -100,12 +98,20 @@ class Candidate(models.Model):
     text = models.TextField()
     source = models.CharField(max_length=200, help_text="Who wrote it: a model version, 'demo', 'imported'…")
     demonstration = models.ForeignKey(
-        "Demonstration", null=True, blank=True, on_delete=models.SET_NULL, related_name="candidates",
+        "Demonstration",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="candidates",
         help_text="Set when the answer is an annotator's demonstration: that annotator never ranks it.",
     )
     generation = models.JSONField(default=dict, blank=True, help_text="Sampling parameters, seed, model version.")
     model_version = models.ForeignKey(
-        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="candidates",
+        "training.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="candidates",
         help_text="The model version that wrote this answer; empty for people's and imported answers.",
     )
     created_at = models.DateTimeField(default=timezone.now)

@@ -42,7 +42,8 @@ def recent_submissions(*, annotator, limit: int = 20) -> list[dict]:
     demos = Demonstration.objects.filter(annotator=annotator).select_related("task__prompt", "task__project")
     ranks = Ranking.objects.filter(annotator=annotator).select_related("task__prompt", "task__project")
     items = [
-        {"kind": "demonstration", "record": d, "created_at": d.created_at} for d in demos.order_by("-created_at")[:limit]
+        {"kind": "demonstration", "record": d, "created_at": d.created_at}
+        for d in demos.order_by("-created_at")[:limit]
     ] + [{"kind": "ranking", "record": r, "created_at": r.created_at} for r in ranks.order_by("-created_at")[:limit]]
     items.sort(key=lambda item: item["created_at"], reverse=True)
     for item in items:
@@ -80,8 +81,11 @@ def project_stats(*, project: Project) -> dict:
     kinds = [Task.Kind.DEMONSTRATION, Task.Kind.RANKING]
     return {
         "tasks": [
-            {"kind": kind, "open": by_state.get((kind, Task.State.OPEN), 0),
-             "completed": by_state.get((kind, Task.State.COMPLETED), 0)}
+            {
+                "kind": kind,
+                "open": by_state.get((kind, Task.State.OPEN), 0),
+                "completed": by_state.get((kind, Task.State.COMPLETED), 0),
+            }
             for kind in kinds
         ],
         "completions_per_hour": [{"hour": row["hour"], "count": row["n"]} for row in per_hour],

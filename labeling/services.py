@@ -35,9 +35,7 @@ CHOOSE_ATTEMPTS = 8
 
 
 def event_record(*, actor, verb: str, project=None, task=None, payload: dict | None = None) -> Event:
-    return Event.objects.create(
-        actor=actor, verb=verb, project=project, task=task, payload=payload or {}
-    )
+    return Event.objects.create(actor=actor, verb=verb, project=project, task=task, payload=payload or {})
 
 
 # --- prompts and tasks ---------------------------------------------------------------------------
@@ -62,7 +60,9 @@ def prompt_create(
     if created:
         if demonstration_task:
             Task.objects.create(project=project, prompt=prompt, kind=Task.Kind.DEMONSTRATION)
-        event_record(actor=actor, verb="prompt.created", project=project, payload={"prompt_id": prompt.pk, "source": source})
+        event_record(
+            actor=actor, verb="prompt.created", project=project, payload={"prompt_id": prompt.pk, "source": source}
+        )
     return prompt, created
 
 
@@ -96,7 +96,9 @@ def ranking_task_create(
         )
         for answer in answers
     )
-    event_record(actor=actor, verb="task.created", project=project, task=task, payload={"kind": task.kind, **(metadata or {})})
+    event_record(
+        actor=actor, verb="task.created", project=project, task=task, payload={"kind": task.kind, **(metadata or {})}
+    )
     return task
 
 
@@ -225,7 +227,10 @@ def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | N
         # No get_or_create needed: an assignment is only ever created under its task's lock, and
         # existing_id was read after we took it, so no other one of mine can appear now.
         assignment = Assignment.objects.create(
-            task=task, annotator=annotator, leased_at=now, lease_expires_at=_lease_until(project, now),
+            task=task,
+            annotator=annotator,
+            leased_at=now,
+            lease_expires_at=_lease_until(project, now),
             candidate_order=order,
         )
     else:  # my own lease had expired: renew it and keep the draft
@@ -235,7 +240,9 @@ def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | N
         assignment.lease_expires_at = _lease_until(project, now)
         assignment.save(update_fields=["state", "leased_at", "lease_expires_at"])
     assignment.task = task
-    event_record(actor=annotator, verb="task.leased", project=project, task=task, payload={"assignment_id": assignment.pk})
+    event_record(
+        actor=annotator, verb="task.leased", project=project, task=task, payload={"assignment_id": assignment.pk}
+    )
     return assignment
 
 
@@ -295,7 +302,10 @@ def task_skip(*, annotator, task_id, reason="") -> Assignment:
         assignment.finished_at = timezone.now()
         assignment.save(update_fields=["state", "skip_reason", "finished_at"])
         event_record(
-            actor=annotator, verb="task.skipped", project=task.project, task=task,
+            actor=annotator,
+            verb="task.skipped",
+            project=task.project,
+            task=task,
             payload={"assignment_id": assignment.pk, "reason": reason, "draft_chars": len(assignment.draft_text)},
         )
         return assignment
@@ -314,8 +324,13 @@ def leases_return_expired(*, now=None) -> int:
             assignment.state = Assignment.State.EXPIRED
         Assignment.objects.bulk_update(expired, ["state"])
         Event.objects.bulk_create(
-            Event(actor=None, verb="lease.expired", project_id=a.task.project_id, task=a.task,
-                  payload={"assignment_id": a.pk, "annotator_id": a.annotator_id})
+            Event(
+                actor=None,
+                verb="lease.expired",
+                project_id=a.task.project_id,
+                task=a.task,
+                payload={"assignment_id": a.pk, "annotator_id": a.annotator_id},
+            )
             for a in expired
         )
     return len(expired)
@@ -362,19 +377,27 @@ def demonstration_submit(*, annotator, task_id, text, client_id) -> tuple[Demons
             task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.DEMONSTRATION)
             now = timezone.now()
             demonstration = Demonstration.objects.create(
-                assignment=assignment, task=task, annotator=annotator, text=text,
-                client_id=client_uuid, created_at=now, updated_at=now,
+                assignment=assignment,
+                task=task,
+                annotator=annotator,
+                text=text,
+                client_id=client_uuid,
+                created_at=now,
+                updated_at=now,
             )
             _complete_slot(task=task, assignment=assignment, now=now)
             event_record(
-                actor=annotator, verb="demonstration.submitted", project=task.project, task=task,
+                actor=annotator,
+                verb="demonstration.submitted",
+                project=task.project,
+                task=task,
                 payload={"demonstration_id": demonstration.pk, "client_id": str(client_uuid), "text": text},
             )
             return demonstration, True
     except (LabelingError, IntegrityError):
         # A retry of a stored submission fails above (its lease is submitted, or its client_id is
         # taken): answer it as it was answered. Looking only now saves a query on every first try.
-        if (existing := _replay(Demonstration, client_id=client_uuid, annotator=annotator, task_id=task_id)):
+        if existing := _replay(Demonstration, client_id=client_uuid, annotator=annotator, task_id=task_id):
             return existing, False
         raise
 
@@ -394,22 +417,36 @@ def ranking_submit(
             clean_flags = validation.flags_clean(flags, known)
             now = timezone.now()
             record = Ranking.objects.create(
-                assignment=assignment, task=task, annotator=annotator, groups=groups,
-                ratings=clean_ratings, flags=clean_flags, none_acceptable=none_acceptable,
-                client_id=client_uuid, created_at=now, updated_at=now,
+                assignment=assignment,
+                task=task,
+                annotator=annotator,
+                groups=groups,
+                ratings=clean_ratings,
+                flags=clean_flags,
+                none_acceptable=none_acceptable,
+                client_id=client_uuid,
+                created_at=now,
+                updated_at=now,
             )
             _complete_slot(task=task, assignment=assignment, now=now)
             event_record(
-                actor=annotator, verb="ranking.submitted", project=task.project, task=task,
+                actor=annotator,
+                verb="ranking.submitted",
+                project=task.project,
+                task=task,
                 payload={
-                    "ranking_id": record.pk, "client_id": str(client_uuid), "groups": groups,
-                    "ratings": clean_ratings, "flags": clean_flags, "none_acceptable": none_acceptable,
+                    "ranking_id": record.pk,
+                    "client_id": str(client_uuid),
+                    "groups": groups,
+                    "ratings": clean_ratings,
+                    "flags": clean_flags,
+                    "none_acceptable": none_acceptable,
                     "shown_order": assignment.candidate_order,
                 },
             )
             return record, True
     except (LabelingError, IntegrityError):  # as in demonstration_submit
-        if (existing := _replay(Ranking, client_id=client_uuid, annotator=annotator, task_id=task_id)):
+        if existing := _replay(Ranking, client_id=client_uuid, annotator=annotator, task_id=task_id):
             return existing, False
         raise
 
@@ -429,7 +466,12 @@ def _check_edit_window(record, annotator) -> None:
 def demonstration_edit(*, annotator, demonstration_id, text) -> Demonstration:
     text = validation.demonstration_text_clean(text)
     with transaction.atomic():
-        record = Demonstration.objects.select_for_update().select_related("task__project").filter(pk=demonstration_id).first()
+        record = (
+            Demonstration.objects.select_for_update()
+            .select_related("task__project")
+            .filter(pk=demonstration_id)
+            .first()
+        )
         if record is None:
             raise NotFound("There is no such submission of yours.")
         _check_edit_window(record, annotator)
@@ -437,7 +479,10 @@ def demonstration_edit(*, annotator, demonstration_id, text) -> Demonstration:
         record.text, record.updated_at = text, timezone.now()
         record.save(update_fields=["text", "updated_at"])
         event_record(
-            actor=annotator, verb="demonstration.edited", project=record.task.project, task=record.task,
+            actor=annotator,
+            verb="demonstration.edited",
+            project=record.task.project,
+            task=record.task,
             payload={"demonstration_id": record.pk, "previous_text": previous, "text": text},
         )
         return record
@@ -452,8 +497,12 @@ def ranking_edit(*, annotator, ranking_id, ranking, ratings=None, flags=None, no
             raise NotFound("There is no such submission of yours.")
         _check_edit_window(record, annotator)
         known = set(record.task.candidates.values_list("public_id", flat=True))
-        previous = {"groups": record.groups, "ratings": record.ratings, "flags": record.flags,
-                    "none_acceptable": record.none_acceptable}
+        previous = {
+            "groups": record.groups,
+            "ratings": record.ratings,
+            "flags": record.flags,
+            "none_acceptable": record.none_acceptable,
+        }
         record.groups = validation.ranking_clean(ranking, known)
         record.ratings = validation.ratings_clean(ratings, known)
         record.flags = validation.flags_clean(flags, known)
@@ -461,9 +510,18 @@ def ranking_edit(*, annotator, ranking_id, ranking, ratings=None, flags=None, no
         record.updated_at = timezone.now()
         record.save(update_fields=["groups", "ratings", "flags", "none_acceptable", "updated_at"])
         event_record(
-            actor=annotator, verb="ranking.edited", project=record.task.project, task=record.task,
-            payload={"ranking_id": record.pk, "previous": previous, "groups": record.groups,
-                     "ratings": record.ratings, "flags": record.flags, "none_acceptable": none_acceptable},
+            actor=annotator,
+            verb="ranking.edited",
+            project=record.task.project,
+            task=record.task,
+            payload={
+                "ranking_id": record.pk,
+                "previous": previous,
+                "groups": record.groups,
+                "ratings": record.ratings,
+                "flags": record.flags,
+                "none_acceptable": none_acceptable,
+            },
         )
         return record
 
@@ -495,14 +553,20 @@ def _imported_task(*, project, prompt, kind: str, now) -> tuple[Task, Assignment
         project=project, prompt=prompt, kind=kind, state=Task.State.COMPLETED, completions=1, completed_at=now
     )
     assignment = Assignment.objects.create(
-        task=task, annotator=imported_user(), state=Assignment.State.SUBMITTED,
-        leased_at=now, lease_expires_at=now, finished_at=now,
+        task=task,
+        annotator=imported_user(),
+        state=Assignment.State.SUBMITTED,
+        leased_at=now,
+        lease_expires_at=now,
+        finished_at=now,
     )
     return task, assignment
 
 
 @transaction.atomic
-def imported_preference_create(*, project: Project, messages, chosen: str, rejected: str, source: str, actor=None) -> bool:
+def imported_preference_create(
+    *, project: Project, messages, chosen: str, rejected: str, source: str, actor=None
+) -> bool:
     """A pairwise preference from another dataset, stored as a finished K=2 ranking. False if already imported."""
     messages = validation.messages_clean(messages)
     for name, text in (("chosen", chosen), ("rejected", rejected)):
@@ -523,11 +587,21 @@ def imported_preference_create(*, project: Project, messages, chosen: str, rejec
         for text in (chosen, rejected)
     )
     ranking = Ranking.objects.create(
-        assignment=assignment, task=task, annotator=assignment.annotator, groups=[[better.public_id], [worse.public_id]],
-        client_id=client_id, created_at=now, updated_at=now,
+        assignment=assignment,
+        task=task,
+        annotator=assignment.annotator,
+        groups=[[better.public_id], [worse.public_id]],
+        client_id=client_id,
+        created_at=now,
+        updated_at=now,
     )
-    event_record(actor=actor, verb="ranking.imported", project=project, task=task,
-                 payload={"ranking_id": ranking.pk, "source": source})
+    event_record(
+        actor=actor,
+        verb="ranking.imported",
+        project=project,
+        task=task,
+        payload={"ranking_id": ranking.pk, "source": source},
+    )
     return True
 
 
@@ -546,9 +620,19 @@ def imported_demonstration_create(*, project: Project, messages, text, source: s
     now = timezone.now()
     task, assignment = _imported_task(project=project, prompt=prompt, kind=Task.Kind.DEMONSTRATION, now=now)
     demonstration = Demonstration.objects.create(
-        assignment=assignment, task=task, annotator=assignment.annotator, text=text,
-        client_id=client_id, created_at=now, updated_at=now,
+        assignment=assignment,
+        task=task,
+        annotator=assignment.annotator,
+        text=text,
+        client_id=client_id,
+        created_at=now,
+        updated_at=now,
     )
-    event_record(actor=actor, verb="demonstration.imported", project=project, task=task,
-                 payload={"demonstration_id": demonstration.pk, "source": source})
+    event_record(
+        actor=actor,
+        verb="demonstration.imported",
+        project=project,
+        task=task,
+        payload={"demonstration_id": demonstration.pk, "source": source},
+    )
     return True

@@ -105,9 +105,7 @@ def flags_clean(flags, known_ids: set[str]) -> dict[str, list[str]]:
             raise LabelingError(f"flags of {answer_id!r} must be a list of flag names.", field="flags")
         unknown = [name for name in names if name not in FLAGS]
         if unknown:
-            raise LabelingError(
-                f"unknown flag {unknown[0]!r}; use {', '.join(FLAGS)}.", field="flags"
-            )
+            raise LabelingError(f"unknown flag {unknown[0]!r}; use {', '.join(FLAGS)}.", field="flags")
         if names:
             cleaned[answer_id] = sorted(set(names))
     return cleaned

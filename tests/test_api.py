@@ -57,8 +57,13 @@ def test_same_client_id_twice_returns_the_same_answer(annotator, project):
     client = api_client(annotator)
     task = lease(client, project)
     ids = [c["id"] for c in task["candidates"]]
-    body = {"ranking": [[ids[2]], [ids[0], ids[1]]], "ratings": {ids[2]: 6}, "flags": {ids[0]: ["harmful"]},
-            "none_acceptable": False, "client_id": new_client_id()}
+    body = {
+        "ranking": [[ids[2]], [ids[0], ids[1]]],
+        "ratings": {ids[2]: 6},
+        "flags": {ids[0]: ["harmful"]},
+        "none_acceptable": False,
+        "client_id": new_client_id(),
+    }
     first = client.post(f"/api/v1/tasks/{task['id']}/ranking/", body, format="json")
     second = client.post(f"/api/v1/tasks/{task['id']}/ranking/", body, format="json")
     assert first.status_code == second.status_code == 201
@@ -109,7 +114,9 @@ def test_field_errors_name_the_field(annotator, project):
     add_ranking_task(project)
     client = api_client(annotator)
     task = lease(client, project)
-    response = client.post(f"/api/v1/tasks/{task['id']}/ranking/", {"ranking": [["zzz"]], "client_id": new_client_id()}, format="json")
+    response = client.post(
+        f"/api/v1/tasks/{task['id']}/ranking/", {"ranking": [["zzz"]], "client_id": new_client_id()}, format="json"
+    )
     assert response.status_code == 400
     assert "ranking" in response.json()["errors"]
     assert "zzz" in response.json()["detail"]
@@ -157,7 +164,9 @@ def test_a_client_id_cannot_be_reused_for_another_task(annotator, project):
     first = lease(client, project)
     client.post(f"/api/v1/tasks/{first['id']}/demonstration/", {"text": "a", "client_id": client_id}, format="json")
     second = lease(client, project)
-    response = client.post(f"/api/v1/tasks/{second['id']}/demonstration/", {"text": "b", "client_id": client_id}, format="json")
+    response = client.post(
+        f"/api/v1/tasks/{second['id']}/demonstration/", {"text": "b", "client_id": client_id}, format="json"
+    )
     assert response.status_code == 409
 
 
@@ -201,7 +210,9 @@ def test_progress_and_edit_recent_submission(annotator, project):
     add_demonstration_task(project)
     client = api_client(annotator)
     task = lease(client, project)
-    demo = client.post(f"/api/v1/tasks/{task['id']}/demonstration/", {"text": "v1", "client_id": new_client_id()}, format="json").json()
+    demo = client.post(
+        f"/api/v1/tasks/{task['id']}/demonstration/", {"text": "v1", "client_id": new_client_id()}, format="json"
+    ).json()
     progress = client.get(f"/api/v1/me/progress/?project={project.pk}").json()
     assert (progress["today"], progress["total"]) == (1, 1)
     assert progress["recent"][0]["editable"] is True
@@ -210,7 +221,9 @@ def test_progress_and_edit_recent_submission(annotator, project):
 
 
 def test_markdown_preview_is_sanitised(annotator):
-    response = api_client(annotator).post("/api/v1/markdown/", {"text": "# Hi\n<img src=x onerror=alert(1)>"}, format="json")
+    response = api_client(annotator).post(
+        "/api/v1/markdown/", {"text": "# Hi\n<img src=x onerror=alert(1)>"}, format="json"
+    )
     assert response.status_code == 200
     assert "<h1>Hi</h1>" in response.json()["html"]
     assert "<img" not in response.json()["html"]  # shown as text, not as an element

@@ -35,7 +35,9 @@ def test_hh_parser_reads_multi_turn_transcripts():
 
 
 def test_hh_import_makes_k2_rankings_with_the_shared_prefix_as_prompt(project):
-    report = dataset_import(project=project, text=jsonl({"chosen": HH_CHOSEN, "rejected": HH_REJECTED}), fmt="hh", source="hh.jsonl")
+    report = dataset_import(
+        project=project, text=jsonl({"chosen": HH_CHOSEN, "rejected": HH_REJECTED}), fmt="hh", source="hh.jsonl"
+    )
     assert (report.created, report.errors) == (1, [])
     ranking = Ranking.objects.get()
     task = ranking.task
@@ -50,10 +52,15 @@ def test_hh_import_makes_k2_rankings_with_the_shared_prefix_as_prompt(project):
 def test_trl_preferences_conversational_plain_and_implicit(project):
     text = jsonl(
         {"prompt": "Capital of Taiwan?", "chosen": "Taipei.", "rejected": "Tainan."},
-        {"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}],
-         "rejected": [{"role": "assistant", "content": "5"}]},
-        {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
-         "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}]},
+        {
+            "prompt": [{"role": "user", "content": "2+2?"}],
+            "chosen": [{"role": "assistant", "content": "4"}],
+            "rejected": [{"role": "assistant", "content": "5"}],
+        },
+        {
+            "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+            "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}],
+        },
     )
     report = dataset_import(project=project, text=text, fmt="preferences", source="prefs.jsonl")
     assert (report.created, report.errors) == (3, [])
@@ -75,13 +82,25 @@ def test_bad_rows_are_reported_by_line_and_skipped(project):
     report = dataset_import(project=project, text=text, fmt="preferences", source="bad.jsonl")
     assert report.created == 1
     assert [line for line, _ in report.errors] == [2, 3, 4, 5, 6]
-    hh = dataset_import(project=project, text=jsonl({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: bye\n\nAssistant: b"}), fmt="hh", source="x")
+    hh = dataset_import(
+        project=project,
+        text=jsonl({"chosen": "\n\nHuman: hi\n\nAssistant: a", "rejected": "\n\nHuman: bye\n\nAssistant: b"}),
+        fmt="hh",
+        source="x",
+    )
     assert "differ before their last answer" in hh.errors[0][1]
 
 
 def test_conversations_become_demonstrations(project):
-    text = jsonl({"messages": [{"role": "user", "content": "台灣第一高峰是那一座？"}, {"role": "assistant", "content": "玉山。"}]},
-                 {"messages": [{"role": "user", "content": "no answer"}]})
+    text = jsonl(
+        {
+            "messages": [
+                {"role": "user", "content": "台灣第一高峰是那一座？"},
+                {"role": "assistant", "content": "玉山。"},
+            ]
+        },
+        {"messages": [{"role": "user", "content": "no answer"}]},
+    )
     report = dataset_import(project=project, text=text, fmt="conversations", source="c.jsonl")
     assert report.created == 1 and report.errors[0][0] == 2
     assert Demonstration.objects.get().text == "玉山。"

@@ -25,7 +25,9 @@ def create(client, project, **body):
     return response
 
 
-def test_researcher_creates_lists_and_downloads_a_snapshot(project, annotator, annotator2, researcher, django_capture_on_commit_callbacks):
+def test_researcher_creates_lists_and_downloads_a_snapshot(
+    project, annotator, annotator2, researcher, django_capture_on_commit_callbacks
+):
     label_everything(project, annotator, annotator2)
     client = api_client(researcher)
     with django_capture_on_commit_callbacks() as callbacks:
@@ -59,8 +61,12 @@ def test_redelivered_build_does_nothing_twice(project, annotator, annotator2, re
 
 @pytest.mark.parametrize(
     "body, field",
-    [({"kind": "everything"}, "kind"), ({"kind": "sft", "format": "csv"}, "format"),
-     ({"kind": "sft", "filters": {"date_from": "soon"}}, "date_from"), ({"kind": "sft", "project": 999}, "project")],
+    [
+        ({"kind": "everything"}, "kind"),
+        ({"kind": "sft", "format": "csv"}, "format"),
+        ({"kind": "sft", "filters": {"date_from": "soon"}}, "date_from"),
+        ({"kind": "sft", "project": 999}, "project"),
+    ],
 )
 def test_bad_requests_name_the_field(project, researcher, body, field):
     response = api_client(researcher).post("/api/v1/datasets/", {"project": project.pk, **body}, format="json")
@@ -73,14 +79,23 @@ def test_not_ready_snapshot_is_not_downloadable(project, researcher):
     assert api_client(researcher).get(f"/api/v1/datasets/{snapshot_id}/files/sft.jsonl").status_code == 409
 
 
-def test_only_researchers_and_admins_export_and_researchers_cannot_label(project, annotator, researcher, admin_user, outsider):
+def test_only_researchers_and_admins_export_and_researchers_cannot_label(
+    project, annotator, researcher, admin_user, outsider
+):
     assert create(api_client(annotator), project, kind="sft").status_code == 403
     assert create(api_client(outsider), project, kind="sft").status_code == 403
     assert create(APIClient(), project, kind="sft").status_code == 401
     assert create(api_client(admin_user), project, kind="sft").status_code == 202
     client = api_client(researcher)
     assert client.get(f"/api/v1/tasks/next/?project={project.pk}").status_code == 403
-    assert client.post("/api/v1/tasks/1/demonstration/", {"text": "x", "client_id": "6f0c3c52-5a59-4d0e-9a8e-7d1b0c1e5a11"}, format="json").status_code == 403
+    assert (
+        client.post(
+            "/api/v1/tasks/1/demonstration/",
+            {"text": "x", "client_id": "6f0c3c52-5a59-4d0e-9a8e-7d1b0c1e5a11"},
+            format="json",
+        ).status_code
+        == 403
+    )
     assert client.delete("/api/v1/datasets/1/").status_code == 405
     assert not Demonstration.objects.exists() and not Ranking.objects.exists()
 

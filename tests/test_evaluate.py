@@ -10,10 +10,12 @@ from training.ml.evaluate import evaluate_policies, sequence_logprobs, should_de
 from training.ml.generation import SamplingParams
 from training.ml.reward import RewardConfig, load_reward_model, save_reward_model
 
-PROMPTS = [[{"role": "user", "content": "What is the highest mountain in the world?"}],
-           [{"role": "user", "content": "台灣第一高峰是那一座？"}],
-           "Tell me a joke.",
-           [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}]]
+PROMPTS = [
+    [{"role": "user", "content": "What is the highest mountain in the world?"}],
+    [{"role": "user", "content": "台灣第一高峰是那一座？"}],
+    "Tell me a joke.",
+    [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}],
+]
 SAMPLING = SamplingParams(temperature=1.0, max_new_tokens=8, seed=3)
 
 
@@ -38,8 +40,9 @@ def sharpened_path(tmp_path_factory, tiny_model_path):  # noqa: F811
 
 
 def test_a_policy_against_itself_ties_with_no_kl(tiny_model_path, tiny_reward_model_path):  # noqa: F811
-    result = evaluate_policies(PROMPTS, str(tiny_model_path), str(tiny_model_path), str(tiny_reward_model_path),
-                               sampling=SAMPLING)
+    result = evaluate_policies(
+        PROMPTS, str(tiny_model_path), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
+    )
     assert result["prompts"] == len(result["rows"]) == 4
     assert result["win_rate"] == 0.5  # same seed, same answers: every prompt is a tie
     assert result["kl"] == 0.0
@@ -49,13 +52,16 @@ def test_a_policy_against_itself_ties_with_no_kl(tiny_model_path, tiny_reward_mo
 
 
 def test_new_policy_is_compared_with_the_old_one_prompt_by_prompt(
-        tiny_model_path, tiny_model_path_b, tiny_reward_model_path):  # noqa: F811
-    result = evaluate_policies(PROMPTS, str(tiny_model_path_b), str(tiny_model_path), str(tiny_reward_model_path),
-                               sampling=SAMPLING)
+    tiny_model_path, tiny_model_path_b, tiny_reward_model_path
+):  # noqa: F811
+    result = evaluate_policies(
+        PROMPTS, str(tiny_model_path_b), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
+    )
     rows = result["rows"]
     assert rows[2]["prompt"] == [{"role": "user", "content": "Tell me a joke."}]
-    wins = sum(1.0 if r["new_reward"] > r["old_reward"] else 0.5 if r["new_reward"] == r["old_reward"] else 0.0
-               for r in rows)
+    wins = sum(
+        1.0 if r["new_reward"] > r["old_reward"] else 0.5 if r["new_reward"] == r["old_reward"] else 0.0 for r in rows
+    )
     assert result["win_rate"] == wins / 4
     assert result["new_mean_reward"] == pytest.approx(sum(r["new_reward"] for r in rows) / 4)
     assert result["old_mean_reward"] == pytest.approx(sum(r["old_reward"] for r in rows) / 4)
@@ -65,12 +71,20 @@ def test_new_policy_is_compared_with_the_old_one_prompt_by_prompt(
 
 
 def test_kl_from_the_old_policy_or_another_reference(
-        sharpened_path, tiny_model_path, tiny_model_path_b, tiny_reward_model_path):  # noqa: F811
-    moved = evaluate_policies(PROMPTS, str(sharpened_path), str(tiny_model_path), str(tiny_reward_model_path),
-                              sampling=SAMPLING)
+    sharpened_path, tiny_model_path, tiny_model_path_b, tiny_reward_model_path
+):  # noqa: F811
+    moved = evaluate_policies(
+        PROMPTS, str(sharpened_path), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
+    )
     assert moved["kl"] > 10  # its own answers are far likelier under the sharp policy than under where it started
-    itself = evaluate_policies(PROMPTS, str(sharpened_path), str(tiny_model_path), str(tiny_reward_model_path),
-                               sampling=SAMPLING, reference_path=str(sharpened_path))
+    itself = evaluate_policies(
+        PROMPTS,
+        str(sharpened_path),
+        str(tiny_model_path),
+        str(tiny_reward_model_path),
+        sampling=SAMPLING,
+        reference_path=str(sharpened_path),
+    )
     assert itself["kl"] == 0.0
     assert itself["rows"] == moved["rows"]
 

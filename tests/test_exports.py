@@ -26,21 +26,29 @@ DEMO_TEXT = {"alice": "玉山。", "bob": "玉山，3,952 公尺。"}
 def label_everything(project, annotator, annotator2):
     """Alice and Bob each write one demonstration and rank one task: Alice [[best], [tie, tie]], Bob in order."""
     add_demonstration_task(project, "台灣第一高峰是那一座？")
-    add_ranking_task(project, "What is the highest mountain in the world?", answers=["Everest", "K2", "Everest, aka K2"])
+    add_ranking_task(
+        project, "What is the highest mountain in the world?", answers=["Everest", "K2", "Everest, aka K2"]
+    )
     texts = {}
     for user in (annotator, annotator2):
         for _ in range(2):
             lease = services.task_next_for(annotator=user, project=project)
             if lease.task.kind == "demonstration":
-                services.demonstration_submit(annotator=user, task_id=lease.task_id, text=DEMO_TEXT[user.username], client_id=new_client_id())
+                services.demonstration_submit(
+                    annotator=user, task_id=lease.task_id, text=DEMO_TEXT[user.username], client_id=new_client_id()
+                )
                 continue
             by_text = {c.text: c.public_id for c in lease.task.candidates.all()}
             texts.update({v: k for k, v in by_text.items()})
             everest, k2, aka = by_text["Everest"], by_text["K2"], by_text["Everest, aka K2"]
             groups = [[everest], [k2, aka]] if user == annotator else [[everest], [aka], [k2]]
             services.ranking_submit(
-                annotator=user, task_id=lease.task_id, ranking=groups, ratings={everest: 7, k2: 1},
-                flags={k2: ["factually_wrong"]}, client_id=new_client_id(),
+                annotator=user,
+                task_id=lease.task_id,
+                ranking=groups,
+                ratings={everest: 7, k2: 1},
+                flags={k2: ["factually_wrong"]},
+                client_id=new_client_id(),
             )
     return texts
 
@@ -70,10 +78,15 @@ def test_preference_snapshot_has_every_implied_pair(project, annotator, annotato
     _, rows = build(project, "preference", fmt)
     pairs = sorted((row["chosen"][0]["content"], row["rejected"][0]["content"]) for row in rows)
     # Alice: Everest > {K2, aka} (tie makes no pair); Bob: Everest > aka > K2.
-    assert pairs == sorted([
-        ("Everest", "K2"), ("Everest", "Everest, aka K2"),
-        ("Everest", "Everest, aka K2"), ("Everest", "K2"), ("Everest, aka K2", "K2"),
-    ])
+    assert pairs == sorted(
+        [
+            ("Everest", "K2"),
+            ("Everest", "Everest, aka K2"),
+            ("Everest", "Everest, aka K2"),
+            ("Everest", "K2"),
+            ("Everest, aka K2", "K2"),
+        ]
+    )
     assert rows[0]["prompt"] == [{"role": "user", "content": "What is the highest mountain in the world?"}]
 
 
@@ -88,9 +101,7 @@ def test_preference_best_versus_worst_with_margin(project, annotator, annotator2
 def test_ranking_snapshot_ties_share_a_rank(project, annotator, annotator2, fmt):
     label_everything(project, annotator, annotator2)
     _, rows = build(project, "ranking", fmt)
-    shapes = sorted(
-        (tuple(c[0]["content"] for c in row["completions"]), tuple(row["ranks"])) for row in rows
-    )
+    shapes = sorted((tuple(c[0]["content"] for c in row["completions"]), tuple(row["ranks"])) for row in rows)
     assert shapes == [
         (("Everest", "Everest, aka K2", "K2"), (1, 2, 3)),
         (("Everest", "K2", "Everest, aka K2"), (1, 2, 2)),
@@ -142,10 +153,16 @@ def test_agreement_filter_drops_the_annotator_who_disagrees(project, annotator, 
     project.save()
     carol = make_user("carol", role="annotator")
     task = add_ranking_task(project, "Which is bigger?", answers=["one", "two", "three"])
-    for user, order in ((annotator, ["three", "two", "one"]), (annotator2, ["three", "two", "one"]), (carol, ["one", "two", "three"])):
+    for user, order in (
+        (annotator, ["three", "two", "one"]),
+        (annotator2, ["three", "two", "one"]),
+        (carol, ["one", "two", "three"]),
+    ):
         lease = services.task_next_for(annotator=user, project=project)
         ids = {c.text: c.public_id for c in task.candidates.all()}
-        services.ranking_submit(annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id())
+        services.ranking_submit(
+            annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id()
+        )
     _, rows = build(project, "annotations", filters={"min_agreement": 0.5})
     assert len(rows) == 2
 
@@ -173,14 +190,25 @@ def test_dataset_card_documents_the_snapshot(project, annotator, annotator2):
 def test_bad_filters_are_refused_with_the_field(project):
     from labeling.errors import LabelingError
 
-    for filters, field in [({"date_from": "yesterday"}, "date_from"), ({"min_agreement": 2}, "min_agreement"),
-                           ({"colour": "red"}, "filters"), ({"round": "x"}, "round"), ({"margin": "yes"}, "margin")]:
+    for filters, field in [
+        ({"date_from": "yesterday"}, "date_from"),
+        ({"min_agreement": 2}, "min_agreement"),
+        ({"colour": "red"}, "filters"),
+        ({"round": "x"}, "round"),
+        ({"margin": "yes"}, "margin"),
+    ]:
         with pytest.raises(LabelingError) as error:
             snapshot_create(project=project, kind="sft", filters=filters)
         assert error.value.field == field
 
 
 def test_implied_pairs_skip_ties():
-    assert list(implied_pairs([["a"], ["b", "c"], ["d"]], "all")) == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")]
+    assert list(implied_pairs([["a"], ["b", "c"], ["d"]], "all")) == [
+        ("a", "b"),
+        ("a", "c"),
+        ("a", "d"),
+        ("b", "d"),
+        ("c", "d"),
+    ]
     assert list(implied_pairs([["a", "b"]], "all")) == []
     assert list(implied_pairs([["a"], ["b"], ["c", "d"]], "best_worst")) == [("a", "c"), ("a", "d")]

@@ -31,8 +31,17 @@ def exported(project, kind: str, fmt: str):
 
 
 def common_args(tmp_path) -> dict:
-    return {"output_dir": str(tmp_path / "out"), "max_steps": 1, "per_device_train_batch_size": 2, "use_cpu": True,
-            "bf16": False, "report_to": [], "save_strategy": "no", "learning_rate": 1e-2, "logging_steps": 1}
+    return {
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": 1,
+        "per_device_train_batch_size": 2,
+        "use_cpu": True,
+        "bf16": False,
+        "report_to": [],
+        "save_strategy": "no",
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+    }
 
 
 def weights(model) -> torch.Tensor:
@@ -43,8 +52,11 @@ def test_sft_snapshot_trains_with_sft_trainer(project, annotator, annotator2, ti
     from trl import SFTConfig, SFTTrainer
 
     label_everything(project, annotator, annotator2)
-    trainer = SFTTrainer(model=str(tiny_model), train_dataset=exported(project, "sft", "jsonl"),
-                         args=SFTConfig(max_length=128, **common_args(tmp_path)))
+    trainer = SFTTrainer(
+        model=str(tiny_model),
+        train_dataset=exported(project, "sft", "jsonl"),
+        args=SFTConfig(max_length=128, **common_args(tmp_path)),
+    )
     before = weights(trainer.model)
     result = trainer.train()
     assert torch.isfinite(torch.tensor(result.training_loss))
@@ -55,8 +67,11 @@ def test_preference_snapshot_trains_with_reward_trainer(project, annotator, anno
     from trl import RewardConfig, RewardTrainer
 
     label_everything(project, annotator, annotator2)
-    trainer = RewardTrainer(model=str(tiny_model), train_dataset=exported(project, "preference", "parquet"),
-                            args=RewardConfig(max_length=128, **common_args(tmp_path)))
+    trainer = RewardTrainer(
+        model=str(tiny_model),
+        train_dataset=exported(project, "preference", "parquet"),
+        args=RewardConfig(max_length=128, **common_args(tmp_path)),
+    )
     before = weights(trainer.model)
     result = trainer.train()
     assert torch.isfinite(torch.tensor(result.training_loss))
@@ -67,8 +82,11 @@ def test_preference_snapshot_trains_with_dpo_trainer(project, annotator, annotat
     from trl import DPOConfig, DPOTrainer
 
     label_everything(project, annotator, annotator2)
-    trainer = DPOTrainer(model=str(tiny_model), train_dataset=exported(project, "preference", "jsonl"),
-                         args=DPOConfig(max_length=128, **common_args(tmp_path)))
+    trainer = DPOTrainer(
+        model=str(tiny_model),
+        train_dataset=exported(project, "preference", "jsonl"),
+        args=DPOConfig(max_length=128, **common_args(tmp_path)),
+    )
     before = weights(trainer.model)
     result = trainer.train()
     assert torch.isfinite(torch.tensor(result.training_loss))

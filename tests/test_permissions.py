@@ -14,7 +14,13 @@ DENIED = {401, 403}
 
 @pytest.fixture
 def users(annotator, researcher, admin_user, outsider):
-    return {"anonymous": None, "outsider": outsider, "annotator": annotator, "researcher": researcher, "admin": admin_user}
+    return {
+        "anonymous": None,
+        "outsider": outsider,
+        "annotator": annotator,
+        "researcher": researcher,
+        "admin": admin_user,
+    }
 
 
 @pytest.fixture
@@ -22,7 +28,9 @@ def world(project, annotator2):
     """A task leased to another annotator, so every task endpoint has a real target."""
     add_demonstration_task(project)
     lease = services.task_next_for(annotator=annotator2, project=project)
-    demo, _ = services.demonstration_submit(annotator=annotator2, task_id=lease.task_id, text="bob's", client_id=new_client_id())
+    demo, _ = services.demonstration_submit(
+        annotator=annotator2, task_id=lease.task_id, text="bob's", client_id=new_client_id()
+    )
     add_ranking_task(project)
     return {"project": project, "task": lease.task_id, "demo": demo.pk}
 
@@ -53,16 +61,64 @@ def endpoint_calls(world):
 EXPECTED = {
     "projects": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "ok", "admin": "ok"},
     "next": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "denied", "admin": "denied"},
-    "demonstration": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
-    "ranking": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
+    "demonstration": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": 403,
+        "researcher": "denied",
+        "admin": "denied",
+    },
+    "ranking": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": 403,
+        "researcher": "denied",
+        "admin": "denied",
+    },
     "skip": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
-    "heartbeat": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
+    "heartbeat": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": 403,
+        "researcher": "denied",
+        "admin": "denied",
+    },
     "draft": {"anonymous": "denied", "outsider": "denied", "annotator": 403, "researcher": "denied", "admin": "denied"},
-    "progress": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "denied", "admin": "denied"},
-    "edit others' demonstration": {"anonymous": "denied", "outsider": "denied", "annotator": 404, "researcher": "denied", "admin": "denied"},
-    "markdown": {"anonymous": "denied", "outsider": "denied", "annotator": "ok", "researcher": "denied", "admin": "denied"},
-    "stats": {"anonymous": "denied", "outsider": "denied", "annotator": "denied", "researcher": "denied", "admin": "ok"},
-    "pause": {"anonymous": "denied", "outsider": "denied", "annotator": "denied", "researcher": "denied", "admin": "ok"},
+    "progress": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": "ok",
+        "researcher": "denied",
+        "admin": "denied",
+    },
+    "edit others' demonstration": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": 404,
+        "researcher": "denied",
+        "admin": "denied",
+    },
+    "markdown": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": "ok",
+        "researcher": "denied",
+        "admin": "denied",
+    },
+    "stats": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": "denied",
+        "researcher": "denied",
+        "admin": "ok",
+    },
+    "pause": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": "denied",
+        "researcher": "denied",
+        "admin": "ok",
+    },
     "schema": {"anonymous": "denied", "outsider": "ok", "annotator": "ok", "researcher": "ok", "admin": "ok"},
 }
 
@@ -71,7 +127,9 @@ EXPECTED = {
 def test_permission_matrix(role, users, world):
     client = APIClient() if users[role] is None else api_client(users[role])
     for name, (method, url, body) in endpoint_calls(world).items():
-        response = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
+        response = (
+            getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
+        )
         expected = EXPECTED[name][role]
         if expected == "ok":
             assert 200 <= response.status_code < 300, (role, name, response.status_code)
@@ -87,7 +145,9 @@ def test_annotators_never_see_each_others_work(annotator, annotator2, project):
     services.draft_save(annotator=annotator2, task_id=lease.task_id, text="bob's secret draft")
     mine = api_client(annotator).get(f"/api/v1/tasks/next/?project={project.pk}").json()
     assert "bob's secret draft" not in str(mine)
-    services.demonstration_submit(annotator=annotator2, task_id=lease.task_id, text="bob's answer", client_id=new_client_id())
+    services.demonstration_submit(
+        annotator=annotator2, task_id=lease.task_id, text="bob's answer", client_id=new_client_id()
+    )
     progress = api_client(annotator).get("/api/v1/me/progress/").json()
     assert (progress["total"], progress["recent"]) == (0, [])
 

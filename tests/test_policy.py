@@ -20,16 +20,26 @@ from training.ml.policy import (
 )
 from training.ml.reward import Ranking, RewardConfig, RewardScorer, train_reward_model
 
-PROMPTS = [{"prompt": [{"role": "user", "content": "Can you help me?"}]},
-           {"prompt": [{"role": "user", "content": "台灣第一高峰是那一座？"}]}]
-TINY_RL = {"steps": 2, "prompts_per_step": 2, "generations_per_prompt": 2, "max_completion_length": 8,
-           "learning_rate": 1e-3, "kl_beta": 0.1}
+PROMPTS = [
+    {"prompt": [{"role": "user", "content": "Can you help me?"}]},
+    {"prompt": [{"role": "user", "content": "台灣第一高峰是那一座？"}]},
+]
+TINY_RL = {
+    "steps": 2,
+    "prompts_per_step": 2,
+    "generations_per_prompt": 2,
+    "max_completion_length": 8,
+    "learning_rate": 1e-3,
+    "kl_beta": 0.1,
+}
 
 
 @pytest.fixture(scope="module")
 def tiny_reward_model_path(tmp_path_factory, tiny_model_path):  # noqa: F811
-    rankings = [Ranking([{"role": "user", "content": f"Question {i}"}], ["Yes, gladly!", "Maybe.", "No."], [1, 2, 3])
-                for i in range(4)]
+    rankings = [
+        Ranking([{"role": "user", "content": f"Question {i}"}], ["Yes, gladly!", "Maybe.", "No."], [1, 2, 3])
+        for i in range(4)
+    ]
     path = tmp_path_factory.mktemp("models") / "rm"
     train_reward_model(rankings, str(tiny_model_path), str(path), RewardConfig(epochs=1, eval_fraction=0))
     return path
@@ -46,10 +56,18 @@ def test_prompts_come_from_any_snapshot_rows_once_each():
     rows = [
         {"prompt": user, "completions": ["a", "b"], "ranks": [1, 2]},
         {"messages": [*user, {"role": "assistant", "content": "hello"}]},
-        {"messages": [*user, {"role": "assistant", "content": "x"}, {"role": "user", "content": "more"},
-                      {"role": "assistant", "content": "y"}]},
-        {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-         "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
+        {
+            "messages": [
+                *user,
+                {"role": "assistant", "content": "x"},
+                {"role": "user", "content": "more"},
+                {"role": "assistant", "content": "y"},
+            ]
+        },
+        {
+            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],
+        },
         {"prompt": "2+2=", "chosen": "4", "rejected": "5"},
     ]
     assert prompts_from_records(rows) == [
@@ -63,26 +81,37 @@ def test_prompts_come_from_any_snapshot_rows_once_each():
 def test_rankings_become_one_preference_per_ordered_pair():
     user = [{"role": "user", "content": "hi"}]
     rows = preferences_from_records([{"prompt": user, "completions": ["good", "ok", "also ok"], "ranks": [1, 2, 2]}])
-    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == [("good", "ok"), ("good", "also ok")]
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == [
+        ("good", "ok"),
+        ("good", "also ok"),
+    ]
     assert all(r["prompt"] == user for r in rows)
 
 
 def test_reward_function_scores_trl_completions_with_the_reward_model(tiny_reward_model_path):
     prompts = [PROMPTS[0]["prompt"], PROMPTS[1]["prompt"]]
     completions = [[{"role": "assistant", "content": "Yes, gladly!"}], [{"role": "assistant", "content": "No."}]]
-    rewards = RewardModelFunction(str(tiny_reward_model_path))(prompts=prompts, completions=completions,
-                                                                completion_ids=[[1], [2]], trainer_state=None)
+    rewards = RewardModelFunction(str(tiny_reward_model_path))(
+        prompts=prompts, completions=completions, completion_ids=[[1], [2]], trainer_state=None
+    )
     expected = RewardScorer(str(tiny_reward_model_path)).score(prompts, ["Yes, gladly!", "No."])
     assert rewards == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
 def test_rl_trains_against_the_reward_model_and_reports_reward_kl_and_length(
-        algorithm, tiny_model_path, tiny_reward_model_path, tmp_path):  # noqa: F811
+    algorithm, tiny_model_path, tiny_reward_model_path, tmp_path
+):  # noqa: F811
     seen = []
     config = PolicyConfig(algorithm=algorithm, **TINY_RL)
-    metrics = optimize_policy(PROMPTS, str(tiny_model_path), str(tiny_reward_model_path), str(tmp_path / "policy"),
-                              config, progress=lambda step, total, m: seen.append((step, total, m)))
+    metrics = optimize_policy(
+        PROMPTS,
+        str(tiny_model_path),
+        str(tiny_reward_model_path),
+        str(tmp_path / "policy"),
+        config,
+        progress=lambda step, total, m: seen.append((step, total, m)),
+    )
     per_step = [(step, total, m) for step, total, m in seen if "reward" in m]
     assert [(step, total) for step, total, _ in per_step] == [(1, 2), (2, 2)]
     for _, _, m in per_step:
@@ -97,13 +126,24 @@ def test_rl_trains_against_the_reward_model_and_reports_reward_kl_and_length(
 
 
 def test_dpo_learns_the_preferences_against_the_sft_reference(tiny_model_path, tmp_path):  # noqa: F811
-    preferences = [{"prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
-                    "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
-                    "rejected": [{"role": "assistant", "content": "No. Go away!"}]} for i in range(8)]
+    preferences = [
+        {
+            "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
+            "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
+            "rejected": [{"role": "assistant", "content": "No. Go away!"}],
+        }
+        for i in range(8)
+    ]
     seen = []
     config = PolicyConfig(algorithm="dpo", epochs=2, prompts_per_step=4, learning_rate=1e-3, kl_beta=0.1)
-    metrics = optimize_policy(preferences, str(tiny_model_path), None, str(tmp_path / "policy"), config,
-                              progress=lambda step, total, m: seen.append((step, total, m)))
+    metrics = optimize_policy(
+        preferences,
+        str(tiny_model_path),
+        None,
+        str(tmp_path / "policy"),
+        config,
+        progress=lambda step, total, m: seen.append((step, total, m)),
+    )
     per_step = [m for _, _, m in seen if "loss" in m]
     assert len(per_step) == metrics["steps"] == 4
     assert {"loss", "reward_margin", "accuracy"} <= per_step[0].keys()
@@ -116,8 +156,15 @@ def test_cancelling_raises_and_saves_nothing(tiny_model_path, tiny_reward_model_
     steps = []
     config = PolicyConfig(**{**TINY_RL, "steps": 5})
     with pytest.raises(TrainingCancelled):
-        optimize_policy(PROMPTS, str(tiny_model_path), str(tiny_reward_model_path), str(tmp_path / "policy"), config,
-                        progress=lambda step, total, m: steps.append(step), should_stop=lambda: len(steps) >= 1)
+        optimize_policy(
+            PROMPTS,
+            str(tiny_model_path),
+            str(tiny_reward_model_path),
+            str(tmp_path / "policy"),
+            config,
+            progress=lambda step, total, m: steps.append(step),
+            should_stop=lambda: len(steps) >= 1,
+        )
     assert steps == [1, 2]  # of 5: should_stop() is polled at the end of every step
     assert not (tmp_path / "policy").exists()
 
@@ -132,10 +179,32 @@ def test_command_line_runs_rloo_on_sft_rows(tiny_model_path, tiny_reward_model_p
     rows = [{"messages": [*p["prompt"], {"role": "assistant", "content": "Sure."}]} for p in PROMPTS]
     data.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
     result = subprocess.run(
-        [sys.executable, "-m", "training.ml.policy", "--algorithm", "rloo", "--data", str(data),
-         "--model", str(tiny_model_path), "--reward", str(tiny_reward_model_path), "--out", str(tmp_path / "policy"),
-         "--steps", "1", "--prompts-per-step", "2", "--generations", "2", "--max-completion-length", "8"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "training.ml.policy",
+            "--algorithm",
+            "rloo",
+            "--data",
+            str(data),
+            "--model",
+            str(tiny_model_path),
+            "--reward",
+            str(tiny_reward_model_path),
+            "--out",
+            str(tmp_path / "policy"),
+            "--steps",
+            "1",
+            "--prompts-per-step",
+            "2",
+            "--generations",
+            "2",
+            "--max-completion-length",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 1/1" in result.stdout and "reward" in result.stdout and "mean_length" in result.stdout

@@ -42,16 +42,29 @@ def test_ties_make_no_pairs():
 
 def test_preference_and_ranking_rows_become_rankings():
     rows = [
-        {"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "hello"}],
-         "rejected": [{"role": "assistant", "content": "go"}]},
+        {
+            "prompt": [{"role": "user", "content": "hi"}],
+            "chosen": [{"role": "assistant", "content": "hello"}],
+            "rejected": [{"role": "assistant", "content": "go"}],
+        },
         {"prompt": "2+2=", "chosen": "4", "rejected": "5"},
-        {"chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
-         "rejected": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]},
-        {"prompt": [{"role": "user", "content": "q"}], "completions": [[{"role": "assistant", "content": "x"}], [{"role": "assistant", "content": "y"}]], "ranks": [2, 1]},
+        {
+            "chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+            "rejected": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}],
+        },
+        {
+            "prompt": [{"role": "user", "content": "q"}],
+            "completions": [[{"role": "assistant", "content": "x"}], [{"role": "assistant", "content": "y"}]],
+            "ranks": [2, 1],
+        },
     ]
     rankings = rankings_from_records(rows)
     assert [(r.completions, r.ranks) for r in rankings] == [
-        (["hello", "go"], [1, 2]), (["4", "5"], [1, 2]), (["b", "c"], [1, 2]), (["x", "y"], [2, 1])]
+        (["hello", "go"], [1, 2]),
+        (["4", "5"], [1, 2]),
+        (["b", "c"], [1, 2]),
+        (["x", "y"], [2, 1]),
+    ]
     assert rankings[2].prompt == [{"role": "user", "content": "a"}]
 
 
@@ -66,14 +79,22 @@ def test_packed_rewards_equal_rewards_scored_alone(tiny_model_path):  # noqa: F8
         {"role": "user", "content": "How tall is it, and where is it? " * 5},
     ]
     batch = [
-        encode(tokenizer, Ranking(long_prompt, ["3,952 m.", "It is in the Central Range, 3,952 m high.", "No idea", "K2"], [1, 2, 3, 4]), config),
+        encode(
+            tokenizer,
+            Ranking(
+                long_prompt, ["3,952 m.", "It is in the Central Range, 3,952 m high.", "No idea", "K2"], [1, 2, 3, 4]
+            ),
+            config,
+        ),
         encode(tokenizer, Ranking([{"role": "user", "content": "hi"}], ["hello there", "go away"], [1, 2]), config),
     ]
     with torch.no_grad():
         packed = rewards_packed(model, batch)
         separate = rewards_separate(model, batch)
-        alone = [rewards_separate(model, [encode(tokenizer, Ranking(long_prompt, [a], [1]), config)])[0][0]
-                 for a in ["3,952 m.", "It is in the Central Range, 3,952 m high.", "No idea", "K2"]]
+        alone = [
+            rewards_separate(model, [encode(tokenizer, Ranking(long_prompt, [a], [1]), config)])[0][0]
+            for a in ["3,952 m.", "It is in the Central Range, 3,952 m high.", "No idea", "K2"]
+        ]
     for p, s in zip(packed, separate, strict=True):
         torch.testing.assert_close(p, s, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(packed[0], torch.stack(alone), rtol=1e-4, atol=1e-4)
@@ -93,8 +114,13 @@ def learnable_rankings(count: int) -> list[Ranking]:
 def test_training_changes_parameters_lowers_the_loss_and_reports_accuracy(tiny_model_path, tmp_path):  # noqa: F811
     config = RewardConfig(epochs=4, learning_rate=3e-3, rankings_per_step=4, eval_fraction=0.25, warmup_ratio=0.0)
     seen = []
-    metrics = train_reward_model(learnable_rankings(16), str(tiny_model_path), str(tmp_path / "rm"), config,
-                                 progress=lambda step, total, m: seen.append((step, total, m)))
+    metrics = train_reward_model(
+        learnable_rankings(16),
+        str(tiny_model_path),
+        str(tmp_path / "rm"),
+        config,
+        progress=lambda step, total, m: seen.append((step, total, m)),
+    )
     assert metrics["train_loss_last"] < metrics["train_loss_first"]
     assert metrics["eval_accuracy"] is not None and metrics["eval_pairs"] == 4 * 3
     assert seen[-1][0] == seen[-1][1] == metrics["steps"] == 4 * 3
@@ -109,13 +135,34 @@ def test_training_changes_parameters_lowers_the_loss_and_reports_accuracy(tiny_m
 
 def test_command_line_trains_from_preference_jsonl(tiny_model_path, tmp_path):  # noqa: F811
     data = tmp_path / "prefs.jsonl"
-    rows = [{"prompt": r.prompt, "chosen": [{"role": "assistant", "content": r.completions[0]}],
-             "rejected": [{"role": "assistant", "content": r.completions[2]}]} for r in learnable_rankings(10)]
+    rows = [
+        {
+            "prompt": r.prompt,
+            "chosen": [{"role": "assistant", "content": r.completions[0]}],
+            "rejected": [{"role": "assistant", "content": r.completions[2]}],
+        }
+        for r in learnable_rankings(10)
+    ]
     data.write_text("\n".join(json.dumps(r) for r in rows))
     result = subprocess.run(
-        [sys.executable, "-m", "training.ml.reward", "--data", str(data), "--model", str(tiny_model_path),
-         "--out", str(tmp_path / "rm"), "--eval-fraction", "0.2", "--lr", "1e-3"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "training.ml.reward",
+            "--data",
+            str(data),
+            "--model",
+            str(tiny_model_path),
+            "--out",
+            str(tmp_path / "rm"),
+            "--eval-fraction",
+            "0.2",
+            "--lr",
+            "1e-3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "held-out pairwise accuracy:" in result.stdout

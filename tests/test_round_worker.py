@@ -17,8 +17,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.mark.timeout(900)  # six training stages and a generation job, on a shared 2-core CI machine
-def test_a_round_runs_end_to_end_through_a_worker(redis_queue, project, model_store, tiny_model_path, admin_user,  # noqa: F811
-                                                  settings, tmp_path):
+def test_a_round_runs_end_to_end_through_a_worker(
+    redis_queue,
+    project,
+    model_store,
+    tiny_model_path,
+    admin_user,  # noqa: F811
+    settings,
+    tmp_path,
+):
     from labeling.imports import dataset_import
 
     settings.SNAPSHOT_STORE = tmp_path / "snapshots"
@@ -30,13 +37,23 @@ def test_a_round_runs_end_to_end_through_a_worker(redis_queue, project, model_st
     app.conf.task_routes = {"worker.tasks.gpu_*": {"queue": redis_queue}}  # the gpu route, on this test's queue
     try:
         with start_worker(app, queues=[redis_queue], pool="solo", perform_ping_check=False, shutdown_timeout=30):
-            round_ = rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user)
-            wait_until(lambda: Round.objects.get(pk=round_.pk).status not in ("queued", "running"),
-                       seconds=600, what="the round to finish")
-            assert Round.objects.get(pk=round_.pk).status == Round.Status.SUCCEEDED, Round.objects.get(pk=round_.pk).error
+            round_ = rounds.round_start(
+                project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user
+            )
+            wait_until(
+                lambda: Round.objects.get(pk=round_.pk).status not in ("queued", "running"),
+                seconds=600,
+                what="the round to finish",
+            )
+            assert Round.objects.get(pk=round_.pk).status == Round.Status.SUCCEEDED, Round.objects.get(
+                pk=round_.pk
+            ).error
             # The loop closes: deploying queued candidate generation from the new policy.
-            wait_until(lambda: GenerationJob.objects.filter(project=project, status__in=["succeeded", "failed"]).exists(),
-                       seconds=300, what="candidate generation from the new policy")
+            wait_until(
+                lambda: GenerationJob.objects.filter(project=project, status__in=["succeeded", "failed"]).exists(),
+                seconds=300,
+                what="candidate generation from the new policy",
+            )
     finally:
         app.conf.task_routes = saved_routes
     round_.refresh_from_db()

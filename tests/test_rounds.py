@@ -19,12 +19,14 @@ pytestmark = pytest.mark.django_db
 
 DEMOS = "\n".join(
     f'{{"messages": [{{"role": "user", "content": "Question {i}: how tall is Yushan?"}}, '
-    f'{{"role": "assistant", "content": "Yushan is 3,952 m tall ({i})."}}]}}' for i in range(6)
+    f'{{"role": "assistant", "content": "Yushan is 3,952 m tall ({i})."}}]}}'
+    for i in range(6)
 )
 PREFERENCES = "\n".join(
     f'{{"prompt": [{{"role": "user", "content": "Question {i}: capital of Taiwan?"}}], '
     f'"chosen": [{{"role": "assistant", "content": "Taipei ({i})."}}], '
-    f'"rejected": [{{"role": "assistant", "content": "No idea ({i})."}}]}}' for i in range(6)
+    f'"rejected": [{{"role": "assistant", "content": "No idea ({i})."}}]}}'
+    for i in range(6)
 )
 TINY = {  # a few steps of everything, on a tiny model: seconds, not minutes
     "sft": {"epochs": 1, "max_length": 64, "eval_fraction": 0.0},
@@ -52,8 +54,11 @@ def run_all(round_):
 
 def test_a_round_runs_every_stage_and_records_lineage_curves_and_evaluation(labeled, admin_user):
     project, base = labeled
-    round_ = run_all(rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 0.0}},
-                                        actor=admin_user, enqueue=False))
+    round_ = run_all(
+        rounds.round_start(
+            project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user, enqueue=False
+        )
+    )
     assert round_.status == Round.Status.SUCCEEDED, (round_.error, list(round_.stages.values("name", "error")))
     assert [s.status for s in round_.stages.all()] == ["succeeded"] * 6
     assert round_.sft_version.parent == base and round_.sft_version.round_number == 1
@@ -74,8 +79,11 @@ def test_a_round_runs_every_stage_and_records_lineage_curves_and_evaluation(labe
 
 def test_a_policy_below_the_threshold_waits_for_the_admin(labeled, admin_user):
     project, base = labeled
-    round_ = run_all(rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 1.0}},
-                                        actor=admin_user, enqueue=False))
+    round_ = run_all(
+        rounds.round_start(
+            project=project, config={**TINY, "deploy": {"threshold": 1.0}}, actor=admin_user, enqueue=False
+        )
+    )
     if round_.evaluation["win_rate"] >= 1.0:
         pytest.skip("the tiny policy happened to win every comparison")
     assert round_.status == Round.Status.AWAITING_DECISION
@@ -106,7 +114,10 @@ def test_a_failed_stage_leaves_the_deployed_policy_and_retry_resumes_there(label
     round_ = run_all(round_)
     assert round_.stages.get(name="sft").attempts == 1  # not trained again
     assert round_.stages.get(name="reward").attempts == 2
-    assert round_.sft_version == sft_version and round_.status in (Round.Status.SUCCEEDED, Round.Status.AWAITING_DECISION)
+    assert round_.sft_version == sft_version and round_.status in (
+        Round.Status.SUCCEEDED,
+        Round.Status.AWAITING_DECISION,
+    )
 
 
 def test_cancel_stops_the_running_stage_at_its_next_step(labeled, admin_user, monkeypatch):
@@ -120,11 +131,21 @@ def test_cancel_stops_the_running_stage_at_its_next_step(labeled, admin_user, mo
             Round.objects.filter(pk=round_.pk).update(cancel_requested=True)
 
     monkeypatch.setattr(rounds.StageReporter, "progress", cancel_on_first_step)
-    monkeypatch.setattr(rounds.StageReporter, "should_stop",
-                        lambda self: Round.objects.filter(pk=self.stage.round_id, cancel_requested=True).exists())
+    monkeypatch.setattr(
+        rounds.StageReporter,
+        "should_stop",
+        lambda self: Round.objects.filter(pk=self.stage.round_id, cancel_requested=True).exists(),
+    )
     round_ = run_all(round_)
     assert round_.status == Round.Status.CANCELLED
-    assert [s.status for s in round_.stages.all()] == ["succeeded", "cancelled", "cancelled", "cancelled", "cancelled", "cancelled"]
+    assert [s.status for s in round_.stages.all()] == [
+        "succeeded",
+        "cancelled",
+        "cancelled",
+        "cancelled",
+        "cancelled",
+        "cancelled",
+    ]
     assert round_.sft_version is None and selectors.deployed_policy(project=project) == base
 
 
@@ -149,9 +170,13 @@ def test_one_round_at_a_time_and_a_deployed_policy_is_needed(labeled, admin_user
 
 @pytest.mark.parametrize(
     "config, words",
-    [({"sft": {"epochz": 1}}, "no setting 'epochz'"), ({"policy": {"algorithm": "ppo"}}, "rloo, grpo or dpo"),
-     ({"reward": {"learning_rate": "fast"}}, "must be a float"), ({"stages": {}}, "no section"),
-     ({"deploy": {"threshold": 2}}, "win rate from 0 to 1")],
+    [
+        ({"sft": {"epochz": 1}}, "no setting 'epochz'"),
+        ({"policy": {"algorithm": "ppo"}}, "rloo, grpo or dpo"),
+        ({"reward": {"learning_rate": "fast"}}, "must be a float"),
+        ({"stages": {}}, "no section"),
+        ({"deploy": {"threshold": 2}}, "win rate from 0 to 1"),
+    ],
 )
 def test_bad_settings_are_refused_with_a_reason(labeled, config, words):
     project, _ = labeled
@@ -164,7 +189,9 @@ def test_rounds_api_is_for_admins(labeled, admin_user, annotator, researcher, dj
     body = {"project": project.pk, "config": TINY}
     assert api_client(annotator).post("/api/v1/rounds/", body, format="json").status_code == 403
     assert api_client(researcher).post("/api/v1/rounds/", body, format="json").status_code == 403
-    bad = api_client(admin_user).post("/api/v1/rounds/", {"project": project.pk, "config": {"sft": {"x": 1}}}, format="json")
+    bad = api_client(admin_user).post(
+        "/api/v1/rounds/", {"project": project.pk, "config": {"sft": {"x": 1}}}, format="json"
+    )
     assert bad.status_code == 400 and "config" in bad.json()["errors"]
     with django_capture_on_commit_callbacks() as callbacks:
         response = api_client(admin_user).post("/api/v1/rounds/", body, format="json")

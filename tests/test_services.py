@@ -152,8 +152,13 @@ def test_ranking_with_ties_ratings_and_flags_is_stored_with_provenance(project, 
     lease = services.task_next_for(annotator=annotator, project=project)
     a, b, c = lease.candidate_order
     record, _ = services.ranking_submit(
-        annotator=annotator, task_id=task.pk, ranking=[[b], [a, c]], ratings={a: 3, b: 7, c: 3},
-        flags={c: ["factually_wrong"]}, none_acceptable=False, client_id=new_client_id(),
+        annotator=annotator,
+        task_id=task.pk,
+        ranking=[[b], [a, c]],
+        ratings={a: 3, b: 7, c: 3},
+        flags={c: ["factually_wrong"]},
+        none_acceptable=False,
+        client_id=new_client_id(),
     )
     assert Ranking.objects.get().groups == [[b], [a, c]]
     event = Event.objects.get(verb="ranking.submitted")
@@ -177,7 +182,9 @@ def test_malformed_rankings_are_refused_with_a_reason(project, annotator, rankin
     ids = dict(zip("ABC", lease.candidate_order, strict=True))
     translated = ranking if isinstance(ranking, str) else [[ids.get(x, x) for x in g] for g in ranking]
     with pytest.raises(LabelingError, match=message):
-        services.ranking_submit(annotator=annotator, task_id=lease.task_id, ranking=translated, client_id=new_client_id())
+        services.ranking_submit(
+            annotator=annotator, task_id=lease.task_id, ranking=translated, client_id=new_client_id()
+        )
     assert not Ranking.objects.exists()
     lease.refresh_from_db()
     assert lease.state == Assignment.State.LEASED  # a mistake does not cost the annotator the task
@@ -214,4 +221,6 @@ def test_prompts_are_deduplicated_and_must_end_with_a_user_turn(project):
     _, again = services.prompt_create(project=project, messages=[{"role": "user", "content": "hello"}])
     assert (created, again) == (True, False)
     with pytest.raises(LabelingError, match="end with a user message"):
-        services.prompt_create(project=project, messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+        services.prompt_create(
+            project=project, messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+        )

@@ -32,24 +32,46 @@ def _version(version) -> dict | None:
 def round_data(round_: Round, *, points: bool = False) -> dict:
     stages = list(round_.stages.all())
     data = {
-        "id": round_.pk, "project": round_.project_id, "number": round_.number, "status": round_.status,
-        "config": round_.config, "error": round_.error, "cancel_requested": round_.cancel_requested,
-        "deployed": round_.deployed, "evaluation": round_.evaluation,
-        "base_policy": _version(round_.base_policy), "sft_version": _version(round_.sft_version),
-        "reward_version": _version(round_.reward_version), "policy_version": _version(round_.policy_version),
+        "id": round_.pk,
+        "project": round_.project_id,
+        "number": round_.number,
+        "status": round_.status,
+        "config": round_.config,
+        "error": round_.error,
+        "cancel_requested": round_.cancel_requested,
+        "deployed": round_.deployed,
+        "evaluation": round_.evaluation,
+        "base_policy": _version(round_.base_policy),
+        "sft_version": _version(round_.sft_version),
+        "reward_version": _version(round_.reward_version),
+        "policy_version": _version(round_.policy_version),
         "snapshots": list(round_.snapshots.values_list("id", flat=True)),
-        "created_at": round_.created_at, "started_at": round_.started_at, "finished_at": round_.finished_at,
+        "created_at": round_.created_at,
+        "started_at": round_.started_at,
+        "finished_at": round_.finished_at,
         "stages": [
-            {"name": s.name, "status": s.status, "step": s.step, "total": s.total, "metrics": s.metrics,
-             "error": s.error, "attempts": s.attempts, "started_at": s.started_at, "heartbeat_at": s.heartbeat_at,
-             "finished_at": s.finished_at, "log": s.log[-20000:]}
+            {
+                "name": s.name,
+                "status": s.status,
+                "step": s.step,
+                "total": s.total,
+                "metrics": s.metrics,
+                "error": s.error,
+                "attempts": s.attempts,
+                "started_at": s.started_at,
+                "heartbeat_at": s.heartbeat_at,
+                "finished_at": s.finished_at,
+                "log": s.log[-20000:],
+            }
             for s in stages
         ],
     }
     if points:
         by_stage: dict[str, list] = {}
         names = {s.pk: s.name for s in stages}
-        for stage_id, step, values in RoundMetric.objects.filter(stage__round=round_).values_list("stage_id", "step", "values"):
+        for stage_id, step, values in RoundMetric.objects.filter(stage__round=round_).values_list(
+            "stage_id", "step", "values"
+        ):
             by_stage.setdefault(names[stage_id], []).append({"step": step, **values})
         data["curves"] = by_stage
     return data
@@ -76,8 +98,9 @@ class RoundListView(APIView):
     def post(self, request):
         data = RoundInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        round_ = rounds.round_start(project=data.validated_data["project"], config=data.validated_data.get("config"),
-                                    actor=request.user)
+        round_ = rounds.round_start(
+            project=data.validated_data["project"], config=data.validated_data.get("config"), actor=request.user
+        )
         return Response(round_data(_round(round_.pk)), status=status.HTTP_202_ACCEPTED)
 
 

@@ -28,15 +28,23 @@ class Round(models.Model):
     base_policy = models.ForeignKey(
         "training.ModelVersion", on_delete=models.PROTECT, related_name="+", help_text="The deployed policy at start."
     )
-    sft_version = models.ForeignKey("training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    reward_version = models.ForeignKey("training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    policy_version = models.ForeignKey("training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    sft_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reward_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    policy_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     snapshots = models.ManyToManyField("training.DatasetSnapshot", blank=True, related_name="rounds")
     evaluation = models.JSONField(default=dict, blank=True)
     deployed = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

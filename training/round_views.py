@@ -12,8 +12,12 @@ from training import rounds, selectors
 from training.round_models import Round
 
 SECTION_TITLES = {
-    "data": "Data (the snapshot's filter)", "sft": "Supervised fine-tuning", "reward": "Reward model (K-wise)",
-    "policy": "Policy optimisation", "evaluate": "Evaluation", "deploy": "Deploy",
+    "data": "Data (the snapshot's filter)",
+    "sft": "Supervised fine-tuning",
+    "reward": "Reward model (K-wise)",
+    "policy": "Policy optimisation",
+    "evaluate": "Evaluation",
+    "deploy": "Deploy",
 }
 
 
@@ -30,8 +34,9 @@ def _form_fields(config: dict) -> list[dict]:
         for key, value in settings.items():
             kind = "checkbox" if isinstance(value, bool) else "number" if isinstance(value, int | float) else "text"
             step = "any" if isinstance(value, float) else "1"
-            fields.append({"name": f"{name}.{key}", "label": key.replace("_", " "), "value": value,
-                           "kind": kind, "step": step})
+            fields.append(
+                {"name": f"{name}.{key}", "label": key.replace("_", " "), "value": value, "kind": kind, "step": step}
+            )
         sections.append({"name": name, "title": SECTION_TITLES.get(name, name), "fields": fields})
     return sections
 
@@ -52,7 +57,9 @@ def _config_from_post(post, defaults: dict) -> dict:
                 try:
                     chosen[key] = int(raw) if isinstance(default, int) and raw.lstrip("-").isdigit() else float(raw)
                 except ValueError:
-                    raise LabelingError(f"{section} {key.replace('_', ' ')} must be a number.", field="config") from None
+                    raise LabelingError(
+                        f"{section} {key.replace('_', ' ')} must be a number.", field="config"
+                    ) from None
                 if isinstance(default, int) and not float(chosen[key]).is_integer():
                     raise LabelingError(f"{section} {key.replace('_', ' ')} must be a whole number.", field="config")
                 chosen[key] = int(chosen[key]) if isinstance(default, int) else chosen[key]
@@ -71,16 +78,23 @@ def project_rounds(request, pk: int):
     defaults = rounds.round_config_clean(None, project=project)
     if request.method == "POST":
         try:
-            round_ = rounds.round_start(project=project, config=_config_from_post(request.POST, defaults),
-                                        actor=request.user)
+            round_ = rounds.round_start(
+                project=project, config=_config_from_post(request.POST, defaults), actor=request.user
+            )
         except LabelingError as error:
             messages.error(request, error.message)
         else:
             return redirect("round", round_.pk)
-    return render(request, "training/rounds.html", {
-        "project": project, "rounds": Round.objects.filter(project=project).select_related("policy_version")[:50],
-        "sections": _form_fields(defaults), "deployed": selectors.deployed_policy(project=project),
-    })
+    return render(
+        request,
+        "training/rounds.html",
+        {
+            "project": project,
+            "rounds": Round.objects.filter(project=project).select_related("policy_version")[:50],
+            "sections": _form_fields(defaults),
+            "deployed": selectors.deployed_policy(project=project),
+        },
+    )
 
 
 @login_required

@@ -55,8 +55,13 @@ def _stage_configs() -> dict:
 ROUND_DEFAULTS = {
     "sft": {"epochs": 2, "learning_rate": 5e-5, "max_length": 512},
     "reward": {"epochs": 2, "learning_rate": 2e-5, "max_prompt_tokens": 512, "max_answer_tokens": 192},
-    "policy": {"steps": 8, "learning_rate": 2e-6, "prompts_per_step": 2, "generations_per_prompt": 4,
-               "max_completion_length": 48},
+    "policy": {
+        "steps": 8,
+        "learning_rate": 2e-6,
+        "prompts_per_step": 2,
+        "generations_per_prompt": 4,
+        "max_completion_length": 48,
+    },
 }
 EVALUATE_DEFAULTS = {"prompts": 8, "max_new_tokens": 96, "temperature": 0.7, "seed": 0}
 DATA_DEFAULTS = {"exclude_flagged": False, "exclude_none_acceptable": True, "min_agreement": None}
@@ -91,8 +96,10 @@ def _section_clean(name: str, raw, defaults: dict) -> dict:
         raise LabelingError(
             f"config.{name} has no setting {unknown[0]!r}; it has {', '.join(sorted(defaults))}.", field="config"
         )
-    return {key: _typed(raw.get(key, default), default, f"config.{name}.{key}") if key in raw else default
-            for key, default in defaults.items()}
+    return {
+        key: _typed(raw.get(key, default), default, f"config.{name}.{key}") if key in raw else default
+        for key, default in defaults.items()
+    }
 
 
 def round_config_clean(raw, *, project: Project) -> dict:
@@ -103,12 +110,18 @@ def round_config_clean(raw, *, project: Project) -> dict:
     sections = {"data", "sft", "reward", "policy", "evaluate", "deploy"}
     unknown = sorted(set(raw) - sections)
     if unknown:
-        raise LabelingError(f"config has no section {unknown[0]!r}; it has {', '.join(sorted(sections))}.", field="config")
-    config = {name: _section_clean(name, raw.get(name), {**dataclasses.asdict(cls()), **ROUND_DEFAULTS.get(name, {})})
-              for name, cls in _stage_configs().items()}
+        raise LabelingError(
+            f"config has no section {unknown[0]!r}; it has {', '.join(sorted(sections))}.", field="config"
+        )
+    config = {
+        name: _section_clean(name, raw.get(name), {**dataclasses.asdict(cls()), **ROUND_DEFAULTS.get(name, {})})
+        for name, cls in _stage_configs().items()
+    }
     config["data"] = _section_clean("data", raw.get("data"), DATA_DEFAULTS)
     config["evaluate"] = _section_clean("evaluate", raw.get("evaluate"), EVALUATE_DEFAULTS)
-    config["deploy"] = _section_clean("deploy", raw.get("deploy"), {"auto": True, "threshold": project.deploy_threshold})
+    config["deploy"] = _section_clean(
+        "deploy", raw.get("deploy"), {"auto": True, "threshold": project.deploy_threshold}
+    )
     if config["policy"].get("algorithm") not in ("rloo", "grpo", "dpo"):
         raise LabelingError("config.policy.algorithm must be rloo, grpo or dpo.", field="config")
     if not 0 <= config["deploy"]["threshold"] <= 1:
@@ -140,7 +153,9 @@ def round_start(*, project: Project, config=None, actor=None, enqueue: bool = Tr
         number = (Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
         round_ = Round.objects.create(project=project, number=number, config=config, base_policy=base, created_by=actor)
         RoundStage.objects.bulk_create(RoundStage(round=round_, name=name, position=i) for i, name in enumerate(STAGES))
-        event_record(actor=actor, verb="round.started", project=project, payload={"round_id": round_.pk, "number": number})
+        event_record(
+            actor=actor, verb="round.started", project=project, payload={"round_id": round_.pk, "number": number}
+        )
         if enqueue:
             _enqueue(round_.pk)
     return round_
@@ -156,9 +171,12 @@ def round_cancel(*, round_: Round, actor=None) -> Round:
         round_.save(update_fields=["cancel_requested"])
         if not round_.stages.filter(status=RoundStage.Status.RUNNING).exists():
             round_.stages.filter(status__in=[RoundStage.Status.PENDING, RoundStage.Status.WAITING]).update(
-                status=RoundStage.Status.CANCELLED, finished_at=timezone.now())
+                status=RoundStage.Status.CANCELLED, finished_at=timezone.now()
+            )
             _round_finish(round_, Round.Status.CANCELLED)
-        event_record(actor=actor, verb="round.cancel_requested", project=round_.project, payload={"round_id": round_.pk})
+        event_record(
+            actor=actor, verb="round.cancel_requested", project=round_.project, payload={"round_id": round_.pk}
+        )
     return round_
 
 
@@ -172,12 +190,17 @@ def round_retry(*, round_: Round, actor=None) -> Round:
             raise Conflict("Another round of this project is active; wait for it or cancel it first.")
         first = round_.stages.exclude(status__in=[RoundStage.Status.SUCCEEDED, RoundStage.Status.SKIPPED]).first()
         round_.stages.filter(position__gte=first.position).update(
-            status=RoundStage.Status.PENDING, step=0, total=0, error="", finished_at=None, heartbeat_at=None)
+            status=RoundStage.Status.PENDING, step=0, total=0, error="", finished_at=None, heartbeat_at=None
+        )
         RoundMetric.objects.filter(stage__round=round_, stage__position__gte=first.position).delete()
         round_.status, round_.error, round_.cancel_requested, round_.finished_at = Round.Status.QUEUED, "", False, None
         round_.save(update_fields=["status", "error", "cancel_requested", "finished_at"])
-        event_record(actor=actor, verb="round.retried", project=round_.project,
-                     payload={"round_id": round_.pk, "from_stage": first.name})
+        event_record(
+            actor=actor,
+            verb="round.retried",
+            project=round_.project,
+            payload={"round_id": round_.pk, "from_stage": first.name},
+        )
         _enqueue(round_.pk)
     return round_
 
@@ -192,11 +215,16 @@ def round_decide(*, round_: Round, deploy: bool, actor) -> Round:
         if deploy:
             _deploy_and_generate(round_, actor=actor)
         stage.status, stage.finished_at = RoundStage.Status.SUCCEEDED, timezone.now()
-        stage.metrics = {**stage.metrics, "decision": "deployed" if deploy else "kept the current policy", "by": str(actor)}
+        stage.metrics = {
+            **stage.metrics,
+            "decision": "deployed" if deploy else "kept the current policy",
+            "by": str(actor),
+        }
         stage.save(update_fields=["status", "finished_at", "metrics"])
         _round_finish(round_, Round.Status.SUCCEEDED)
-        event_record(actor=actor, verb="round.decided", project=round_.project,
-                     payload={"round_id": round_.pk, "deploy": deploy})
+        event_record(
+            actor=actor, verb="round.decided", project=round_.project, payload={"round_id": round_.pk, "deploy": deploy}
+        )
     return round_
 
 
@@ -204,14 +232,18 @@ def rounds_fail_stale() -> int:
     """Stages whose worker went silent are failed, with their rounds, so nothing stays 'running'."""
     limit = timezone.now() - timedelta(seconds=settings.ROUND_STALE_SECONDS)
     stale = RoundStage.objects.filter(status=RoundStage.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit))
+        Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit)
+    )
     count = 0
     for stage in stale.select_related("round"):
-        message = (f"The worker running this stage stopped responding (last heartbeat "
-                   f"{stage.heartbeat_at or stage.started_at:%Y-%m-%d %H:%M:%S} UTC); it was probably killed "
-                   "or ran out of memory. Retry the round to run this stage again.")
+        message = (
+            f"The worker running this stage stopped responding (last heartbeat "
+            f"{stage.heartbeat_at or stage.started_at:%Y-%m-%d %H:%M:%S} UTC); it was probably killed "
+            "or ran out of memory. Retry the round to run this stage again."
+        )
         if RoundStage.objects.filter(pk=stage.pk, status=RoundStage.Status.RUNNING).update(
-                status=RoundStage.Status.FAILED, error=message, finished_at=timezone.now()):
+            status=RoundStage.Status.FAILED, error=message, finished_at=timezone.now()
+        ):
             _round_finish(stage.round, Round.Status.FAILED, error=f"{stage.name}: {message}")
             count += 1
     return count
@@ -235,15 +267,19 @@ class StageReporter:
         self._cancelled = False
 
     def progress(self, step: int, total: int, metrics: dict) -> None:
-        numbers = {k: float(v) for k, v in metrics.items()
-                   if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+        numbers = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
         if numbers and step > 0:
             RoundMetric.objects.create(stage_id=self.stage.pk, step=step, values=numbers)
         now = time.monotonic()
         if now - self._last_write >= PROGRESS_WRITE_SECONDS or step >= total:
             self._last_write = now
             RoundStage.objects.filter(pk=self.stage.pk).update(
-                step=step, total=total, metrics={**self.stage.metrics, **numbers}, heartbeat_at=timezone.now())
+                step=step, total=total, metrics={**self.stage.metrics, **numbers}, heartbeat_at=timezone.now()
+            )
             self.stage.metrics = {**self.stage.metrics, **numbers}
 
     def should_stop(self) -> bool:
@@ -270,7 +306,9 @@ class _Heartbeat:
 
         try:
             while not self._stop.wait(HEARTBEAT_SECONDS):
-                RoundStage.objects.filter(pk=stage_id, status=RoundStage.Status.RUNNING).update(heartbeat_at=timezone.now())
+                RoundStage.objects.filter(pk=stage_id, status=RoundStage.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
         finally:
             connection.close()
 
@@ -304,7 +342,8 @@ def _claim(round_id: int) -> RoundStage | None:
             return None
         now = timezone.now()
         RoundStage.objects.filter(pk=stage.pk).update(
-            status=RoundStage.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1)
+            status=RoundStage.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+        )
         if round_.status == Round.Status.QUEUED:
             Round.objects.filter(pk=round_.pk).update(status=Round.Status.RUNNING, started_at=round_.started_at or now)
         stage.refresh_from_db()
@@ -316,7 +355,9 @@ def round_stage_run(*, round_id: int) -> str | None:
     stage = _claim(round_id)
     if stage is None:
         return None
-    round_ = Round.objects.select_related("project", "base_policy", "sft_version", "reward_version", "policy_version").get(pk=round_id)
+    round_ = Round.objects.select_related(
+        "project", "base_policy", "sft_version", "reward_version", "policy_version"
+    ).get(pk=round_id)
     reporter = StageReporter(stage)
     reporter.log(f"{stage.name} started (attempt {stage.attempts})")
     try:
@@ -332,8 +373,11 @@ def round_stage_run(*, round_id: int) -> str | None:
         # Recorded where the admin sees it, then re-raised so the worker logs the traceback too.
         message = f"{type(error).__name__}: {error}"
         RoundStage.objects.filter(pk=stage.pk).update(
-            status=RoundStage.Status.FAILED, error=message, finished_at=timezone.now(),
-            log=Concat(F("log"), Value(traceback.format_exc()[-4000:])))
+            status=RoundStage.Status.FAILED,
+            error=message,
+            finished_at=timezone.now(),
+            log=Concat(F("log"), Value(traceback.format_exc()[-4000:])),
+        )
         _round_finish(round_, Round.Status.FAILED, error=f"{stage.name}: {message}")
         raise
     finished = timezone.now()
@@ -343,7 +387,9 @@ def round_stage_run(*, round_id: int) -> str | None:
         Round.objects.filter(pk=round_.pk).update(finished_at=None)
     else:
         RoundStage.objects.filter(pk=stage.pk).update(
-            status=RoundStage.Status.SKIPPED if outcome == "skipped" else RoundStage.Status.SUCCEEDED, finished_at=finished)
+            status=RoundStage.Status.SKIPPED if outcome == "skipped" else RoundStage.Status.SUCCEEDED,
+            finished_at=finished,
+        )
         if round_.stages.filter(status=RoundStage.Status.PENDING).exists():
             _enqueue(round_.pk)
         else:
@@ -372,8 +418,9 @@ def _run_snapshot(round_, stage, reporter) -> str:
     counts = {}
     kinds = ["sft", "ranking"] + (["preference"] if round_.config["policy"]["algorithm"] == "dpo" else [])
     for i, kind in enumerate(kinds, start=1):
-        snapshot = snapshot_create(project=round_.project, kind=kind, format="jsonl", filters=filters,
-                                   actor=round_.created_by)
+        snapshot = snapshot_create(
+            project=round_.project, kind=kind, format="jsonl", filters=filters, actor=round_.created_by
+        )
         snapshot_build(snapshot_id=snapshot.pk)
         snapshot.refresh_from_db()
         round_.snapshots.add(snapshot)
@@ -381,16 +428,25 @@ def _run_snapshot(round_, stage, reporter) -> str:
         reporter.progress(i, len(kinds), {f"{kind}_rows": snapshot.counts["rows"]})
         reporter.log(f"snapshot {snapshot.pk}: {snapshot.counts['rows']} {kind} rows")
     if counts["ranking_rows"] < 2:
-        raise LabelingError(f"The reward model needs at least 2 rankings; the snapshot has {counts['ranking_rows']}. "
-                            "Label more ranking tasks first.")
+        raise LabelingError(
+            f"The reward model needs at least 2 rankings; the snapshot has {counts['ranking_rows']}. "
+            "Label more ranking tasks first."
+        )
     RoundStage.objects.filter(pk=stage.pk).update(metrics=counts)
     return "succeeded"
 
 
 def _register(round_, folder: Path, *, kind: str, name: str, parent, metrics: dict) -> ModelVersion:
     version, _ = registry.model_version_register(
-        project=round_.project, path=folder, name=name, kind=kind, parent=parent, round_number=round_.number,
-        config={"round_id": round_.pk}, metrics=metrics, actor=round_.created_by,
+        project=round_.project,
+        path=folder,
+        name=name,
+        kind=kind,
+        parent=parent,
+        round_number=round_.number,
+        config={"round_id": round_.pk},
+        metrics=metrics,
+        actor=round_.created_by,
     )
     return version
 
@@ -404,10 +460,22 @@ def _run_sft(round_, stage, reporter) -> str:
         reporter.log("no demonstrations: the deployed policy stands in for the SFT model")
         return "skipped"
     folder = _stage_dir(round_, "sft")
-    metrics = train_sft(load_records(path), str(round_.base_policy.path), str(folder),
-                        SFTStageConfig(**round_.config["sft"]), progress=reporter.progress, should_stop=reporter.should_stop)
-    version = _register(round_, folder, kind=ModelVersion.Kind.POLICY, name=f"round {round_.number} SFT",
-                        parent=round_.base_policy, metrics=metrics)
+    metrics = train_sft(
+        load_records(path),
+        str(round_.base_policy.path),
+        str(folder),
+        SFTStageConfig(**round_.config["sft"]),
+        progress=reporter.progress,
+        should_stop=reporter.should_stop,
+    )
+    version = _register(
+        round_,
+        folder,
+        kind=ModelVersion.Kind.POLICY,
+        name=f"round {round_.number} SFT",
+        parent=round_.base_policy,
+        metrics=metrics,
+    )
     Round.objects.filter(pk=round_.pk).update(sft_version=version)
     return "succeeded"
 
@@ -416,11 +484,22 @@ def _run_reward(round_, stage, reporter) -> str:
     path, _ = _snapshot_path(round_, "ranking")
     folder = _stage_dir(round_, "reward")
     sft = round_.sft_version
-    metrics = train_reward_model(rankings_from_records(load_records(path)), str(sft.path), str(folder),
-                                 RewardConfig(**round_.config["reward"]), progress=reporter.progress,
-                                 should_stop=reporter.should_stop)
-    version = _register(round_, folder, kind=ModelVersion.Kind.REWARD, name=f"round {round_.number} reward model",
-                        parent=sft, metrics=metrics)
+    metrics = train_reward_model(
+        rankings_from_records(load_records(path)),
+        str(sft.path),
+        str(folder),
+        RewardConfig(**round_.config["reward"]),
+        progress=reporter.progress,
+        should_stop=reporter.should_stop,
+    )
+    version = _register(
+        round_,
+        folder,
+        kind=ModelVersion.Kind.REWARD,
+        name=f"round {round_.number} reward model",
+        parent=sft,
+        metrics=metrics,
+    )
     Round.objects.filter(pk=round_.pk).update(reward_version=version)
     return "succeeded"
 
@@ -434,11 +513,23 @@ def _run_policy(round_, stage, reporter) -> str:
     if config.algorithm != "dpo":
         records += load_records(_snapshot_path(round_, "sft")[0])
     folder = _stage_dir(round_, "policy")
-    metrics = optimize_policy(records, str(round_.sft_version.path), str(round_.reward_version.path), str(folder),
-                              config, progress=reporter.progress, should_stop=reporter.should_stop)
-    version = _register(round_, folder, kind=ModelVersion.Kind.POLICY,
-                        name=f"round {round_.number} policy ({config.algorithm})", parent=round_.sft_version,
-                        metrics=metrics)
+    metrics = optimize_policy(
+        records,
+        str(round_.sft_version.path),
+        str(round_.reward_version.path),
+        str(folder),
+        config,
+        progress=reporter.progress,
+        should_stop=reporter.should_stop,
+    )
+    version = _register(
+        round_,
+        folder,
+        kind=ModelVersion.Kind.POLICY,
+        name=f"round {round_.number} policy ({config.algorithm})",
+        parent=round_.sft_version,
+        metrics=metrics,
+    )
     Round.objects.filter(pk=round_.pk).update(policy_version=version)
     return "succeeded"
 
@@ -466,16 +557,21 @@ def _run_evaluate(round_, stage, reporter) -> str:
     prompts, held_out = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
     reporter.progress(0, 1, {})
     result = evaluate_policies(
-        prompts, str(round_.policy_version.path), str(round_.base_policy.path), str(round_.reward_version.path),
-        sampling=SamplingParams(temperature=settings_["temperature"], max_new_tokens=settings_["max_new_tokens"],
-                                seed=settings_["seed"]),
+        prompts,
+        str(round_.policy_version.path),
+        str(round_.base_policy.path),
+        str(round_.reward_version.path),
+        sampling=SamplingParams(
+            temperature=settings_["temperature"], max_new_tokens=settings_["max_new_tokens"], seed=settings_["seed"]
+        ),
     )
     result["held_out_prompts"] = held_out
     summary = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
     reporter.progress(1, 1, summary)
     Round.objects.filter(pk=round_.pk).update(evaluation=result)
     ModelVersion.objects.filter(pk=round_.policy_version_id).update(
-        metrics={**round_.policy_version.metrics, "evaluation": summary})
+        metrics={**round_.policy_version.metrics, "evaluation": summary}
+    )
     return "succeeded"
 
 
@@ -497,13 +593,19 @@ def _run_deploy(round_, stage, reporter) -> str:
     reporter.progress(1, 1, {"win_rate": round_.evaluation.get("win_rate", 0.0), "threshold": threshold})
     if wins and round_.config["deploy"]["auto"]:
         _deploy_and_generate(round_, actor=round_.created_by)
-        reporter.log(f"deployed {round_.policy_version}: win rate {round_.evaluation.get('win_rate'):.2f} ≥ {threshold}")
+        reporter.log(
+            f"deployed {round_.policy_version}: win rate {round_.evaluation.get('win_rate'):.2f} ≥ {threshold}"
+        )
         return "succeeded"
     reporter.log(f"win rate {round_.evaluation.get('win_rate', 0):.2f} vs threshold {threshold}: waiting for an admin")
     return "waiting"
 
 
 STAGE_RUNNERS = {
-    "snapshot": _run_snapshot, "sft": _run_sft, "reward": _run_reward,
-    "policy": _run_policy, "evaluate": _run_evaluate, "deploy": _run_deploy,
+    "snapshot": _run_snapshot,
+    "sft": _run_sft,
+    "reward": _run_reward,
+    "policy": _run_policy,
+    "evaluate": _run_evaluate,
+    "deploy": _run_deploy,
 }

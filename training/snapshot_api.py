@@ -47,8 +47,23 @@ class SnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = DatasetSnapshot
         fields = [
-            "id", "project", "project_name", "kind", "format", "filters", "pair_mode", "status", "rows_done",
-            "rows_total", "counts", "files", "code_version", "error", "created_at", "finished_at", "download_url",
+            "id",
+            "project",
+            "project_name",
+            "kind",
+            "format",
+            "filters",
+            "pair_mode",
+            "status",
+            "rows_done",
+            "rows_total",
+            "counts",
+            "files",
+            "code_version",
+            "error",
+            "created_at",
+            "finished_at",
+            "download_url",
         ]
 
     def _url(self, name, snapshot, *extra):
@@ -85,7 +100,9 @@ class SnapshotListView(APIView):
         with transaction.atomic():
             snapshot = snapshot_create(actor=request.user, **data.validated_data)
             snapshot_build_enqueue(snapshot)
-        return Response(SnapshotSerializer(snapshot, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            SnapshotSerializer(snapshot, context={"request": request}).data, status=status.HTTP_202_ACCEPTED
+        )
 
 
 class SnapshotDetailView(APIView):
@@ -136,7 +153,10 @@ def _zip_stream(snapshot, paths: list[Path]):
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in paths:
-            with archive.open(f"snapshot-{snapshot.pk}/{path.name}", "w", force_zip64=True) as member, open(path, "rb") as source:
+            with (
+                archive.open(f"snapshot-{snapshot.pk}/{path.name}", "w", force_zip64=True) as member,
+                open(path, "rb") as source,
+            ):
                 while chunk := source.read(1 << 20):
                     member.write(chunk)
                     yield sink.take()

@@ -32,8 +32,12 @@ def datasets(request):
             if project is None:
                 raise LabelingError("Choose a project.", field="project")
             snapshot = snapshot_create(
-                project=project, kind=request.POST.get("kind", ""), format=request.POST.get("format", "jsonl"),
-                pair_mode=request.POST.get("pair_mode", "all"), filters=_filters_from(request.POST), actor=request.user,
+                project=project,
+                kind=request.POST.get("kind", ""),
+                format=request.POST.get("format", "jsonl"),
+                pair_mode=request.POST.get("pair_mode", "all"),
+                filters=_filters_from(request.POST),
+                actor=request.user,
             )
         except LabelingError as error:
             messages.error(request, error.message)
@@ -46,6 +50,11 @@ def datasets(request):
     return render(
         request,
         "training/datasets.html",
-        {"projects": Project.objects.order_by("name"), "snapshots": snapshots, "building": building,
-         "kinds": DatasetSnapshot.Kind.values, "form": request.POST if request.method == "POST" else {}},
+        {
+            "projects": Project.objects.order_by("name"),
+            "snapshots": snapshots,
+            "building": building,
+            "kinds": DatasetSnapshot.Kind.values,
+            "form": request.POST if request.method == "POST" else {},
+        },
     )

@@ -98,10 +98,17 @@ def snapshot_create(*, project, kind: str, format: str = "jsonl", filters=None, 
     clean = snapshot_filters_clean(filters)
     with transaction.atomic():
         snapshot = DatasetSnapshot.objects.create(
-            project=project, kind=kind, format=format, filters=clean, pair_mode=pair_mode,
-            created_by=actor, code_version=code_version(),
+            project=project,
+            kind=kind,
+            format=format,
+            filters=clean,
+            pair_mode=pair_mode,
+            created_by=actor,
+            code_version=code_version(),
         )
-        event_record(actor=actor, verb="snapshot.created", project=project, payload={"snapshot_id": snapshot.pk, "kind": kind})
+        event_record(
+            actor=actor, verb="snapshot.created", project=project, payload={"snapshot_id": snapshot.pk, "kind": kind}
+        )
     return snapshot
 
 
@@ -162,7 +169,11 @@ def _write_files(snapshot) -> None:
     (folder / "README.md").write_text(card, encoding="utf-8")
     files = [data, {"name": "README.md", **file_digest(folder / "README.md")}]
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
-        status=DatasetSnapshot.Status.READY, rows_done=total, counts=counts, files=files, finished_at=snapshot.finished_at
+        status=DatasetSnapshot.Status.READY,
+        rows_done=total,
+        counts=counts,
+        files=files,
+        finished_at=snapshot.finished_at,
     )
 
 
@@ -175,16 +186,27 @@ def snapshot_file(*, snapshot, name: str) -> tuple[Path, str]:
         raise NotFound(f"Snapshot {snapshot.pk} has no file {name!r}.")
     path = snapshot_dir(snapshot) / name
     if not path.exists() or file_digest(path)["sha256"] != entry["sha256"]:
-        raise Conflict(f"{name} of snapshot {snapshot.pk} no longer matches its recorded SHA-256; it will not be served.")
+        raise Conflict(
+            f"{name} of snapshot {snapshot.pk} no longer matches its recorded SHA-256; it will not be served."
+        )
     return path, entry["sha256"]
 
 
 def snapshot_manifest(snapshot) -> str:
     return json.dumps(
-        {"id": snapshot.pk, "project": snapshot.project.name, "kind": snapshot.kind, "format": snapshot.format,
-         "filters": snapshot.filters, "pair_mode": snapshot.pair_mode, "counts": snapshot.counts,
-         "files": snapshot.files, "code_version": snapshot.code_version,
-         "created_at": snapshot.created_at.isoformat(),
-         "finished_at": snapshot.finished_at.isoformat() if snapshot.finished_at else None},
-        indent=2, ensure_ascii=False,
+        {
+            "id": snapshot.pk,
+            "project": snapshot.project.name,
+            "kind": snapshot.kind,
+            "format": snapshot.format,
+            "filters": snapshot.filters,
+            "pair_mode": snapshot.pair_mode,
+            "counts": snapshot.counts,
+            "files": snapshot.files,
+            "code_version": snapshot.code_version,
+            "created_at": snapshot.created_at.isoformat(),
+            "finished_at": snapshot.finished_at.isoformat() if snapshot.finished_at else None,
+        },
+        indent=2,
+        ensure_ascii=False,
     )

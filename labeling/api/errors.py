@@ -19,5 +19,9 @@ def exception_handler(exc, context):
         fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
         first = next(iter(fields.items()), ("", [""]))
         message = first[1][0] if isinstance(first[1], list) and first[1] else str(first[1])
-        response.data = {"detail": f"{first[0]}: {message}" if first[0] else message, "code": "invalid", "errors": fields}
+        response.data = {
+            "detail": f"{first[0]}: {message}" if first[0] else message,
+            "code": "invalid",
+            "errors": fields,
+        }
     return response

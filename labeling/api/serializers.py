@@ -112,7 +112,18 @@ class RankingOutSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Ranking
-        fields = ["id", "kind", "task", "ranking", "ratings", "flags", "none_acceptable", "client_id", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "kind",
+            "task",
+            "ranking",
+            "ratings",
+            "flags",
+            "none_acceptable",
+            "client_id",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_kind(self, obj) -> str:
         return "ranking"

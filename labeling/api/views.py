@@ -70,7 +70,9 @@ def _submission_response(record, created: bool, serializer_class) -> Response:
 class DemonstrationSubmitView(APIView):
     permission_classes = [IsAnnotator]
 
-    @extend_schema(parameters=[TASK_ID], request=s.DemonstrationInSerializer, responses={201: s.DemonstrationOutSerializer})
+    @extend_schema(
+        parameters=[TASK_ID], request=s.DemonstrationInSerializer, responses={201: s.DemonstrationOutSerializer}
+    )
     def post(self, request, task_id: int):
         data = s.DemonstrationInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -131,8 +133,14 @@ class ProgressView(APIView):
             {
                 **selectors.annotator_progress(annotator=request.user, project=project),
                 "recent": [
-                    {"kind": item["kind"], "id": item["record"].pk, "task": item["record"].task_id,
-                     "created_at": item["created_at"], "editable": item["editable"], "edit_until": item["edit_until"]}
+                    {
+                        "kind": item["kind"],
+                        "id": item["record"].pk,
+                        "task": item["record"].task_id,
+                        "created_at": item["created_at"],
+                        "editable": item["editable"],
+                        "edit_until": item["edit_until"],
+                    }
                     for item in recent
                 ],
             }
@@ -146,7 +154,9 @@ class DemonstrationEditView(APIView):
     def patch(self, request, pk: int):
         data = s.DraftInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        record = services.demonstration_edit(annotator=request.user, demonstration_id=pk, text=data.validated_data["text"])
+        record = services.demonstration_edit(
+            annotator=request.user, demonstration_id=pk, text=data.validated_data["text"]
+        )
         return Response(s.DemonstrationOutSerializer(record).data)
 
 

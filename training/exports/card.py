@@ -65,14 +65,14 @@ This snapshot is immutable: its rows, filter and hashes never change.
 
 ```python
 from datasets import load_dataset
-dataset = load_dataset("{snapshot.format if snapshot.format == 'parquet' else 'json'}", data_files="{snapshot.data_file_name}", split="train")
+dataset = load_dataset("{snapshot.format if snapshot.format == "parquet" else "json"}", data_files="{snapshot.data_file_name}", split="train")
 ```
 
 ## Files
 
 | file | sha256 | bytes |
 |---|---|---|
-| `{snapshot.data_file_name}` | `{data_file['sha256']}` | {data_file['bytes']:,} |
+| `{snapshot.data_file_name}` | `{data_file["sha256"]}` | {data_file["bytes"]:,} |
 
 ## Counts
 

@@ -18,6 +18,8 @@ CHUNK = 5000
 def _VERSION_FIELDS():  # TEMPORARY until Candidate.model_version lands
     names = {f.name for f in Candidate._meta.get_fields()}
     return ("model_version_id", "model_version__round_number") if "model_version" in names else ()
+
+
 IMPORTED_USERNAME = "imported"
 
 
@@ -113,8 +115,16 @@ def _rankings_with_answers(snapshot) -> Iterator[tuple]:
     stream = (
         rankings.order_by("task_id", "id")
         .values_list(
-            "task_id", "groups", "ratings", "flags", "none_acceptable", "annotator_id",
-            "annotator__username", "created_at", "updated_at", "task__prompt__messages",
+            "task_id",
+            "groups",
+            "ratings",
+            "flags",
+            "none_acceptable",
+            "annotator_id",
+            "annotator__username",
+            "created_at",
+            "updated_at",
+            "task__prompt__messages",
         )
         .iterator(chunk_size=CHUNK)
     )
@@ -183,8 +193,16 @@ def annotation_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]
             "prompt": prompt,
             "demonstration": None,
             "candidates": [
-                {"id": pid, "text": text, "source": source, "model_version": version, "round": round_number,
-                 "rank": ranks.get(pid), "rating": ratings.get(pid), "flags": flags.get(pid, [])}
+                {
+                    "id": pid,
+                    "text": text,
+                    "source": source,
+                    "model_version": version,
+                    "round": round_number,
+                    "rank": ranks.get(pid),
+                    "rating": ratings.get(pid),
+                    "flags": flags.get(pid, []),
+                }
                 for pid, (text, source, version, round_number) in answers.items()
             ],
             "none_acceptable": none_acceptable,
@@ -195,14 +213,28 @@ def annotation_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]
     stream = (
         demonstrations_selected(snapshot)
         .order_by("id")
-        .values_list("task_id", "annotator_id", "annotator__username", "created_at", "updated_at", "task__prompt__messages", "text")
+        .values_list(
+            "task_id",
+            "annotator_id",
+            "annotator__username",
+            "created_at",
+            "updated_at",
+            "task__prompt__messages",
+            "text",
+        )
         .iterator(chunk_size=CHUNK)
     )
     for task_id, annotator_id, username, created, updated, prompt, text in stream:
         yield {
-            "kind": "demonstration", "task_id": task_id, "annotator": shapes.pseudonym(salt, annotator_id),
-            "created_at": _iso(created), "updated_at": _iso(updated), "prompt": prompt, "demonstration": text,
-            "candidates": [], "none_acceptable": None,
+            "kind": "demonstration",
+            "task_id": task_id,
+            "annotator": shapes.pseudonym(salt, annotator_id),
+            "created_at": _iso(created),
+            "updated_at": _iso(updated),
+            "prompt": prompt,
+            "demonstration": text,
+            "candidates": [],
+            "none_acceptable": None,
             "source": "imported" if username == IMPORTED_USERNAME else "annotator",
         }
         done += 1

@@ -145,13 +145,19 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
 
     stop_ids = end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    prompt_ids = [tokenizer(render(tokenizer, c, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
-                  for c in conversations]
+    prompt_ids = [
+        tokenizer(render(tokenizer, c, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+        for c in conversations
+    ]
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
     sampling = {"do_sample": False}
     if params.temperature > 0:
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
-                    "top_k": params.top_k or None}
+        sampling = {
+            "do_sample": True,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k or None,
+        }
     device = next(model.parameters()).device
     answers: list[Answer | None] = [None] * len(conversations)
     for start in range(0, len(order), batch_size):
@@ -166,9 +172,13 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
         torch.manual_seed(params.seed + start)
         with torch.inference_mode():
             output = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device), **sampling,
-                max_new_tokens=params.max_new_tokens, repetition_penalty=params.repetition_penalty,
-                eos_token_id=stop_ids, pad_token_id=pad_id,
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                **sampling,
+                max_new_tokens=params.max_new_tokens,
+                repetition_penalty=params.repetition_penalty,
+                eos_token_id=stop_ids,
+                pad_token_id=pad_id,
             )
         for row, index in enumerate(chunk):
             tokens = output[row, width:].tolist()

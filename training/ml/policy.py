@@ -130,23 +130,40 @@ class RewardModelFunction:
 
 
 def _rl_metrics(logs: dict) -> dict:
-    return {"reward": logs.get("reward"), "kl": logs.get("kl"), "mean_length": logs.get("completions/mean_length"),
-            "loss": logs.get("loss")}
+    return {
+        "reward": logs.get("reward"),
+        "kl": logs.get("kl"),
+        "mean_length": logs.get("completions/mean_length"),
+        "loss": logs.get("loss"),
+    }
 
 
 def _dpo_metrics(logs: dict) -> dict:
-    return {"loss": logs.get("loss"), "reward_margin": logs.get("rewards/margins"),
-            "accuracy": logs.get("rewards/accuracies")}
+    return {
+        "loss": logs.get("loss"),
+        "reward_margin": logs.get("rewards/margins"),
+        "accuracy": logs.get("rewards/accuracies"),
+    }
 
 
 def _common_arguments(work_dir: str, config: PolicyConfig) -> dict:
-    return {"output_dir": work_dir, "learning_rate": config.learning_rate, "seed": config.seed, "logging_steps": 1,
-            "save_strategy": "no", "report_to": [], "disable_tqdm": True, "dataloader_num_workers": 0,
-            "model_init_kwargs": {"dtype": "float32"}, **device_arguments()}
+    return {
+        "output_dir": work_dir,
+        "learning_rate": config.learning_rate,
+        "seed": config.seed,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "model_init_kwargs": {"dtype": "float32"},
+        **device_arguments(),
+    }
 
 
-def build_policy_trainer(records, sft_model_path: str, reward_model_path: str | None, work_dir: str,
-                         config: PolicyConfig, callbacks=()):
+def build_policy_trainer(
+    records, sft_model_path: str, reward_model_path: str | None, work_dir: str, config: PolicyConfig, callbacks=()
+):
     """The configured TRL trainer for config.algorithm."""
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -160,12 +177,22 @@ def build_policy_trainer(records, sft_model_path: str, reward_model_path: str | 
         rows = preferences_from_records(records)
         if not rows:
             raise ValueError("DPO needs preferences (chosen/rejected rows, or rankings that are not all ties)")
-        args = DPOConfig(**_common_arguments(work_dir, config), num_train_epochs=config.epochs, beta=config.kl_beta,
-                         per_device_train_batch_size=config.prompts_per_step,
-                         max_length=config.max_length)
+        args = DPOConfig(
+            **_common_arguments(work_dir, config),
+            num_train_epochs=config.epochs,
+            beta=config.kl_beta,
+            per_device_train_batch_size=config.prompts_per_step,
+            max_length=config.max_length,
+        )
         # With no ref_model given, TRL loads a frozen copy of the starting (SFT) model as the reference.
-        trainer = DPOTrainer(model=sft_model_path, args=args, train_dataset=Dataset.from_list(rows),
-                             processing_class=tokenizer, peft_config=peft, callbacks=list(callbacks))
+        trainer = DPOTrainer(
+            model=sft_model_path,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft,
+            callbacks=list(callbacks),
+        )
     else:
         rows = prompts_from_records(records)
         if not rows:
@@ -173,11 +200,16 @@ def build_policy_trainer(records, sft_model_path: str, reward_model_path: str | 
         if reward_model_path is None:
             raise ValueError(f"{config.algorithm} needs a reward model")
         per_step = min(config.prompts_per_step, len(rows))
-        arguments = {**_common_arguments(work_dir, config), "max_steps": config.steps,
-                     "per_device_train_batch_size": per_step * config.generations_per_prompt,
-                     "gradient_accumulation_steps": 1, "num_generations": config.generations_per_prompt,
-                     "max_completion_length": config.max_completion_length, "temperature": config.temperature,
-                     "beta": config.kl_beta}
+        arguments = {
+            **_common_arguments(work_dir, config),
+            "max_steps": config.steps,
+            "per_device_train_batch_size": per_step * config.generations_per_prompt,
+            "gradient_accumulation_steps": 1,
+            "num_generations": config.generations_per_prompt,
+            "max_completion_length": config.max_completion_length,
+            "temperature": config.temperature,
+            "beta": config.kl_beta,
+        }
         if config.algorithm == "rloo":
             from trl import RLOOConfig as Config
             from trl import RLOOTrainer as Trainer
@@ -185,9 +217,15 @@ def build_policy_trainer(records, sft_model_path: str, reward_model_path: str | 
             from trl import GRPOConfig as Config
             from trl import GRPOTrainer as Trainer
         # The reference is the model the policy starts from (the SFT model): with beta > 0 TRL loads a frozen copy.
-        trainer = Trainer(model=sft_model_path, reward_funcs=RewardModelFunction(reward_model_path),
-                          args=Config(**arguments), train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          peft_config=peft, callbacks=list(callbacks))
+        trainer = Trainer(
+            model=sft_model_path,
+            reward_funcs=RewardModelFunction(reward_model_path),
+            args=Config(**arguments),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft,
+            callbacks=list(callbacks),
+        )
     for quiet in (PrinterCallback, ProgressCallback):  # progress leaves through our callback only
         trainer.remove_callback(quiet)
     return trainer
@@ -219,8 +257,15 @@ def optimize_policy(
         metrics.update(steps=trainer.state.global_step, seconds=time.perf_counter() - started)
         progress(trainer.state.global_step, trainer.state.max_steps, metrics)
         if trainer.accelerator.is_main_process:
-            save_stage_checkpoint(trainer.model, trainer.processing_class, Path(out_dir), "policy", sft_model_path,
-                                  asdict(config), metrics)
+            save_stage_checkpoint(
+                trainer.model,
+                trainer.processing_class,
+                Path(out_dir),
+                "policy",
+                sft_model_path,
+                asdict(config),
+                metrics,
+            )
     return metrics
 
 
@@ -236,9 +281,15 @@ def summarize(history: list[dict], algorithm: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Optimize a policy against a reward model (RLOO, GRPO) or on preferences (DPO).")
+    parser = argparse.ArgumentParser(
+        description="Optimize a policy against a reward model (RLOO, GRPO) or on preferences (DPO)."
+    )
     parser.add_argument("--algorithm", choices=ALGORITHMS, default=PolicyConfig.algorithm)
-    parser.add_argument("--data", required=True, help="prompt, sft, ranking or preference rows (JSONL/Parquet); DPO needs preferences or rankings")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="prompt, sft, ranking or preference rows (JSONL/Parquet); DPO needs preferences or rankings",
+    )
     parser.add_argument("--model", required=True, help="the SFT model: starting policy and KL reference")
     parser.add_argument("--reward", help="the reward model (rloo, grpo)")
     parser.add_argument("--out", required=True)
@@ -255,10 +306,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.algorithm != "dpo" and not args.reward:
         parser.error(f"--reward is required for {args.algorithm}")
-    config = PolicyConfig(algorithm=args.algorithm, learning_rate=args.lr, steps=args.steps, epochs=args.epochs,
-                          prompts_per_step=args.prompts_per_step, generations_per_prompt=args.generations,
-                          max_completion_length=args.max_completion_length, kl_beta=args.kl_beta,
-                          temperature=args.temperature, lora=args.lora, seed=args.seed)
+    config = PolicyConfig(
+        algorithm=args.algorithm,
+        learning_rate=args.lr,
+        steps=args.steps,
+        epochs=args.epochs,
+        prompts_per_step=args.prompts_per_step,
+        generations_per_prompt=args.generations,
+        max_completion_length=args.max_completion_length,
+        kl_beta=args.kl_beta,
+        temperature=args.temperature,
+        lora=args.lora,
+        seed=args.seed,
+    )
 
     def report(step, total, metrics):
         if "loss" in metrics:

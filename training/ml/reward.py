@@ -90,7 +90,11 @@ def rankings_from_records(records: list[dict]) -> list[Ranking]:
             rankings.append(Ranking(record["prompt"], answers, ranks))
         elif "chosen" in record and "rejected" in record:
             if "prompt" in record and record["prompt"] is not None:
-                prompt, chosen, rejected = record["prompt"], _answer_text(record["chosen"]), _answer_text(record["rejected"])
+                prompt, chosen, rejected = (
+                    record["prompt"],
+                    _answer_text(record["chosen"]),
+                    _answer_text(record["rejected"]),
+                )
             else:
                 prompt, chosen, rejected = _implicit_prompt(record["chosen"], record["rejected"])
             rankings.append(Ranking(prompt, [chosen, rejected], [1, 2]))
@@ -144,10 +148,12 @@ def encode(tokenizer, ranking: Ranking, config: RewardConfig) -> Encoded:
             )
             if not full.startswith(prompt_text):
                 raise ValueError("the chat template does not render the prompt as a prefix of prompt + answer")
-            answer_texts.append(full[len(prompt_text):])
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens:]
-    answers = [tokenizer(t, add_special_tokens=False)["input_ids"][: config.max_answer_tokens] or [tokenizer.eos_token_id]
-               for t in answer_texts]
+            answer_texts.append(full[len(prompt_text) :])
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens :]
+    answers = [
+        tokenizer(t, add_special_tokens=False)["input_ids"][: config.max_answer_tokens] or [tokenizer.eos_token_id]
+        for t in answer_texts
+    ]
     return Encoded(prompt_ids, answers, list(ranking.ranks))
 
 
@@ -248,8 +254,16 @@ def load_reward_model(path: str, *, device: str, dtype: str, lora: bool = False,
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=lora_rank, lora_alpha=2 * lora_rank,
-                                                 target_modules="all-linear", modules_to_save=["score"]))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type="SEQ_CLS",
+                r=lora_rank,
+                lora_alpha=2 * lora_rank,
+                target_modules="all-linear",
+                modules_to_save=["score"],
+            ),
+        )
         model.model = model.base_model.model.model  # the packed pass reaches the backbone directly
         model.score = model.base_model.model.score
     return model.to(device), tokenizer
@@ -272,8 +286,11 @@ def evaluate(model, examples: list[Encoded], config: RewardConfig, batch_size: i
                     pairs += n
                     correct += right
     model.train()
-    return {"eval_accuracy": correct / pairs if pairs else None, "eval_loss": sum(losses) / len(losses) if losses else None,
-            "eval_pairs": pairs}
+    return {
+        "eval_accuracy": correct / pairs if pairs else None,
+        "eval_loss": sum(losses) / len(losses) if losses else None,
+        "eval_pairs": pairs,
+    }
 
 
 def train_reward_model(
@@ -296,7 +313,9 @@ def train_reward_model(
     if held_out is None:
         rankings, held_out = split_held_out(rankings, config.eval_fraction, config.seed)
     device, dtype = pick_device()
-    model, tokenizer = load_reward_model(model_path, device=device, dtype=dtype, lora=config.lora, lora_rank=config.lora_rank)
+    model, tokenizer = load_reward_model(
+        model_path, device=device, dtype=dtype, lora=config.lora, lora_rank=config.lora_rank
+    )
     train = [e for e in (encode(tokenizer, r, config) for r in rankings) if ordered_pairs(e.ranks)]
     test = [encode(tokenizer, r, config) for r in held_out]
     if not train:
@@ -305,8 +324,12 @@ def train_reward_model(
     total = steps_per_epoch * config.epochs
     # The fused kernel (what transformers' Trainer uses by default) takes a third of the time of the
     # per-tensor one on CPU: ~0.25 s instead of ~0.8 s a step for SmolLM2, a large share of a K-wise step.
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay, fused=device in ("cpu", "cuda"))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device in ("cpu", "cuda"),
+    )
     warmup = max(1, int(total * config.warmup_ratio))
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to zero
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
@@ -337,10 +360,18 @@ def train_reward_model(
             schedule.step()
             step += 1
             history.append(loss.item())
-            progress(step, total, {"loss": history[-1], "train_accuracy": correct / pairs, "epoch": epoch + step / total})
-    metrics = {**(evaluate(model, test, config) if test else {}), "train_loss_first": history[0],
-               "train_loss_last": history[-1], "steps": step, "train_rankings": len(train),
-               "held_out_rankings": len(test), "seconds": time.perf_counter() - started}
+            progress(
+                step, total, {"loss": history[-1], "train_accuracy": correct / pairs, "epoch": epoch + step / total}
+            )
+    metrics = {
+        **(evaluate(model, test, config) if test else {}),
+        "train_loss_first": history[0],
+        "train_loss_last": history[-1],
+        "steps": step,
+        "train_rankings": len(train),
+        "held_out_rankings": len(test),
+        "seconds": time.perf_counter() - started,
+    }
     progress(step, total, metrics)
     save_reward_model(model, tokenizer, Path(out_dir), config, metrics)
     return metrics
@@ -372,7 +403,9 @@ class RewardScorer:
     def score(self, prompts: list, answers: list[str]) -> list[float]:
         import torch
 
-        encoded = [encode(self.tokenizer, Ranking(p, [a], [1]), self.config) for p, a in zip(prompts, answers, strict=True)]
+        encoded = [
+            encode(self.tokenizer, Ranking(p, [a], [1]), self.config) for p, a in zip(prompts, answers, strict=True)
+        ]
         scores = []
         with torch.no_grad():
             for start in range(0, len(encoded), self.batch_size):
@@ -381,8 +414,14 @@ class RewardScorer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Train a K-wise reward model from ranking or preference JSONL/Parquet.")
-    parser.add_argument("--data", required=True, help="ranking rows {prompt, completions, ranks} or preference rows {prompt, chosen, rejected}")
+    parser = argparse.ArgumentParser(
+        description="Train a K-wise reward model from ranking or preference JSONL/Parquet."
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="ranking rows {prompt, completions, ranks} or preference rows {prompt, chosen, rejected}",
+    )
     parser.add_argument("--model", required=True, help="a causal LM (e.g. the SFT model) or an earlier reward model")
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=RewardConfig.epochs)
@@ -392,17 +431,28 @@ def main() -> None:
     parser.add_argument("--no-packed", action="store_true", help="score each answer separately (slower)")
     parser.add_argument("--lora", action="store_true")
     args = parser.parse_args()
-    config = RewardConfig(epochs=args.epochs, learning_rate=args.lr, rankings_per_step=args.rankings_per_step,
-                          eval_fraction=args.eval_fraction, packed=not args.no_packed, lora=args.lora)
+    config = RewardConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        rankings_per_step=args.rankings_per_step,
+        eval_fraction=args.eval_fraction,
+        packed=not args.no_packed,
+        lora=args.lora,
+    )
 
     def report(step, total, metrics):
         if "loss" in metrics and (step % 10 == 0 or step == total):
             print(f"step {step}/{total} loss {metrics['loss']:.4f}", flush=True)
 
-    metrics = train_reward_model(rankings_from_records(load_records(args.data)), args.model, args.out, config, progress=report)
+    metrics = train_reward_model(
+        rankings_from_records(load_records(args.data)), args.model, args.out, config, progress=report
+    )
     accuracy = metrics.get("eval_accuracy")
-    print(f"held-out pairwise accuracy: {accuracy:.3f} over {metrics['eval_pairs']} pairs" if accuracy is not None
-          else "no held-out pairs")
+    print(
+        f"held-out pairwise accuracy: {accuracy:.3f} over {metrics['eval_pairs']} pairs"
+        if accuracy is not None
+        else "no held-out pairs"
+    )
     print(f"saved to {args.out}")
 
 

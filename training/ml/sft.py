@@ -161,21 +161,28 @@ def train_sft(
         if callback.cancelled:
             raise TrainingCancelled("SFT was cancelled")
         losses = [m["loss"] for m in callback.history]
-        metrics = {"train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None,
-                   "steps": trainer.state.global_step, "train_conversations": len(train_rows),
-                   "held_out_conversations": len(eval_rows)}
+        metrics = {
+            "train_loss_first": losses[0] if losses else None,
+            "train_loss_last": losses[-1] if losses else None,
+            "steps": trainer.state.global_step,
+            "train_conversations": len(train_rows),
+            "held_out_conversations": len(eval_rows),
+        }
         if eval_rows:
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
         metrics["seconds"] = time.perf_counter() - started
         progress(trainer.state.global_step, trainer.state.max_steps, metrics)
         if trainer.accelerator.is_main_process:
             trainer.processing_class.chat_template = original_template
-            save_stage_checkpoint(trainer.model, trainer.processing_class, Path(out_dir), "sft", model_path,
-                                  asdict(config), metrics)
+            save_stage_checkpoint(
+                trainer.model, trainer.processing_class, Path(out_dir), "sft", model_path, asdict(config), metrics
+            )
     return metrics
 
 
-def save_stage_checkpoint(model, tokenizer, out_dir: Path, stage: str, parent: str, config: dict, metrics: dict) -> Path:
+def save_stage_checkpoint(
+    model, tokenizer, out_dir: Path, stage: str, parent: str, config: dict, metrics: dict
+) -> Path:
     """Save a trained causal LM (LoRA merged) atomically, with `yushan_stage.json` (stage, config, metrics)."""
     from training.ml.checkpoints import save_checkpoint
 
@@ -203,9 +210,17 @@ def main() -> None:
     parser.add_argument("--lora-rank", type=int, default=SFTStageConfig.lora_rank)
     parser.add_argument("--seed", type=int, default=SFTStageConfig.seed)
     args = parser.parse_args()
-    config = SFTStageConfig(epochs=args.epochs, learning_rate=args.lr, per_device_batch_size=args.batch_size,
-                            gradient_accumulation=args.gradient_accumulation, max_length=args.max_length,
-                            lora=args.lora, lora_rank=args.lora_rank, seed=args.seed, eval_fraction=args.eval_fraction)
+    config = SFTStageConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        per_device_batch_size=args.batch_size,
+        gradient_accumulation=args.gradient_accumulation,
+        max_length=args.max_length,
+        lora=args.lora,
+        lora_rank=args.lora_rank,
+        seed=args.seed,
+        eval_fraction=args.eval_fraction,
+    )
 
     def report(step, total, metrics):
         if "loss" in metrics and (step % 10 == 0 or step == total):

@@ -63,7 +63,9 @@ class Command(BaseCommand):
             f"({report.ranking_tasks} ranking tasks), {report.duplicates} already there."
         )
         for name, fmt in DEMO_LABELS:
-            labels = dataset_import(project=project, text=(DEMO_DIR / name).read_text(encoding="utf-8"), fmt=fmt, source=f"demo:{name}")
+            labels = dataset_import(
+                project=project, text=(DEMO_DIR / name).read_text(encoding="utf-8"), fmt=fmt, source=f"demo:{name}"
+            )
             self.stdout.write(f"  {fmt}: {labels.created} new, {labels.duplicates} already there")
         for username, password, role in DEMO_USERS:
             self.stdout.write(f"  {role:<11} {username} / {password}")

@@ -36,14 +36,21 @@ class Command(BaseCommand):
         if project is None:
             raise CommandError(f"No project {opts['project']!r}.")
         filters = {
-            "date_from": opts["date_from"], "date_to": opts["date_to"], "round": opts["round"],
-            "model_version": opts["model_version"], "min_agreement": opts["min_agreement"],
-            "exclude_flagged": opts["exclude_flagged"], "exclude_none_acceptable": opts["exclude_none_acceptable"],
+            "date_from": opts["date_from"],
+            "date_to": opts["date_to"],
+            "round": opts["round"],
+            "model_version": opts["model_version"],
+            "min_agreement": opts["min_agreement"],
+            "exclude_flagged": opts["exclude_flagged"],
+            "exclude_none_acceptable": opts["exclude_none_acceptable"],
             "margin": opts["margin"],
         }
         try:
             snapshot = snapshot_create(
-                project=project, kind=opts["kind"], format=opts["format"], pair_mode=opts["pairs"],
+                project=project,
+                kind=opts["kind"],
+                format=opts["format"],
+                pair_mode=opts["pairs"],
                 filters={k: v for k, v in filters.items() if v not in (None, False)},
             )
             snapshot_build(snapshot_id=snapshot.pk)

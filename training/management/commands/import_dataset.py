@@ -29,7 +29,9 @@ class Command(BaseCommand):
         if not file.exists():
             raise CommandError(f"No file {file}.")
         try:
-            report = dataset_import(project=target, text=file.read_text(encoding="utf-8-sig"), fmt=format, source=file.name)
+            report = dataset_import(
+                project=target, text=file.read_text(encoding="utf-8-sig"), fmt=format, source=file.name
+            )
         except (LabelingError, UnicodeDecodeError) as error:
             raise CommandError(str(getattr(error, "message", error))) from None
         for line, problem in report.errors:

@@ -11,8 +11,10 @@ from training.rounds import round_stage_run, round_start
 
 
 class Command(BaseCommand):
-    help = ("Start a training round: snapshot → SFT → reward model → policy optimisation → evaluation → deploy. "
-            "By default the stages run on the workers (queue gpu); --here runs them in this process.")
+    help = (
+        "Start a training round: snapshot → SFT → reward model → policy optimisation → evaluation → deploy. "
+        "By default the stages run on the workers (queue gpu); --here runs them in this process."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="Project name or id.")
@@ -42,8 +44,10 @@ class Command(BaseCommand):
         elif wait:
             self._wait(round_.pk)
         round_.refresh_from_db()
-        self.stdout.write(f"Round {round_.number}: {round_.get_status_display()} after {time.monotonic() - started:.0f} s"
-                          + (f" — {round_.error}" if round_.error else ""))
+        self.stdout.write(
+            f"Round {round_.number}: {round_.get_status_display()} after {time.monotonic() - started:.0f} s"
+            + (f" — {round_.error}" if round_.error else "")
+        )
         if round_.evaluation:
             summary = {k: v for k, v in round_.evaluation.items() if not isinstance(v, list | dict)}
             self.stdout.write(f"Evaluation: {json.dumps(summary)}")
