@@ -548,7 +548,11 @@ def _import_key(project: Project, *parts) -> uuid.UUID:
     return uuid.uuid5(_IMPORT_NAMESPACE, json.dumps([project.pk, *parts], ensure_ascii=False, sort_keys=True))
 
 
-def _imported_task(*, project, prompt, kind: str, now) -> tuple[Task, Assignment]:
+def _imported_task(*, project, messages: list[dict], source: str, kind: str, now) -> tuple[Task, Assignment]:
+    """A finished task by the 'imported' account, on the prompt with these messages (shared if it exists)."""
+    prompt, _ = Prompt.objects.get_or_create(
+        project=project, content_hash=messages_hash(messages), defaults={"messages": messages, "source": source}
+    )
     task = Task.objects.create(
         project=project, prompt=prompt, kind=kind, state=Task.State.COMPLETED, completions=1, completed_at=now
     )
@@ -577,11 +581,10 @@ def imported_preference_create(
     client_id = _import_key(project, "preference", messages, chosen, rejected)
     if Ranking.objects.filter(client_id=client_id).exists():
         return False
-    prompt, _ = Prompt.objects.get_or_create(
-        project=project, content_hash=messages_hash(messages), defaults={"messages": messages, "source": source}
-    )
     now = timezone.now()
-    task, assignment = _imported_task(project=project, prompt=prompt, kind=Task.Kind.RANKING, now=now)
+    task, assignment = _imported_task(
+        project=project, messages=messages, source=source, kind=Task.Kind.RANKING, now=now
+    )
     better, worse = (
         Candidate.objects.create(task=task, public_id=new_public_id(), text=text, source=f"imported:{source}")
         for text in (chosen, rejected)
@@ -614,11 +617,10 @@ def imported_demonstration_create(*, project: Project, messages, text, source: s
     client_id = _import_key(project, "demonstration", messages, text)
     if Demonstration.objects.filter(client_id=client_id).exists():
         return False
-    prompt, _ = Prompt.objects.get_or_create(
-        project=project, content_hash=messages_hash(messages), defaults={"messages": messages, "source": source}
-    )
     now = timezone.now()
-    task, assignment = _imported_task(project=project, prompt=prompt, kind=Task.Kind.DEMONSTRATION, now=now)
+    task, assignment = _imported_task(
+        project=project, messages=messages, source=source, kind=Task.Kind.DEMONSTRATION, now=now
+    )
     demonstration = Demonstration.objects.create(
         assignment=assignment,
         task=task,
