@@ -6,7 +6,8 @@ from celery.contrib.testing.worker import start_worker
 
 from labeling.models import Task
 from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path  # noqa: F401
-from tests.test_queue import redis_queue, wait_until  # noqa: F401
+from tests.test_generation import redis_gpu_queue  # noqa: F401 - the gpu route on a queue of this test's own
+from tests.test_queue import wait_until
 from tests.test_rounds import DEMOS, PREFERENCES, TINY
 from training import rounds, selectors
 from training.models import GenerationJob
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.mark.timeout(900)  # six training stages and a generation job, on a shared 2-core CI machine
 def test_a_round_runs_end_to_end_through_a_worker(
-    redis_queue,
+    redis_gpu_queue,
     project,
     model_store,
     tiny_model_path,
@@ -33,29 +34,20 @@ def test_a_round_runs_end_to_end_through_a_worker(
     dataset_import(project=project, text=DEMOS, fmt="conversations", source="demos")
     dataset_import(project=project, text=PREFERENCES, fmt="preferences", source="prefs")
     register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
-    saved_routes = app.conf.task_routes
-    app.conf.task_routes = {"worker.tasks.gpu_*": {"queue": redis_queue}}  # the gpu route, on this test's queue
-    try:
-        with start_worker(app, queues=[redis_queue], pool="solo", perform_ping_check=False, shutdown_timeout=30):
-            round_ = rounds.round_start(
-                project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user
-            )
-            wait_until(
-                lambda: Round.objects.get(pk=round_.pk).status not in ("queued", "running"),
-                seconds=600,
-                what="the round to finish",
-            )
-            assert Round.objects.get(pk=round_.pk).status == Round.Status.SUCCEEDED, Round.objects.get(
-                pk=round_.pk
-            ).error
-            # The loop closes: deploying queued candidate generation from the new policy.
-            wait_until(
-                lambda: GenerationJob.objects.filter(project=project, status__in=["succeeded", "failed"]).exists(),
-                seconds=300,
-                what="candidate generation from the new policy",
-            )
-    finally:
-        app.conf.task_routes = saved_routes
+    with start_worker(app, queues=[redis_gpu_queue], pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        round_ = rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user)
+        wait_until(
+            lambda: Round.objects.get(pk=round_.pk).status not in ("queued", "running"),
+            seconds=600,
+            what="the round to finish",
+        )
+        assert Round.objects.get(pk=round_.pk).status == Round.Status.SUCCEEDED, Round.objects.get(pk=round_.pk).error
+        # The loop closes: deploying queued candidate generation from the new policy.
+        wait_until(
+            lambda: GenerationJob.objects.filter(project=project, status__in=["succeeded", "failed"]).exists(),
+            seconds=300,
+            what="candidate generation from the new policy",
+        )
     round_.refresh_from_db()
     assert round_.status == Round.Status.SUCCEEDED, round_.error
     assert [s.attempts for s in round_.stages.all()] == [1] * 6
