@@ -7,7 +7,8 @@ postgres://postgres@127.0.0.1:5432/yushan_export_bench; it refuses a name withou
 and recreates it, migrates, and writes the rows with set-based SQL (generate_series), since going
 through the services would take hours and this measures the export, not the labeling: one
 project with K = 4, --rankings / 2 ranking tasks each ranked by two of 100 annotators (so the
-agreement code has overlap to chew on), groups with ties, ratings and a flag now and then.
+agreement code has overlap to chew on), groups with ties, ratings and a flag now and then, answer
+ids that look like the platform's own (16 hex digits).
 
 Measurement. Each export is `manage.py export_dataset` in its own process (exactly what a
 researcher runs), so its peak resident memory (ru_maxrss from wait4) is the export's own. Rows/s
@@ -50,7 +51,7 @@ INSERT INTO labeling_task (project_id, prompt_id, kind, state, completions, crea
 SELECT project_id, id, 'ranking', 'completed', 2, now(), now() FROM labeling_prompt ORDER BY id;
 
 INSERT INTO labeling_candidate (task_id, public_id, text, source, generation, created_at)
-SELECT t.id, 't' || t.id || 'c' || j,
+SELECT t.id, substr(md5(t.id || 'c' || j), 1, 16),
        'Answer ' || j || ' to task ' || t.id || ': Yushan (玉山) is the highest peak in Taiwan at 3,952 metres. '
        || repeat('It lies in the Central Mountain Range. ', 1 + j %% 3),
        'bench', '{}'::jsonb, now()
@@ -73,8 +74,8 @@ SELECT a.id, a.task_id, a.annotator_id,
        CASE WHEN a.id %% 10 = 0 THEN jsonb_build_object(c4, jsonb_build_array('factually_wrong')) ELSE '{}'::jsonb END,
        a.id %% 50 = 0, md5('ranking' || a.id)::uuid, now(), now()
 FROM (SELECT a.id, a.task_id, a.annotator_id,
-             't' || a.task_id || 'c1' AS c1, 't' || a.task_id || 'c2' AS c2,
-             't' || a.task_id || 'c3' AS c3, 't' || a.task_id || 'c4' AS c4
+             substr(md5(a.task_id || 'c1'), 1, 16) AS c1, substr(md5(a.task_id || 'c2'), 1, 16) AS c2,
+             substr(md5(a.task_id || 'c3'), 1, 16) AS c3, substr(md5(a.task_id || 'c4'), 1, 16) AS c4
       FROM labeling_assignment a) a;
 ANALYZE;
 """

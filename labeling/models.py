@@ -93,7 +93,8 @@ class Task(models.Model):
 class Candidate(models.Model):
     """One of the K answers of a ranking task. `public_id` is the opaque id clients see."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="candidates")
+    # Indexed with id below: exports read a task's answers in order, with no sort.
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="candidates", db_index=False)
     public_id = models.CharField(max_length=32, unique=True)
     text = models.TextField()
     source = models.CharField(max_length=200, help_text="Who wrote it: a model version, 'demo', 'imported'…")
@@ -118,6 +119,7 @@ class Candidate(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="candidate_task_order_idx")]
 
     def __str__(self) -> str:
         return self.public_id
@@ -178,7 +180,8 @@ class Ranking(models.Model):
     """Groups of candidate public ids from best to worst; a group of several ids is a tie."""
 
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="ranking")
-    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="rankings")
+    # Indexed with id below: exports read rankings in task order, with no sort.
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="rankings", db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings")
     groups = models.JSONField()
     ratings = models.JSONField(default=dict, blank=True)
@@ -190,6 +193,7 @@ class Ranking(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="ranking_task_order_idx")]
 
     def __str__(self) -> str:
         return f"{type(self).__name__.lower()} {self.pk} by {self.annotator_id} on task {self.task_id}"

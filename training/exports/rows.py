@@ -15,11 +15,6 @@ from training.exports.agreement import annotator_agreement
 CHUNK = 5000
 
 
-def _VERSION_FIELDS():  # TEMPORARY until Candidate.model_version lands
-    names = {f.name for f in Candidate._meta.get_fields()}
-    return ("model_version_id", "model_version__round_number") if "model_version" in names else ()
-
-
 IMPORTED_USERNAME = "imported"
 
 
@@ -94,12 +89,11 @@ def _candidates_by_task(rankings) -> Iterator[tuple[int, dict[str, tuple]]]:
     stream = (
         Candidate.objects.filter(task_id__in=rankings.values("task_id"))
         .order_by("task_id", "id")
-        .values_list("task_id", "public_id", "text", "source", *_VERSION_FIELDS())
+        .values_list("task_id", "public_id", "text", "source", "model_version_id", "model_version__round_number")
         .iterator(chunk_size=CHUNK)
     )
     current, answers = None, {}
-    for task_id, public_id, text, source, *lineage in stream:
-        version, round_number = (lineage + [None, None])[:2]
+    for task_id, public_id, text, source, version, round_number in stream:
         if task_id != current:
             if current is not None:
                 yield current, answers
@@ -137,7 +131,7 @@ def _rankings_with_answers(snapshot) -> Iterator[tuple]:
         yield row, answers
 
 
-def _kept_groups(groups, flags, filters) -> list[list[str]]:
+def kept_groups(groups, flags, filters) -> list[list[str]]:
     if filters.get("exclude_flagged") and flags:
         return shapes.groups_without(groups, {answer_id for answer_id, names in flags.items() if names})
     return groups
@@ -146,7 +140,7 @@ def _kept_groups(groups, flags, filters) -> list[list[str]]:
 def ranking_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
     for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
         _, groups, _ratings, flags, _, _, _, _, _, prompt = row
-        groups = _kept_groups(groups, flags, snapshot.filters)
+        groups = kept_groups(groups, flags, snapshot.filters)
         if sum(len(group) for group in groups) >= 2:
             yield shapes.ranking_row(prompt, groups, {pid: a[0] for pid, a in answers.items()})
         progress(done)
@@ -156,7 +150,7 @@ def preference_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]
     margin = bool(snapshot.filters.get("margin"))
     for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
         _, groups, ratings, flags, _, _, _, _, _, prompt = row
-        groups = _kept_groups(groups, flags, snapshot.filters)
+        groups = kept_groups(groups, flags, snapshot.filters)
         texts = {pid: a[0] for pid, a in answers.items()}
         yield from shapes.preference_rows(prompt, groups, texts, ratings, snapshot.pair_mode, margin)
         progress(done)
@@ -174,8 +168,10 @@ def sft_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
         progress(done)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
+def iso(moment: datetime) -> str:
+    """Always with microseconds, so every timestamp in a file has one shape (and PostgreSQL can
+    render the same text: see postgres.py)."""
+    return moment.isoformat(timespec="microseconds")
 
 
 def annotation_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
@@ -188,8 +184,8 @@ def annotation_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]
             "kind": "ranking",
             "task_id": task_id,
             "annotator": shapes.pseudonym(salt, annotator_id),
-            "created_at": _iso(created),
-            "updated_at": _iso(updated),
+            "created_at": iso(created),
+            "updated_at": iso(updated),
             "prompt": prompt,
             "demonstration": None,
             "candidates": [
@@ -210,6 +206,12 @@ def annotation_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]
         }
         done += 1
         progress(done)
+    yield from demonstration_annotation_rows(snapshot, progress, done)
+
+
+def demonstration_annotation_rows(snapshot, progress: Callable[[int], None], done: int) -> Iterator[dict]:
+    """The demonstrations of an annotations snapshot, after its rankings; `done` counts on."""
+    salt = snapshot.salt
     stream = (
         demonstrations_selected(snapshot)
         .order_by("id")
@@ -229,8 +231,8 @@ def annotation_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]
             "kind": "demonstration",
             "task_id": task_id,
             "annotator": shapes.pseudonym(salt, annotator_id),
-            "created_at": _iso(created),
-            "updated_at": _iso(updated),
+            "created_at": iso(created),
+            "updated_at": iso(updated),
             "prompt": prompt,
             "demonstration": text,
             "candidates": [],

@@ -1,11 +1,10 @@
-import shutil
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
 from labeling.models import Project
-from training.snapshots import snapshot_build, snapshot_create, snapshot_file
+from training.snapshots import snapshot_build, snapshot_copy, snapshot_create
 
 
 class Command(BaseCommand):
@@ -57,17 +56,18 @@ class Command(BaseCommand):
         except LabelingError as error:
             raise CommandError(error.message) from None
         snapshot.refresh_from_db()
-        data_path, _ = snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)
-        card_path, _ = snapshot_file(snapshot=snapshot, name="README.md")
         out: Path = opts["out"]
         if out.suffix in (".jsonl", ".parquet"):
             out.parent.mkdir(parents=True, exist_ok=True)
             data_target, card_target = out, out.with_suffix(".README.md")
         else:
             out.mkdir(parents=True, exist_ok=True)
-            data_target, card_target = out / data_path.name, out / "README.md"
-        shutil.copyfile(data_path, data_target)
-        shutil.copyfile(card_path, card_target)
+            data_target, card_target = out / snapshot.data_file_name, out / "README.md"
+        try:
+            snapshot_copy(snapshot=snapshot, name=snapshot.data_file_name, target=data_target)
+            snapshot_copy(snapshot=snapshot, name="README.md", target=card_target)
+        except LabelingError as error:
+            raise CommandError(error.message) from None
         self.stdout.write(
             f"Snapshot {snapshot.pk}: {snapshot.counts['rows']} rows → {data_target} "
             f"(sha256 {snapshot.files[0]['sha256']}); card → {card_target}"

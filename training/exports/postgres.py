@@ -1,0 +1,445 @@
+"""The PostgreSQL fast path for ranking-based snapshots (ranking, preference, annotations).
+
+The generic path (rows.py) turns every value into Python objects and then back into JSON; at a
+million rankings that is nearly all of the time. Here PostgreSQL renders each value as JSON text
+(`jsonb::text`, `to_json(text)`, timestamps via `to_char`) and sends it with COPY, and Python only
+splices bytes in the order the ranking says. The lines are byte-for-byte what the generic path
+writes (`writers.json_line`; a test compares the two), so a JSONL snapshot's SHA-256 does not
+depend on which path built it.
+
+The selection (rows.rankings_selected: the same filter as the generic path) is walked in task
+order, CHUNK_RANKINGS rankings at a time; per chunk, three COPY statements fetch the chunk's
+prompts, answers and rankings by id, so memory holds one chunk. All chunks are read in one
+REPEATABLE READ transaction, so they see the same moment. A reader thread runs the statements while
+the main thread splices the chunk before: PostgreSQL and Python work at once, on different cores.
+Only the reader thread touches the connection until it is done; the caller reports progress
+through another connection (see snapshots.py)."""
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring
+
+from django.db import connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q, TextField
+from django.db.models.functions import Cast
+
+from training.exports import rows as export_rows
+from training.exports import shapes
+from training.exports.writers import json_line
+
+CHUNK_RANKINGS = 5_000
+KINDS = ("ranking", "preference", "annotations")
+
+
+def available() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@dataclass
+class _Chunk:
+    rankings: list[tuple]  # (task_id, …the kind's columns…, prompt), whole tasks, in order
+    answers: list[tuple]  # (task_id, answer id, rendered answer) of those tasks, in order
+
+
+# Answer ids are hex (models.new_public_id). Deleting the hex digits from a ranking's groups text
+# leaves its shape, e.g. [[""], ["", ""], [""]]: the group sizes. Rankings share a few shapes, so
+# ranks and implied pairs are worked out once per shape, and a row only looks up its answers.
+HEX = b"0123456789abcdef"
+GROUP_BREAK, ID_BREAK = b'"], ["', b'", "'
+
+
+@dataclass(frozen=True)
+class _Shape:
+    ranks: tuple[bytes, ...]  # per answer, in ranked order
+    pairs: dict[str, list[tuple[int, int]]]  # (better, worse) positions per pair mode
+
+    @classmethod
+    def of(cls, sizes: list[int]) -> "_Shape":
+        positions, start = [], 0
+        for size in sizes:
+            positions.append(list(range(start, start + size)))
+            start += size
+        ranks = tuple(b"%d" % rank for rank, group in enumerate(positions, start=1) for _ in group)
+        pairs = {mode: list(shapes.implied_pairs(positions, mode)) for mode in ("all", "best_worst")}
+        return cls(ranks, pairs)
+
+
+class _Shapes(dict):
+    def __missing__(self, key: bytes) -> "_Shape | None":
+        """None when the text is not a plain shape (ids that are not hex): that row takes the
+        general path."""
+        try:
+            groups = json.loads(key)
+        except ValueError:
+            groups = None
+        plain = isinstance(groups, list) and all(
+            isinstance(group, list) and group and all(item == "" for item in group) for group in groups
+        )
+        value = _Shape.of([len(group) for group in groups]) if plain else None
+        self[key] = value
+        return value
+
+
+def _flat(groups: bytes) -> list[bytes]:
+    """The ids of a plain-shaped groups text in ranked order."""
+    return groups[3:-3].replace(GROUP_BREAK, ID_BREAK).split(ID_BREAK) if groups != b"[]" else []
+
+
+@dataclass
+class _Splicer:
+    """Per-snapshot state shared across chunks: options, shape and pseudonym caches."""
+
+    snapshot: object
+    shapes: _Shapes = field(default_factory=_Shapes)
+    pseudonyms: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        filters = self.snapshot.filters
+        self.exclude_flagged = bool(filters.get("exclude_flagged"))
+        self.margin = bool(filters.get("margin"))
+        self.pair_mode = self.snapshot.pair_mode
+        self.salt = self.snapshot.salt
+
+    def shape(self, groups: bytes, flags: str) -> "_Shape | None":
+        """The cached shape, or None when the row needs the general path (flags to drop, odd ids)."""
+        if self.exclude_flagged and flags != "{}":
+            return None
+        return self.shapes[groups.translate(None, HEX)]
+
+    def pseudonym(self, annotator: int) -> bytes:
+        if annotator not in self.pseudonyms:
+            self.pseudonyms[annotator] = _dumps(shapes.pseudonym(self.salt, annotator))
+        return self.pseudonyms[annotator]
+
+
+def _json_text(text: str) -> bytes:
+    """A JSON string, exactly as json.dumps(text, ensure_ascii=False) writes it."""
+    return encode_basestring(text).encode()
+
+
+ASSISTANT = b'[{"role": "assistant", "content": %b}]'
+
+
+def _by_task(rows: list[tuple]) -> dict[int, dict[bytes, bytes]]:
+    """{task_id: {answer id: [{"role": "assistant", "content": text}]}} from (task_id, id, text)."""
+    answers: dict[int, dict[bytes, bytes]] = {}
+    for task_id, answer_id, text in rows:
+        of_task = answers.get(task_id)
+        if of_task is None:
+            of_task = answers[task_id] = {}
+        of_task[answer_id.encode()] = ASSISTANT % _json_text(text)
+    return answers
+
+
+def _dumps(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def _ids(value: dict) -> dict[bytes, object]:
+    return {answer_id.encode(): item for answer_id, item in value.items()}
+
+
+def _groups(splicer: _Splicer, groups: str, flags: str) -> list[list[bytes]]:
+    """The general path: any ids, and flagged answers dropped when the filter asks."""
+    parsed = _groups_all(groups)
+    if splicer.exclude_flagged and flags != "{}":
+        flagged = {answer_id for answer_id, names in _ids(json.loads(flags)).items() if names}
+        return shapes.groups_without(parsed, flagged)
+    return parsed
+
+
+RANKING_LINE = b'{"prompt": %b, "completions": [%b], "ranks": [%b]}\n'
+
+
+def _ranking_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], int]:
+    answers = _by_task(chunk.answers)
+    out = []
+    for task_id, groups, flags, prompt in chunk.rankings:
+        texts = answers[task_id]
+        shape = splicer.shape(encoded := groups.encode(), flags)
+        if shape is not None:
+            ordered, ranks = _flat(encoded), shape.ranks
+        else:
+            kept = _groups(splicer, groups, flags)
+            ordered = [answer_id for group in kept for answer_id in group]
+            ranks = [b"%d" % rank for rank, group in enumerate(kept, start=1) for _ in group]
+        if len(ordered) >= 2:
+            completions = b", ".join([texts[answer_id] for answer_id in ordered])
+            out.append(RANKING_LINE % (prompt.encode(), completions, b", ".join(ranks)))
+    return out, len(chunk.rankings)
+
+
+def _preference_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], int]:
+    answers = _by_task(chunk.answers)
+    out = []
+    pair_mode, with_margin = splicer.pair_mode, splicer.margin
+    for task_id, groups, flags, ratings, prompt in chunk.rankings:
+        texts = answers[task_id]
+        head = b'{"prompt": ' + prompt.encode() + b', "chosen": '
+        shape = None if with_margin else splicer.shape(encoded := groups.encode(), flags)
+        if shape is not None:
+            rendered = [texts[answer_id] for answer_id in _flat(encoded)]
+            chosen = [head + answer + b', "rejected": ' for answer in rendered]
+            rejected = [answer + b"}\n" for answer in rendered]
+            out += [chosen[better] + rejected[worse] for better, worse in shape.pairs[pair_mode]]
+            continue
+        scores = _ids(json.loads(ratings)) if with_margin else None
+        for better, worse in shapes.implied_pairs(_groups(splicer, groups, flags), pair_mode):
+            line = head + texts[better] + b', "rejected": ' + texts[worse]
+            if with_margin:
+                both = better in scores and worse in scores
+                margin = json.dumps(float(scores[better] - scores[worse])) if both else "null"
+                line += b', "margin": ' + margin.encode()
+            out.append(line + b"}\n")
+    return out, len(chunk.rankings)
+
+
+ANSWER_HEAD = b'{"id": %b, "text": %b, "source": %b, "model_version": %b, "round": %b'
+
+
+def _annotation_answers(chunk: _Chunk) -> dict[int, list[tuple[bytes, bytes]]]:
+    """{task_id: [(public_id, '{"id": …, "round": …')]} in answer order; the ranking adds the rest."""
+    answers: dict[int, list[tuple[bytes, bytes]]] = {}
+    for task_id, public_id, text, source, version, round_number in chunk.answers:
+        head = ANSWER_HEAD % (
+            _json_text(public_id),
+            _json_text(text),
+            _json_text(source),
+            b"null" if version is None else b"%d" % version,
+            b"null" if round_number is None else b"%d" % round_number,
+        )
+        of_task = answers.get(task_id)
+        if of_task is None:
+            of_task = answers[task_id] = []
+        of_task.append((public_id.encode(), head))
+    return answers
+
+
+def _scores(text: str) -> dict[bytes, bytes]:
+    """{answer id: rating as JSON text}. jsonb prints {"id": 6, "id2": 2}; ratings are whole numbers
+    (validation.ratings_clean), so the text splits cleanly; anything else takes json.loads."""
+    if text == "{}":
+        return {}
+    ratings = text.encode()
+    items = ratings[2:-1].split(b', "')
+    if b"\\" not in ratings and ratings.count(b'"') == 2 * len(items):
+        return dict(item.split(b'": ', 1) for item in items)
+    return {answer_id: _dumps(value) for answer_id, value in _ids(json.loads(ratings)).items()}
+
+
+ANSWER_TAIL = b'%b, "rank": %b, "rating": %b, "flags": %b}'
+ANNOTATION_LINE = (
+    b'{"kind": "ranking", "task_id": %b, "annotator": %b, "created_at": "%b", "updated_at": "%b", '
+    b'"prompt": %b, "demonstration": null, "candidates": [%b], "none_acceptable": %b, "source": %b}\n'
+)
+
+
+def _annotation_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], int]:
+    answers = _annotation_answers(chunk)
+    out = []
+    for row in chunk.rankings:
+        task_id, groups, ratings, flags, none_acceptable, annotator, imported, created, updated, prompt = row
+        shape = splicer.shapes[(encoded := groups.encode()).translate(None, HEX)]
+        if shape is not None:
+            ranks = dict(zip(_flat(encoded), shape.ranks, strict=True))
+        else:
+            ranks = {
+                answer_id: b"%d" % rank for answer_id, rank in shapes.ranks_from_groups(_groups_all(groups)).items()
+            }
+        scores = _scores(ratings)
+        flagged = (
+            {answer_id: _dumps(names) for answer_id, names in _ids(json.loads(flags)).items()} if flags != "{}" else {}
+        )
+        candidates = b", ".join(
+            [
+                ANSWER_TAIL
+                % (head, ranks.get(answer_id, b"null"), scores.get(answer_id, b"null"), flagged.get(answer_id, b"[]"))
+                for answer_id, head in answers.get(task_id, ())
+            ]
+        )
+        out.append(
+            ANNOTATION_LINE
+            % (
+                b"%d" % task_id,
+                splicer.pseudonym(annotator),
+                export_rows.iso(created).encode(),
+                export_rows.iso(updated).encode(),
+                prompt.encode(),
+                candidates,
+                b"true" if none_acceptable else b"false",
+                b'"imported"' if imported else b'"annotator"',
+            )
+        )
+    return out, len(chunk.rankings)
+
+
+def _groups_all(groups: str) -> list[list[bytes]]:
+    return [[answer_id.encode() for answer_id in group] for group in json.loads(groups)]
+
+
+SPLICE = {"ranking": _ranking_lines, "preference": _preference_lines, "annotations": _annotation_lines}
+
+
+# Two streams in task order, read with server-side cursors in binary: the selected rankings (with
+# their prompt) and the answers of their tasks; indexes on (task, id) give both orders unsorted. jsonb leaves PostgreSQL as its text (which is json.dumps'
+# format for these values); answers leave as plain text and Python writes them as JSON strings with
+# the json module's own C encoder, cheaper here than PostgreSQL's to_json.
+_ANSWERS = {
+    "short": """
+SELECT c.task_id, c.public_id, c.text
+FROM labeling_candidate c
+WHERE c.task_id IN ({selected_tasks}) ORDER BY c.task_id, c.id""",
+    "annotations": """
+SELECT c.task_id, c.public_id, c.text, c.source, c.model_version_id, v.round_number
+FROM labeling_candidate c LEFT JOIN training_modelversion v ON v.id = c.model_version_id
+WHERE c.task_id IN ({selected_tasks}) ORDER BY c.task_id, c.id""",
+}
+
+
+def _as_text(name: str) -> Cast:
+    return Cast(name, TextField())
+
+
+def _ranking_columns(kind: str) -> tuple:
+    if kind == "ranking":
+        return (_as_text("groups"), _as_text("flags"))
+    if kind == "preference":
+        return (_as_text("groups"), _as_text("flags"), _as_text("ratings"))
+    imported = ExpressionWrapper(Q(annotator__username=export_rows.IMPORTED_USERNAME), output_field=BooleanField())
+    return (
+        _as_text("groups"),
+        _as_text("ratings"),
+        _as_text("flags"),
+        "none_acceptable",
+        "annotator_id",
+        imported,
+        "created_at",
+        "updated_at",
+    )
+
+
+def _statements(snapshot) -> tuple[tuple[str, tuple], tuple[str, tuple]]:
+    """(SQL, params) of the rankings stream and the answers stream. The rankings stream is the
+    generic path's own selection (rows.rankings_selected) with the columns this kind needs, so both
+    paths pick the same rankings."""
+    selected = export_rows.rankings_selected(snapshot)
+    rankings = (
+        selected.order_by("task_id", "id")
+        .values_list("task_id", *_ranking_columns(snapshot.kind), _as_text("task__prompt__messages"))
+        .query.sql_with_params()
+    )
+    tasks_sql, tasks_params = selected.order_by().values("task_id").query.sql_with_params()
+    answers = _ANSWERS["annotations" if snapshot.kind == "annotations" else "short"].format(selected_tasks=tasks_sql)
+    return rankings, (answers, tuple(tasks_params))
+
+
+_DONE = object()
+
+
+def _read_chunks(raw_connection, statements, chunks: queue.Queue, stop: threading.Event) -> None:
+    """Reads both streams in step and hands over chunks of whole tasks: about CHUNK_RANKINGS
+    rankings and every answer of their tasks."""
+    (rankings_sql, rankings_params), (answers_sql, answers_params) = statements
+    try:
+        with (
+            raw_connection.cursor(name="yushan_export_rankings", binary=True) as rankings,
+            raw_connection.cursor(name="yushan_export_answers", binary=True) as answers,
+        ):
+            rankings.execute(rankings_sql, rankings_params)
+            answers.execute(answers_sql, answers_params)
+            held: list[tuple] = []  # rankings of a task the last fetch may have cut in two
+            spare: list[tuple] = []  # answers fetched for the next chunk's tasks
+            while not stop.is_set():
+                batch = rankings.fetchmany(CHUNK_RANKINGS)
+                rows = held + batch
+                if not rows:
+                    break
+                if batch:
+                    last_task = rows[-1][0]
+                    cut = len(rows)
+                    while cut and rows[cut - 1][0] == last_task:
+                        cut -= 1
+                    if cut:  # keep the last task for the next chunk, where its other rankings may be
+                        rows, held = rows[:cut], rows[cut:]
+                    else:
+                        held = []
+                else:
+                    held = []
+                through = rows[-1][0]
+                mine = spare
+                while not mine or mine[-1][0] <= through:
+                    more = answers.fetchmany(CHUNK_RANKINGS * 2)
+                    if not more:
+                        break
+                    mine = mine + more
+                split = len(mine)
+                while split and mine[split - 1][0] > through:
+                    split -= 1
+                mine, spare = mine[:split], mine[split:]
+                if batch and not held:  # one task filled the chunk: its answers serve the next one too
+                    spare = [answer for answer in mine if answer[0] == through] + spare
+                while not stop.is_set():
+                    try:
+                        chunks.put(_Chunk(rows, mine), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        chunks.put(_DONE)
+    except BaseException as error:  # handed to the main thread, which raises it
+        chunks.put(error)
+
+
+def _repeatable_read() -> None:
+    """Every chunk sees the same moment; inside a caller's transaction it already does."""
+    if connection.in_atomic_block and connection.savepoint_ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def line_batches(snapshot, progress: Callable[[int], None]) -> Iterator[tuple[bytes, int]]:
+    """(JSON Lines bytes, rows in them) for the whole snapshot; progress(source records read)."""
+    splice = SPLICE[snapshot.kind]
+    splicer = _Splicer(snapshot)
+    done = 0
+    with transaction.atomic():
+        _repeatable_read()
+        with connection.cursor() as cursor:
+            # The whole result is read, so plan for all of it (not the first 10%, the cursor
+            # default); JIT compiling pays off for analytics, not for this kind of scan.
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        statements = _statements(snapshot)
+        chunks: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=_read_chunks, args=(connection.connection, statements, chunks, stop), daemon=True
+        )
+        reader.start()
+        try:
+            while (chunk := chunks.get()) is not _DONE:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                lines, read = splice(splicer, chunk)
+                done += read
+                yield b"".join(lines), len(lines)
+                progress(done)
+        finally:
+            stop.set()
+            reader.join()
+        if snapshot.kind == "annotations":
+            batch: list[bytes] = []
+            for row in export_rows.demonstration_annotation_rows(snapshot, lambda _: None, done):
+                batch.append(json_line(row))
+                done += 1
+                if len(batch) >= 2000:
+                    yield b"".join(batch), len(batch)
+                    batch.clear()
+                    progress(done)
+            if batch:
+                yield b"".join(batch), len(batch)
+                progress(done)
