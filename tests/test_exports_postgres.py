@@ -199,3 +199,19 @@ def test_progress_shows_outside_the_export_while_it_runs(project, monkeypatch):
     assert len(seen) >= 3
     assert all(status == "running" for _, status in seen)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen) and 0 < seen[0][0] < snapshot.rows_total
+
+
+def test_postgres_timestamp_text_becomes_the_generic_paths_iso_text():
+    from datetime import UTC, datetime
+
+    from training.exports.rows import iso
+
+    cases = {
+        "2026-11-29 12:49:01.123456+00": datetime(2026, 11, 29, 12, 49, 1, 123456, tzinfo=UTC),
+        "2026-11-29 12:49:01.12+00": datetime(2026, 11, 29, 12, 49, 1, 120000, tzinfo=UTC),
+        "2026-01-02 03:04:05+00": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    }
+    for text, moment in cases.items():
+        assert export_postgres._iso(text) == iso(moment).encode()
+    with pytest.raises(ValueError):
+        export_postgres._iso("2026-11-29 20:49:01+08")

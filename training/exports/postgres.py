@@ -203,11 +203,14 @@ ANSWER_HEAD = b'{"id": %b, "text": %b, "source": %b, "model_version": %b, "round
 def _annotation_answers(chunk: _Chunk) -> dict[int, list[tuple[bytes, bytes]]]:
     """{task_id: [(public_id, '{"id": …, "round": …')]} in answer order; the ranking adds the rest."""
     answers: dict[int, list[tuple[bytes, bytes]]] = {}
+    sources: dict[str, bytes] = {}  # a project has few sources: each is escaped once
     for task_id, public_id, text, source, version, round_number in chunk.answers:
+        if source not in sources:
+            sources[source] = _json_text(source)
         head = ANSWER_HEAD % (
             _json_text(public_id),
             _json_text(text),
-            _json_text(source),
+            sources[source],
             b"null" if version is None else b"%d" % version,
             b"null" if round_number is None else b"%d" % round_number,
         )
@@ -228,6 +231,17 @@ def _scores(text: str) -> dict[bytes, bytes]:
     if b"\\" not in ratings and ratings.count(b'"') == 2 * len(items):
         return dict(item.split(b'": ', 1) for item in items)
     return {answer_id: _dumps(value) for answer_id, value in _ids(json.loads(ratings)).items()}
+
+
+def _iso(text: str) -> bytes:
+    """PostgreSQL's timestamptz text in UTC ("2026-11-29 12:49:01.12+00", fraction trimmed or
+    absent) as rows.iso() writes it ("2026-11-29T12:49:01.120000+00:00"). timestamptz_out is far
+    cheaper than to_char, and this is cheaper than a datetime and isoformat()."""
+    value = text.encode()
+    if value[-3:] != b"+00" or value[10:11] != b" ":
+        raise ValueError(f"expected a UTC timestamp from PostgreSQL, got {text!r}")
+    whole, _, fraction = value[:-3].partition(b".")
+    return whole[:10] + b"T" + whole[11:] + b"." + fraction.ljust(6, b"0") + b"+00:00"
 
 
 ANSWER_TAIL = b'%b, "rank": %b, "rating": %b, "flags": %b}'
@@ -265,8 +279,8 @@ def _annotation_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], in
             % (
                 b"%d" % task_id,
                 splicer.pseudonym(annotator),
-                export_rows.iso(created).encode(),
-                export_rows.iso(updated).encode(),
+                _iso(created),
+                _iso(updated),
                 prompt.encode(),
                 candidates,
                 b"true" if none_acceptable else b"false",
@@ -316,8 +330,8 @@ def _ranking_columns(kind: str) -> tuple:
         "none_acceptable",
         "annotator_id",
         imported,
-        "created_at",
-        "updated_at",
+        _as_text("created_at"),
+        _as_text("updated_at"),
     )
 
 
@@ -412,6 +426,8 @@ def line_batches(snapshot, progress: Callable[[int], None]) -> Iterator[tuple[by
             # default); JIT compiling pays off for analytics, not for this kind of scan.
             cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL TimeZone = 'UTC'")  # _iso() reads ISO timestamps in UTC
+            cursor.execute("SET LOCAL DateStyle = 'ISO'")
             cursor.execute("SET LOCAL work_mem = '64MB'")
         statements = _statements(snapshot)
         chunks: queue.Queue = queue.Queue(maxsize=2)
