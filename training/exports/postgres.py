@@ -1,19 +1,20 @@
 """The PostgreSQL fast path for ranking-based snapshots (ranking, preference, annotations).
 
 The generic path (rows.py) turns every value into Python objects and then back into JSON; at a
-million rankings that is nearly all of the time. Here PostgreSQL renders each value as JSON text
-(`jsonb::text`, `to_json(text)`, timestamps via `to_char`) and sends it with COPY, and Python only
-splices bytes in the order the ranking says. The lines are byte-for-byte what the generic path
-writes (`writers.json_line`; a test compares the two), so a JSONL snapshot's SHA-256 does not
-depend on which path built it.
+million rankings that is nearly all of the time. Here Python splices bytes: jsonb arrives as the
+text PostgreSQL prints (the same text json.dumps writes for these values), answers are escaped by
+the json module's own C encoder, and ranks and pairs are worked out once per ranking shape. The
+lines are byte-for-byte what the generic path writes (`writers.json_line`; a test compares the
+two), so a JSONL snapshot's SHA-256 does not depend on which path built it.
 
-The selection (rows.rankings_selected: the same filter as the generic path) is walked in task
-order, CHUNK_RANKINGS rankings at a time; per chunk, three COPY statements fetch the chunk's
-prompts, answers and rankings by id, so memory holds one chunk. All chunks are read in one
-REPEATABLE READ transaction, so they see the same moment. A reader thread runs the statements while
-the main thread splices the chunk before: PostgreSQL and Python work at once, on different cores.
-Only the reader thread touches the connection until it is done; the caller reports progress
-through another connection (see snapshots.py)."""
+Two streams are read in task order with server-side cursors: the selected rankings with their
+prompt (rows.rankings_selected, the generic path's own filter, with this kind's columns) and the
+answers of their tasks; (task, id) indexes give both orders without a sort. A reader thread cuts
+them into chunks of whole tasks, about CHUNK_RANKINGS rankings each, while the main thread splices
+the chunk before, so memory holds a few chunks and PostgreSQL works while Python does. Everything
+is read in one REPEATABLE READ transaction, so all chunks see the same moment. Only the reader
+thread touches the connection until it is done; the caller reports progress through another
+connection (see snapshots.py)."""
 
 import json
 import queue
@@ -41,7 +42,7 @@ def available() -> bool:
 @dataclass
 class _Chunk:
     rankings: list[tuple]  # (task_id, …the kind's columns…, prompt), whole tasks, in order
-    answers: list[tuple]  # (task_id, answer id, rendered answer) of those tasks, in order
+    answers: list[tuple]  # (task_id, public_id, text, …) of those tasks, in order
 
 
 # Answer ids are hex (models.new_public_id). Deleting the hex digits from a ranking's groups text
