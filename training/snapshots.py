@@ -185,8 +185,11 @@ def _write_rows(snapshot, writer) -> None:
     if export_postgres.available() and snapshot.kind in export_postgres.KINDS:
         progress = _ProgressAside(snapshot.pk)
         try:
-            for data, rows in export_postgres.line_batches(snapshot, progress):
-                writer.write_lines(data, rows)
+            for data, rows in export_postgres.batches(snapshot, progress):
+                if export_postgres.columnar(snapshot):
+                    writer.write_table(data)
+                else:
+                    writer.write_lines(data, rows)
         finally:
             progress.close()
         return

@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 
+import pyarrow as pa
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q, TextField
 from django.db.models.functions import Cast
 
 from training.exports import rows as export_rows
 from training.exports import shapes
-from training.exports.writers import json_line
+from training.exports.writers import SCHEMAS, json_line, read_json_lines
 
 CHUNK_RANKINGS = 5_000
 KINDS = ("ranking", "preference", "annotations")
@@ -295,6 +296,68 @@ def _groups_all(groups: str) -> list[list[bytes]]:
     return [[answer_id.encode() for answer_id in group] for group in json.loads(groups)]
 
 
+def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
+    """A preference chunk as Arrow columns, for Parquet. Pairs repeat their prompt and answers, so
+    each answer and each prompt becomes an Arrow value once and the pairs are gathered by index
+    (`take`) in C: no JSON text of millions of pairs to build and parse."""
+    positions: dict[int, dict[bytes, int]] = {}
+    texts: list[str] = []
+    for task_id, answer_id, text in chunk.answers:
+        of_task = positions.get(task_id)
+        if of_task is None:
+            of_task = positions[task_id] = {}
+        of_task[answer_id.encode()] = len(texts)
+        texts.append(text)
+    prompt_texts: list[bytes] = []
+    prompt_of: list[int] = []
+    chosen: list[int] = []
+    rejected: list[int] = []
+    margins: list[float | None] = []
+    pair_mode, with_margin = splicer.pair_mode, splicer.margin
+    last_task = None
+    for task_id, groups, flags, ratings, prompt in chunk.rankings:
+        if task_id != last_task:
+            prompt_texts.append(b'{"prompt": ' + prompt.encode() + b"}\n")
+            last_task = task_id
+        at = positions[task_id]
+        shape = None if with_margin else splicer.shape(encoded := groups.encode(), flags)
+        if shape is not None:
+            flat = [at[answer_id] for answer_id in _flat(encoded)]
+            pairs = shape.pairs[pair_mode]
+            chosen += [flat[better] for better, _ in pairs]
+            rejected += [flat[worse] for _, worse in pairs]
+        else:
+            scores = _ids(json.loads(ratings)) if with_margin else {}
+            pairs = list(shapes.implied_pairs(_groups(splicer, groups, flags), pair_mode))
+            chosen += [at[better] for better, _ in pairs]
+            rejected += [at[worse] for _, worse in pairs]
+            if with_margin:
+                margins += [
+                    float(scores[better] - scores[worse]) if better in scores and worse in scores else None
+                    for better, worse in pairs
+                ]
+        prompt_of += [len(prompt_texts) - 1] * len(pairs)
+    schema = SCHEMAS["preference+margin" if with_margin else "preference"]
+    messages = schema.field("prompt").type
+    prompts = read_json_lines(b"".join(prompt_texts), pa.schema([("prompt", messages)])).column("prompt")
+    count = len(texts)
+    contents = pa.array(texts, pa.string())
+    roles = pa.array(["assistant"], pa.string()).take(pa.array([0] * count, pa.int32()))
+    answers = pa.ListArray.from_arrays(
+        pa.array(range(count + 1), pa.int32()),
+        pa.StructArray.from_arrays([roles, contents], fields=list(messages.value_type)),
+        type=messages,
+    )
+    columns = [
+        prompts.take(pa.array(prompt_of, pa.int64())),
+        answers.take(pa.array(chosen, pa.int64())),
+        answers.take(pa.array(rejected, pa.int64())),
+    ]
+    if with_margin:
+        columns.append(pa.array(margins, pa.float64()))
+    return pa.Table.from_arrays(columns, schema=schema), len(chunk.rankings)
+
+
 SPLICE = {"ranking": _ranking_lines, "preference": _preference_lines, "annotations": _annotation_lines}
 
 
@@ -415,9 +478,15 @@ def _repeatable_read() -> None:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
-def line_batches(snapshot, progress: Callable[[int], None]) -> Iterator[tuple[bytes, int]]:
-    """(JSON Lines bytes, rows in them) for the whole snapshot; progress(source records read)."""
-    splice = SPLICE[snapshot.kind]
+def columnar(snapshot) -> bool:
+    """Whether batches() gives Arrow tables (written to Parquet as they are) rather than lines."""
+    return snapshot.kind == "preference" and snapshot.format == "parquet"
+
+
+def batches(snapshot, progress: Callable[[int], None]) -> Iterator[tuple[bytes | pa.Table, int]]:
+    """(JSON Lines bytes or, when columnar(), an Arrow table; rows in it) for the whole snapshot;
+    progress(source records read)."""
+    splice = _preference_table if columnar(snapshot) else SPLICE[snapshot.kind]
     splicer = _Splicer(snapshot)
     done = 0
     with transaction.atomic():
@@ -441,9 +510,12 @@ def line_batches(snapshot, progress: Callable[[int], None]) -> Iterator[tuple[by
             while (chunk := chunks.get()) is not _DONE:
                 if isinstance(chunk, BaseException):
                     raise chunk
-                lines, read = splice(splicer, chunk)
+                made, read = splice(splicer, chunk)
                 done += read
-                yield b"".join(lines), len(lines)
+                if isinstance(made, pa.Table):
+                    yield made, made.num_rows
+                else:
+                    yield b"".join(made), len(made)
                 progress(done)
         finally:
             stop.set()

@@ -151,6 +151,13 @@ class ParquetWriter:
         if self._lines_bytes >= self.BATCH_BYTES:
             self._flush_lines()
 
+    def write_table(self, table: pa.Table) -> None:
+        """Rows already in Arrow columns, with this writer's schema."""
+        self._flush()
+        self._flush_lines()
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
     def _flush(self) -> None:
         if self._batch:
             self._writer.write_table(pa.Table.from_pylist(self._batch, schema=self._schema))
@@ -162,11 +169,7 @@ class ParquetWriter:
         data = b"".join(self._lines)
         self._lines.clear()
         self._lines_bytes = 0
-        table = pa_json.read_json(
-            io.BytesIO(data),
-            read_options=pa_json.ReadOptions(block_size=1 << 20),
-            parse_options=pa_json.ParseOptions(explicit_schema=self._schema, unexpected_field_behavior="error"),
-        )
+        table = read_json_lines(data, self._schema)
         self._writer.write_table(table.select(self._schema.names).cast(self._schema))
 
     def close(self) -> dict:
@@ -177,6 +180,16 @@ class ParquetWriter:
 
 
 WRITERS = {"jsonl": JsonlWriter, "parquet": ParquetWriter}
+
+
+def read_json_lines(data: bytes, schema: pa.Schema) -> pa.Table:
+    """JSON Lines parsed by Arrow against `schema`, in 1 MB blocks parsed in parallel (a longer
+    line, e.g. a prompt of several 100,000-character messages, is read whole: a test checks)."""
+    return pa_json.read_json(
+        io.BytesIO(data),
+        read_options=pa_json.ReadOptions(block_size=1 << 20),
+        parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
+    )
 
 
 def file_digest(path: Path) -> dict:
