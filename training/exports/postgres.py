@@ -30,7 +30,7 @@ from django.db.models.functions import Cast
 
 from training.exports import rows as export_rows
 from training.exports import shapes
-from training.exports.writers import SCHEMAS, json_line, read_json_lines
+from training.exports.writers import MESSAGES, SCHEMAS, json_line, read_json_lines
 
 CHUNK_RANKINGS = 5_000
 KINDS = ("ranking", "preference", "annotations")
@@ -296,10 +296,8 @@ def _groups_all(groups: str) -> list[list[bytes]]:
     return [[answer_id.encode() for answer_id in group] for group in json.loads(groups)]
 
 
-def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
-    """A preference chunk as Arrow columns, for Parquet. Pairs repeat their prompt and answers, so
-    each answer and each prompt becomes an Arrow value once and the pairs are gathered by index
-    (`take`) in C: no JSON text of millions of pairs to build and parse."""
+def _positions(chunk: _Chunk) -> tuple[dict[int, dict[bytes, int]], list[str]]:
+    """Each answer's position in the chunk ({task_id: {answer id: position}}), and the texts."""
     positions: dict[int, dict[bytes, int]] = {}
     texts: list[str] = []
     for task_id, answer_id, text in chunk.answers:
@@ -308,7 +306,68 @@ def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
             of_task = positions[task_id] = {}
         of_task[answer_id.encode()] = len(texts)
         texts.append(text)
-    prompt_texts: list[bytes] = []
+    return positions, texts
+
+
+def _arrow_answers(texts: list[str]) -> pa.Array:
+    """[{"role": "assistant", "content": text}] per text, as Arrow values of the MESSAGES type."""
+    count = len(texts)
+    roles = pa.array(["assistant"], pa.string()).take(pa.array([0] * count, pa.int32()))
+    return pa.ListArray.from_arrays(
+        pa.array(range(count + 1), pa.int32()),
+        pa.StructArray.from_arrays([roles, pa.array(texts, pa.string())], fields=list(MESSAGES.value_type)),
+        type=MESSAGES,
+    )
+
+
+def _arrow_prompts(lines: list[bytes]) -> pa.ChunkedArray:
+    """The prompts of a chunk from lines {"prompt": jsonb text}, as Arrow values."""
+    return read_json_lines(b"".join(lines), pa.schema([("prompt", MESSAGES)])).column("prompt")
+
+
+def _indexes(values: list[int]) -> pa.Array:
+    return pa.array(values, pa.int64())
+
+
+# Parquet for the ranking and preference kinds is built from Arrow columns: each answer and each
+# prompt of a chunk becomes an Arrow value once and rows gather them by index (take, in C). A
+# preference export repeats them in every pair: 5.3 M pairs would be 3.3 GB of JSON to parse.
+
+
+def _ranking_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
+    positions, texts = _positions(chunk)
+    prompt_lines: list[bytes] = []
+    prompt_of: list[int] = []
+    offsets, gathered, ranks = [0], [], []
+    last_task = None
+    for task_id, groups, flags, prompt in chunk.rankings:
+        if task_id != last_task:
+            prompt_lines.append(b'{"prompt": ' + prompt.encode() + b"}\n")
+            last_task = task_id
+        at = positions[task_id]
+        shape = splicer.shape(encoded := groups.encode(), flags)
+        if shape is not None:
+            ordered, ranked = _flat(encoded), shape.ranks
+        else:
+            kept = _groups(splicer, groups, flags)
+            ordered = [answer_id for group in kept for answer_id in group]
+            ranked = [b"%d" % rank for rank, group in enumerate(kept, start=1) for _ in group]
+        if len(ordered) >= 2:
+            gathered += [at[answer_id] for answer_id in ordered]
+            ranks += [int(rank) for rank in ranked]
+            offsets.append(len(gathered))
+            prompt_of.append(len(prompt_lines) - 1)
+    completions = pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), _arrow_answers(texts).take(_indexes(gathered)), type=pa.list_(MESSAGES)
+    )
+    rank_lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _indexes(ranks))
+    columns = [_arrow_prompts(prompt_lines).take(_indexes(prompt_of)), completions, rank_lists]
+    return pa.Table.from_arrays(columns, schema=SCHEMAS["ranking"]), len(chunk.rankings)
+
+
+def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
+    positions, texts = _positions(chunk)
+    prompt_lines: list[bytes] = []
     prompt_of: list[int] = []
     chosen: list[int] = []
     rejected: list[int] = []
@@ -317,7 +376,7 @@ def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
     last_task = None
     for task_id, groups, flags, ratings, prompt in chunk.rankings:
         if task_id != last_task:
-            prompt_texts.append(b'{"prompt": ' + prompt.encode() + b"}\n")
+            prompt_lines.append(b'{"prompt": ' + prompt.encode() + b"}\n")
             last_task = task_id
         at = positions[task_id]
         shape = None if with_margin else splicer.shape(encoded := groups.encode(), flags)
@@ -336,26 +395,20 @@ def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
                     float(scores[better] - scores[worse]) if better in scores and worse in scores else None
                     for better, worse in pairs
                 ]
-        prompt_of += [len(prompt_texts) - 1] * len(pairs)
-    schema = SCHEMAS["preference+margin" if with_margin else "preference"]
-    messages = schema.field("prompt").type
-    prompts = read_json_lines(b"".join(prompt_texts), pa.schema([("prompt", messages)])).column("prompt")
-    count = len(texts)
-    contents = pa.array(texts, pa.string())
-    roles = pa.array(["assistant"], pa.string()).take(pa.array([0] * count, pa.int32()))
-    answers = pa.ListArray.from_arrays(
-        pa.array(range(count + 1), pa.int32()),
-        pa.StructArray.from_arrays([roles, contents], fields=list(messages.value_type)),
-        type=messages,
-    )
+        prompt_of += [len(prompt_lines) - 1] * len(pairs)
+    answers = _arrow_answers(texts)
     columns = [
-        prompts.take(pa.array(prompt_of, pa.int64())),
-        answers.take(pa.array(chosen, pa.int64())),
-        answers.take(pa.array(rejected, pa.int64())),
+        _arrow_prompts(prompt_lines).take(_indexes(prompt_of)),
+        answers.take(_indexes(chosen)),
+        answers.take(_indexes(rejected)),
     ]
     if with_margin:
         columns.append(pa.array(margins, pa.float64()))
+    schema = SCHEMAS["preference+margin" if with_margin else "preference"]
     return pa.Table.from_arrays(columns, schema=schema), len(chunk.rankings)
+
+
+TABLES = {"ranking": _ranking_table, "preference": _preference_table}
 
 
 SPLICE = {"ranking": _ranking_lines, "preference": _preference_lines, "annotations": _annotation_lines}
@@ -480,13 +533,13 @@ def _repeatable_read() -> None:
 
 def columnar(snapshot) -> bool:
     """Whether batches() gives Arrow tables (written to Parquet as they are) rather than lines."""
-    return snapshot.kind == "preference" and snapshot.format == "parquet"
+    return snapshot.kind in TABLES and snapshot.format == "parquet"
 
 
 def batches(snapshot, progress: Callable[[int], None]) -> Iterator[tuple[bytes | pa.Table, int]]:
     """(JSON Lines bytes or, when columnar(), an Arrow table; rows in it) for the whole snapshot;
     progress(source records read)."""
-    splice = _preference_table if columnar(snapshot) else SPLICE[snapshot.kind]
+    splice = TABLES[snapshot.kind] if columnar(snapshot) else SPLICE[snapshot.kind]
     splicer = _Splicer(snapshot)
     done = 0
     with transaction.atomic():
