@@ -246,3 +246,14 @@ def test_a_prompt_longer_than_arrows_json_block_still_exports_to_parquet(project
         rows = pq.read_table(fast_path).to_pylist()
         assert rows == pq.read_table(slow_path).to_pylist()
         assert len(rows) == 1 and rows[0]["prompt"][4]["content"] == long_turn + "!"
+
+
+@pytest.mark.parametrize("kind", ["preference", "annotations"])
+def test_a_task_whose_rankings_span_two_chunks_keeps_its_answers(project, monkeypatch, kind):
+    """Chunks of 2 rankings against tasks of 3: every task is cut in two, and the second part
+    still finds the task's answers."""
+    monkeypatch.setattr(export_postgres, "CHUNK_RANKINGS", 2)
+    labels(project)
+    _, fast_path = built(project, monkeypatch, True, kind=kind, format="jsonl")
+    _, slow_path = built(project, monkeypatch, False, kind=kind, format="jsonl")
+    assert fast_path.read_bytes() == slow_path.read_bytes()
