@@ -186,10 +186,10 @@ def _write_rows(snapshot, writer) -> None:
         progress = _ProgressAside(snapshot.pk)
         try:
             for data, rows in export_postgres.batches(snapshot, progress):
-                if export_postgres.columnar(snapshot):
-                    writer.write_table(data)
-                else:
+                if isinstance(data, bytes):
                     writer.write_lines(data, rows)
+                else:
+                    writer.write_table(data)
         finally:
             progress.close()
         return

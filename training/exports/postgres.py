@@ -30,7 +30,7 @@ from django.db.models.functions import Cast
 
 from training.exports import rows as export_rows
 from training.exports import shapes
-from training.exports.writers import MESSAGES, SCHEMAS, json_line, read_json_lines
+from training.exports.writers import CANDIDATE, MESSAGES, SCHEMAS, json_line, read_json_lines
 
 CHUNK_RANKINGS = 5_000
 KINDS = ("ranking", "preference", "annotations")
@@ -329,7 +329,7 @@ def _indexes(values: list[int]) -> pa.Array:
     return pa.array(values, pa.int64())
 
 
-# Parquet for the ranking and preference kinds is built from Arrow columns: each answer and each
+# Parquet for the ranking-based kinds is built from Arrow columns: each answer and each
 # prompt of a chunk becomes an Arrow value once and rows gather them by index (take, in C). A
 # preference export repeats them in every pair: 5.3 M pairs would be 3.3 GB of JSON to parse.
 
@@ -408,7 +408,73 @@ def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
     return pa.Table.from_arrays(columns, schema=schema), len(chunk.rankings)
 
 
-TABLES = {"ranking": _ranking_table, "preference": _preference_table}
+def _annotation_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
+    ids, texts, sources, versions, rounds = [], [], [], [], []
+    of_task: dict[int, list[tuple[bytes, int]]] = {}
+    for task_id, public_id, text, source, version, round_number in chunk.answers:
+        of_task.setdefault(task_id, []).append((public_id.encode(), len(ids)))
+        ids.append(public_id)
+        texts.append(text)
+        sources.append(source)
+        versions.append(version)
+        rounds.append(round_number)
+    task_ids, annotators, created_at, updated_at, none_acceptable, source_of = [], [], [], [], [], []
+    prompt_lines: list[bytes] = []
+    prompt_of: list[int] = []
+    offsets, gathered, ranks, ratings, flag_lists = [0], [], [], [], []
+    last_task = None
+    for row in chunk.rankings:
+        task_id, groups, scores, flags, refused, annotator, imported, created, updated, prompt = row
+        if task_id != last_task:
+            prompt_lines.append(b'{"prompt": ' + prompt.encode() + b"}\n")
+            last_task = task_id
+        rank_of = shapes.ranks_from_groups(_groups_all(groups))
+        scored = _ids(json.loads(scores)) if scores != "{}" else {}
+        flagged = _ids(json.loads(flags)) if flags != "{}" else {}
+        for answer_id, position in of_task.get(task_id, ()):
+            gathered.append(position)
+            ranks.append(rank_of.get(answer_id))
+            ratings.append(scored.get(answer_id))
+            flag_lists.append(flagged.get(answer_id, []))
+        offsets.append(len(gathered))
+        prompt_of.append(len(prompt_lines) - 1)
+        task_ids.append(task_id)
+        annotators.append(splicer.pseudonym(annotator).decode()[1:-1])
+        created_at.append(_iso(created).decode())
+        updated_at.append(_iso(updated).decode())
+        none_acceptable.append(refused)
+        source_of.append("imported" if imported else "annotator")
+    at = _indexes(gathered)
+    values = pa.StructArray.from_arrays(
+        [
+            pa.array(ids, pa.string()).take(at),
+            pa.array(texts, pa.string()).take(at),
+            pa.array(sources, pa.string()).take(at),
+            pa.array(versions, pa.int64()).take(at),
+            pa.array(rounds, pa.int64()).take(at),
+            pa.array(ranks, pa.int64()),
+            pa.array(ratings, pa.int64()),
+            pa.array(flag_lists, pa.list_(pa.string())),
+        ],
+        fields=list(CANDIDATE),
+    )
+    count = len(task_ids)
+    columns = [
+        pa.array(["ranking"] * count, pa.string()),
+        pa.array(task_ids, pa.int64()),
+        pa.array(annotators, pa.string()),
+        pa.array(created_at, pa.string()),
+        pa.array(updated_at, pa.string()),
+        _arrow_prompts(prompt_lines).take(_indexes(prompt_of)),
+        pa.nulls(count, pa.string()),
+        pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=pa.list_(CANDIDATE)),
+        pa.array(none_acceptable, pa.bool_()),
+        pa.array(source_of, pa.string()),
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMAS["annotations"]), len(chunk.rankings)
+
+
+TABLES = {"ranking": _ranking_table, "preference": _preference_table, "annotations": _annotation_table}
 
 
 SPLICE = {"ranking": _ranking_lines, "preference": _preference_lines, "annotations": _annotation_lines}
@@ -532,7 +598,8 @@ def _repeatable_read() -> None:
 
 
 def columnar(snapshot) -> bool:
-    """Whether batches() gives Arrow tables (written to Parquet as they are) rather than lines."""
+    """Whether batches() gives the rankings as Arrow tables (written to Parquet as they are) rather
+    than JSON lines. An annotations snapshot's demonstrations come after them as lines either way."""
     return snapshot.kind in TABLES and snapshot.format == "parquet"
 
 
