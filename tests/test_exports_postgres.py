@@ -177,7 +177,7 @@ def test_progress_shows_outside_the_export_while_it_runs(project, monkeypatch):
     labels(project)
     monkeypatch.setattr(snapshots, "PROGRESS_EVERY_SECONDS", 0)
     seen = []
-    original = snapshots._ProgressAside.__call__
+    original = snapshots._Progress.__call__
 
     def recorded(self, done):
         original(self, done)
@@ -191,7 +191,7 @@ def test_progress_shows_outside_the_export_while_it_runs(project, monkeypatch):
         finally:
             observer.close()
 
-    monkeypatch.setattr(snapshots._ProgressAside, "__call__", recorded)
+    monkeypatch.setattr(snapshots._Progress, "__call__", recorded)
     snapshot = snapshot_create(project=project, kind="ranking", format="jsonl")
     snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()

@@ -148,13 +148,15 @@ def snapshot_build(*, snapshot_id: int) -> DatasetSnapshot | None:
     return snapshot
 
 
-class _ProgressAside:
-    """Writes rows_done at most once a second through a connection of its own. The fast path keeps
-    the main connection in one read-only transaction (where a write would not show until the end)
-    and busy with COPY. Progress is a courtesy: if it cannot be written, the export goes on."""
+class _Progress:
+    """Writes rows_done at most once a second. The PostgreSQL fast path (aside=True) keeps the main
+    connection in one read-only transaction, where a write would not show until the end, and busy
+    with its cursors; its progress goes through a connection of its own. That write is a courtesy:
+    if it cannot be made, the export goes on."""
 
-    def __init__(self, snapshot_id: int):
+    def __init__(self, snapshot_id: int, *, aside: bool):
         self._snapshot_id = snapshot_id
+        self._aside = aside
         self._connection = None
         self._last = time.monotonic()
 
@@ -163,6 +165,9 @@ class _ProgressAside:
         if now - self._last < PROGRESS_EVERY_SECONDS:
             return
         self._last = now
+        if not self._aside:
+            DatasetSnapshot.objects.filter(pk=self._snapshot_id).update(rows_done=done)
+            return
         try:
             if self._connection is None:
                 self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
@@ -182,27 +187,20 @@ class _ProgressAside:
 
 
 def _write_rows(snapshot, writer) -> None:
-    if export_postgres.available() and snapshot.kind in export_postgres.KINDS:
-        progress = _ProgressAside(snapshot.pk)
-        try:
-            for data, rows in export_postgres.batches(snapshot, progress):
-                if isinstance(data, bytes):
-                    writer.write_lines(data, rows)
-                else:
-                    writer.write_table(data)
-        finally:
-            progress.close()
-        return
-    last_report = [time.monotonic()]
-
-    def progress(done: int) -> None:
-        now = time.monotonic()
-        if now - last_report[0] >= PROGRESS_EVERY_SECONDS:
-            last_report[0] = now
-            DatasetSnapshot.objects.filter(pk=snapshot.pk).update(rows_done=done)
-
-    for row in export_rows.ROWS[snapshot.kind](snapshot, progress):
-        writer.write(row)
+    fast = export_postgres.available() and snapshot.kind in export_postgres.KINDS
+    progress = _Progress(snapshot.pk, aside=fast)
+    try:
+        if not fast:
+            for row in export_rows.ROWS[snapshot.kind](snapshot, progress):
+                writer.write(row)
+            return
+        for data, rows in export_postgres.batches(snapshot, progress):
+            if isinstance(data, bytes):
+                writer.write_lines(data, rows)
+            else:
+                writer.write_table(data)
+    finally:
+        progress.close()
 
 
 def _write_files(snapshot) -> None:

@@ -10,7 +10,7 @@ two), so a JSONL snapshot's SHA-256 does not depend on which path built it.
 Two streams are read in task order with server-side cursors: the selected rankings with their
 prompt (rows.rankings_selected, the generic path's own filter, with this kind's columns) and the
 answers of their tasks; (task, id) indexes give both orders without a sort. A reader thread cuts
-them into chunks of whole tasks, about CHUNK_RANKINGS rankings each, while the main thread splices
+them into chunks of CHUNK_RANKINGS rankings with their tasks' answers, while the main thread splices
 the chunk before, so memory holds a few chunks and PostgreSQL works while Python does. Everything
 is read in one REPEATABLE READ transaction, so all chunks see the same moment. Only the reader
 thread touches the connection until it is done; the caller reports progress through another
@@ -21,6 +21,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from json.encoder import encode_basestring
 
 import pyarrow as pa
@@ -33,7 +34,6 @@ from training.exports import shapes
 from training.exports.writers import CANDIDATE, MESSAGES, SCHEMAS, json_line, read_json_lines
 
 CHUNK_RANKINGS = 5_000
-KINDS = ("ranking", "preference", "annotations")
 
 
 def available() -> bool:
@@ -42,7 +42,7 @@ def available() -> bool:
 
 @dataclass
 class _Chunk:
-    rankings: list[tuple]  # (task_id, …the kind's columns…, prompt), whole tasks, in order
+    rankings: list[tuple]  # (task_id, …the kind's columns…, prompt), in task order
     answers: list[tuple]  # (task_id, public_id, text, …) of those tasks, in order
 
 
@@ -55,24 +55,28 @@ GROUP_BREAK, ID_BREAK = b'"], ["', b'", "'
 
 @dataclass(frozen=True)
 class _Shape:
-    ranks: tuple[bytes, ...]  # per answer, in ranked order
+    ranks: tuple[bytes, ...]  # per answer, in ranked order, as JSON text
+    rank_numbers: tuple[int, ...]  # the same ranks as numbers
     pairs: dict[str, list[tuple[int, int]]]  # (better, worse) positions per pair mode
 
-    @classmethod
-    def of(cls, sizes: list[int]) -> "_Shape":
-        positions, start = [], 0
-        for size in sizes:
-            positions.append(list(range(start, start + size)))
-            start += size
-        ranks = tuple(b"%d" % rank for rank, group in enumerate(positions, start=1) for _ in group)
-        pairs = {mode: list(shapes.implied_pairs(positions, mode)) for mode in ("all", "best_worst")}
-        return cls(ranks, pairs)
+
+@lru_cache(maxsize=1024)
+def _shape_of(sizes: tuple[int, ...]) -> _Shape:
+    """The shape of a ranking whose groups, best to worst, hold `sizes` answers."""
+    positions, start = [], 0
+    for size in sizes:
+        positions.append(list(range(start, start + size)))
+        start += size
+    numbers = tuple(rank for rank, group in enumerate(positions, start=1) for _ in group)
+    pairs = {mode: list(shapes.implied_pairs(positions, mode)) for mode in ("all", "best_worst")}
+    return _Shape(tuple(b"%d" % rank for rank in numbers), numbers, pairs)
 
 
 class _Shapes(dict):
+    """{groups text without its hex digits: shape}. None when the text is not a plain shape (ids
+    that are not hex): that row takes the general path."""
+
     def __missing__(self, key: bytes) -> "_Shape | None":
-        """None when the text is not a plain shape (ids that are not hex): that row takes the
-        general path."""
         try:
             groups = json.loads(key)
         except ValueError:
@@ -80,7 +84,7 @@ class _Shapes(dict):
         plain = isinstance(groups, list) and all(
             isinstance(group, list) and group and all(item == "" for item in group) for group in groups
         )
-        value = _Shape.of([len(group) for group in groups]) if plain else None
+        value = _shape_of(tuple(len(group) for group in groups)) if plain else None
         self[key] = value
         return value
 
@@ -88,6 +92,19 @@ class _Shapes(dict):
 def _flat(groups: bytes) -> list[bytes]:
     """The ids of a plain-shaped groups text in ranked order."""
     return groups[3:-3].replace(GROUP_BREAK, ID_BREAK).split(ID_BREAK) if groups != b"[]" else []
+
+
+def _json_text(text: str) -> bytes:
+    """A JSON string, exactly as json.dumps(text, ensure_ascii=False) writes it."""
+    return encode_basestring(text).encode()
+
+
+def _dumps(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def _ids(value: dict) -> dict[bytes, object]:
+    return {answer_id.encode(): item for answer_id, item in value.items()}
 
 
 @dataclass
@@ -105,11 +122,18 @@ class _Splicer:
         self.pair_mode = self.snapshot.pair_mode
         self.salt = self.snapshot.salt
 
-    def shape(self, groups: bytes, flags: str) -> "_Shape | None":
-        """The cached shape, or None when the row needs the general path (flags to drop, odd ids)."""
-        if self.exclude_flagged and flags != "{}":
-            return None
-        return self.shapes[groups.translate(None, HEX)]
+    def ranked(self, groups: str, flags: str = "{}") -> tuple[list[bytes], _Shape]:
+        """A ranking's answer ids best to worst, and its shape (ranks; pairs by position). Flagged
+        answers are dropped when the snapshot's filter asks; without `flags` all are kept."""
+        encoded = groups.encode()
+        dropping = self.exclude_flagged and flags != "{}"
+        if not dropping and (shape := self.shapes[encoded.translate(None, HEX)]) is not None:
+            return _flat(encoded), shape
+        kept = [[answer_id.encode() for answer_id in group] for group in json.loads(groups)]
+        if dropping:
+            flagged = {answer_id for answer_id, names in _ids(json.loads(flags)).items() if names}
+            kept = shapes.groups_without(kept, flagged)
+        return [answer_id for group in kept for answer_id in group], _shape_of(tuple(len(g) for g in kept))
 
     def pseudonym(self, annotator: int) -> bytes:
         if annotator not in self.pseudonyms:
@@ -117,110 +141,68 @@ class _Splicer:
         return self.pseudonyms[annotator]
 
 
-def _json_text(text: str) -> bytes:
-    """A JSON string, exactly as json.dumps(text, ensure_ascii=False) writes it."""
-    return encode_basestring(text).encode()
+def _positions(chunk: _Chunk) -> dict[int, dict[bytes, int]]:
+    """{task_id: {answer id: the answer's row in chunk.answers}}, each task's answers in order."""
+    positions: dict[int, dict[bytes, int]] = {}
+    for position, (task_id, answer_id, *_) in enumerate(chunk.answers):
+        of_task = positions.get(task_id)
+        if of_task is None:
+            of_task = positions[task_id] = {}
+        of_task[answer_id.encode()] = position
+    return positions
+
+
+def _margin(scores: dict, better: bytes, worse: bytes) -> float | None:
+    return float(scores[better] - scores[worse]) if better in scores and worse in scores else None
 
 
 ASSISTANT = b'[{"role": "assistant", "content": %b}]'
-
-
-def _by_task(rows: list[tuple]) -> dict[int, dict[bytes, bytes]]:
-    """{task_id: {answer id: [{"role": "assistant", "content": text}]}} from (task_id, id, text)."""
-    answers: dict[int, dict[bytes, bytes]] = {}
-    for task_id, answer_id, text in rows:
-        of_task = answers.get(task_id)
-        if of_task is None:
-            of_task = answers[task_id] = {}
-        of_task[answer_id.encode()] = ASSISTANT % _json_text(text)
-    return answers
-
-
-def _dumps(value) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode()
-
-
-def _ids(value: dict) -> dict[bytes, object]:
-    return {answer_id.encode(): item for answer_id, item in value.items()}
-
-
-def _groups(splicer: _Splicer, groups: str, flags: str) -> list[list[bytes]]:
-    """The general path: any ids, and flagged answers dropped when the filter asks."""
-    parsed = _groups_all(groups)
-    if splicer.exclude_flagged and flags != "{}":
-        flagged = {answer_id for answer_id, names in _ids(json.loads(flags)).items() if names}
-        return shapes.groups_without(parsed, flagged)
-    return parsed
-
-
 RANKING_LINE = b'{"prompt": %b, "completions": [%b], "ranks": [%b]}\n'
 
 
 def _ranking_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], int]:
-    answers = _by_task(chunk.answers)
+    positions = _positions(chunk)
+    rendered = [ASSISTANT % _json_text(text) for _, _, text in chunk.answers]
     out = []
     for task_id, groups, flags, prompt in chunk.rankings:
-        texts = answers[task_id]
-        shape = splicer.shape(encoded := groups.encode(), flags)
-        if shape is not None:
-            ordered, ranks = _flat(encoded), shape.ranks
-        else:
-            kept = _groups(splicer, groups, flags)
-            ordered = [answer_id for group in kept for answer_id in group]
-            ranks = [b"%d" % rank for rank, group in enumerate(kept, start=1) for _ in group]
+        at = positions[task_id]
+        ordered, shape = splicer.ranked(groups, flags)
         if len(ordered) >= 2:
-            completions = b", ".join([texts[answer_id] for answer_id in ordered])
-            out.append(RANKING_LINE % (prompt.encode(), completions, b", ".join(ranks)))
+            completions = b", ".join([rendered[at[answer_id]] for answer_id in ordered])
+            out.append(RANKING_LINE % (prompt.encode(), completions, b", ".join(shape.ranks)))
     return out, len(chunk.rankings)
 
 
 def _preference_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], int]:
-    answers = _by_task(chunk.answers)
+    positions = _positions(chunk)
+    rendered = [ASSISTANT % _json_text(text) for _, _, text in chunk.answers]
     out = []
     pair_mode, with_margin = splicer.pair_mode, splicer.margin
     for task_id, groups, flags, ratings, prompt in chunk.rankings:
-        texts = answers[task_id]
+        at = positions[task_id]
+        ordered, shape = splicer.ranked(groups, flags)
+        answers = [rendered[at[answer_id]] for answer_id in ordered]
         head = b'{"prompt": ' + prompt.encode() + b', "chosen": '
-        shape = None if with_margin else splicer.shape(encoded := groups.encode(), flags)
-        if shape is not None:
-            rendered = [texts[answer_id] for answer_id in _flat(encoded)]
-            chosen = [head + answer + b', "rejected": ' for answer in rendered]
-            rejected = [answer + b"}\n" for answer in rendered]
-            out += [chosen[better] + rejected[worse] for better, worse in shape.pairs[pair_mode]]
+        chosen = [head + answer + b', "rejected": ' for answer in answers]
+        pairs = shape.pairs[pair_mode]
+        if not with_margin:
+            rejected = [answer + b"}\n" for answer in answers]
+            out += [chosen[better] + rejected[worse] for better, worse in pairs]
             continue
-        scores = _ids(json.loads(ratings)) if with_margin else None
-        for better, worse in shapes.implied_pairs(_groups(splicer, groups, flags), pair_mode):
-            line = head + texts[better] + b', "rejected": ' + texts[worse]
-            if with_margin:
-                both = better in scores and worse in scores
-                margin = json.dumps(float(scores[better] - scores[worse])) if both else "null"
-                line += b', "margin": ' + margin.encode()
-            out.append(line + b"}\n")
+        scores = _ids(json.loads(ratings))
+        for better, worse in pairs:
+            margin = _margin(scores, ordered[better], ordered[worse])
+            tail = b"null" if margin is None else json.dumps(margin).encode()
+            out.append(chosen[better] + answers[worse] + b', "margin": ' + tail + b"}\n")
     return out, len(chunk.rankings)
 
 
 ANSWER_HEAD = b'{"id": %b, "text": %b, "source": %b, "model_version": %b, "round": %b'
-
-
-def _annotation_answers(chunk: _Chunk) -> dict[int, list[tuple[bytes, bytes]]]:
-    """{task_id: [(public_id, '{"id": …, "round": …')]} in answer order; the ranking adds the rest."""
-    answers: dict[int, list[tuple[bytes, bytes]]] = {}
-    sources: dict[str, bytes] = {}  # a project has few sources: each is escaped once
-    for task_id, public_id, text, source, version, round_number in chunk.answers:
-        if source not in sources:
-            sources[source] = _json_text(source)
-        head = ANSWER_HEAD % (
-            _json_text(public_id),
-            _json_text(text),
-            sources[source],
-            b"null" if version is None else b"%d" % version,
-            b"null" if round_number is None else b"%d" % round_number,
-        )
-        of_task = answers.get(task_id)
-        if of_task is None:
-            of_task = answers[task_id] = []
-        of_task.append((public_id.encode(), head))
-    return answers
+ANSWER_TAIL = b'%b, "rank": %b, "rating": %b, "flags": %b}'
+ANNOTATION_LINE = (
+    b'{"kind": "ranking", "task_id": %b, "annotator": %b, "created_at": "%b", "updated_at": "%b", '
+    b'"prompt": %b, "demonstration": null, "candidates": [%b], "none_acceptable": %b, "source": %b}\n'
+)
 
 
 def _scores(text: str) -> dict[bytes, bytes]:
@@ -246,34 +228,40 @@ def _iso(text: str) -> bytes:
     return whole[:10] + b"T" + whole[11:] + b"." + fraction.ljust(6, b"0") + b"+00:00"
 
 
-ANSWER_TAIL = b'%b, "rank": %b, "rating": %b, "flags": %b}'
-ANNOTATION_LINE = (
-    b'{"kind": "ranking", "task_id": %b, "annotator": %b, "created_at": "%b", "updated_at": "%b", '
-    b'"prompt": %b, "demonstration": null, "candidates": [%b], "none_acceptable": %b, "source": %b}\n'
-)
-
-
 def _annotation_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], int]:
-    answers = _annotation_answers(chunk)
+    positions = _positions(chunk)
+    sources: dict[str, bytes] = {}  # a project has few sources: each is escaped once
+    heads = []
+    for _, public_id, text, source, version, round_number in chunk.answers:
+        if source not in sources:
+            sources[source] = _json_text(source)
+        heads.append(
+            ANSWER_HEAD
+            % (
+                _json_text(public_id),
+                _json_text(text),
+                sources[source],
+                b"null" if version is None else b"%d" % version,
+                b"null" if round_number is None else b"%d" % round_number,
+            )
+        )
     out = []
     for row in chunk.rankings:
         task_id, groups, ratings, flags, none_acceptable, annotator, imported, created, updated, prompt = row
-        shape = splicer.shapes[(encoded := groups.encode()).translate(None, HEX)]
-        if shape is not None:
-            ranks = dict(zip(_flat(encoded), shape.ranks, strict=True))
-        else:
-            ranks = {
-                answer_id: b"%d" % rank for answer_id, rank in shapes.ranks_from_groups(_groups_all(groups)).items()
-            }
+        ordered, shape = splicer.ranked(groups)  # every answer keeps its rank here
+        ranks = dict(zip(ordered, shape.ranks, strict=True))
         scores = _scores(ratings)
-        flagged = (
-            {answer_id: _dumps(names) for answer_id, names in _ids(json.loads(flags)).items()} if flags != "{}" else {}
-        )
+        flagged = _ids(json.loads(flags)) if flags != "{}" else {}
         candidates = b", ".join(
             [
                 ANSWER_TAIL
-                % (head, ranks.get(answer_id, b"null"), scores.get(answer_id, b"null"), flagged.get(answer_id, b"[]"))
-                for answer_id, head in answers.get(task_id, ())
+                % (
+                    heads[position],
+                    ranks.get(answer_id, b"null"),
+                    scores.get(answer_id, b"null"),
+                    _dumps(flagged[answer_id]) if answer_id in flagged else b"[]",
+                )
+                for answer_id, position in positions.get(task_id, {}).items()
             ]
         )
         out.append(
@@ -292,21 +280,31 @@ def _annotation_lines(splicer: _Splicer, chunk: _Chunk) -> tuple[list[bytes], in
     return out, len(chunk.rankings)
 
 
-def _groups_all(groups: str) -> list[list[bytes]]:
-    return [[answer_id.encode() for answer_id in group] for group in json.loads(groups)]
+# Parquet for the ranking-based kinds is built from Arrow columns: each answer and each prompt of a
+# chunk becomes an Arrow value once and rows gather them by index (take, in C). A preference
+# export repeats them in every pair: 5.3 M pairs would be 3.3 GB of JSON to parse.
 
 
-def _positions(chunk: _Chunk) -> tuple[dict[int, dict[bytes, int]], list[str]]:
-    """Each answer's position in the chunk ({task_id: {answer id: position}}), and the texts."""
-    positions: dict[int, dict[bytes, int]] = {}
-    texts: list[str] = []
-    for task_id, answer_id, text in chunk.answers:
-        of_task = positions.get(task_id)
-        if of_task is None:
-            of_task = positions[task_id] = {}
-        of_task[answer_id.encode()] = len(texts)
-        texts.append(text)
-    return positions, texts
+def _indexes(values: list[int]) -> pa.Array:
+    return pa.array(values, pa.int64())
+
+
+class _Prompts:
+    """A chunk's prompts, one per task (rankings come in task order), that rows point at."""
+
+    def __init__(self):
+        self._lines: list[bytes] = []
+        self._last_task = None
+
+    def index(self, task_id: int, prompt: str) -> int:
+        if task_id != self._last_task:
+            self._lines.append(b'{"prompt": ' + prompt.encode() + b"}\n")
+            self._last_task = task_id
+        return len(self._lines) - 1
+
+    def take(self, indexes: list[int]) -> pa.ChunkedArray:
+        prompts = read_json_lines(b"".join(self._lines), pa.schema([("prompt", MESSAGES)])).column("prompt")
+        return prompts.take(_indexes(indexes))
 
 
 def _arrow_answers(texts: list[str]) -> pa.Array:
@@ -320,88 +318,47 @@ def _arrow_answers(texts: list[str]) -> pa.Array:
     )
 
 
-def _arrow_prompts(lines: list[bytes]) -> pa.ChunkedArray:
-    """The prompts of a chunk from lines {"prompt": jsonb text}, as Arrow values."""
-    return read_json_lines(b"".join(lines), pa.schema([("prompt", MESSAGES)])).column("prompt")
-
-
-def _indexes(values: list[int]) -> pa.Array:
-    return pa.array(values, pa.int64())
-
-
-# Parquet for the ranking-based kinds is built from Arrow columns: each answer and each
-# prompt of a chunk becomes an Arrow value once and rows gather them by index (take, in C). A
-# preference export repeats them in every pair: 5.3 M pairs would be 3.3 GB of JSON to parse.
-
-
 def _ranking_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
-    positions, texts = _positions(chunk)
-    prompt_lines: list[bytes] = []
+    positions, prompts = _positions(chunk), _Prompts()
     prompt_of: list[int] = []
     offsets, gathered, ranks = [0], [], []
-    last_task = None
     for task_id, groups, flags, prompt in chunk.rankings:
-        if task_id != last_task:
-            prompt_lines.append(b'{"prompt": ' + prompt.encode() + b"}\n")
-            last_task = task_id
         at = positions[task_id]
-        shape = splicer.shape(encoded := groups.encode(), flags)
-        if shape is not None:
-            ordered, ranked = _flat(encoded), shape.ranks
-        else:
-            kept = _groups(splicer, groups, flags)
-            ordered = [answer_id for group in kept for answer_id in group]
-            ranked = [b"%d" % rank for rank, group in enumerate(kept, start=1) for _ in group]
+        ordered, shape = splicer.ranked(groups, flags)
         if len(ordered) >= 2:
             gathered += [at[answer_id] for answer_id in ordered]
-            ranks += [int(rank) for rank in ranked]
+            ranks += shape.rank_numbers
             offsets.append(len(gathered))
-            prompt_of.append(len(prompt_lines) - 1)
+            prompt_of.append(prompts.index(task_id, prompt))
+    answers = _arrow_answers([text for _, _, text in chunk.answers])
     completions = pa.ListArray.from_arrays(
-        pa.array(offsets, pa.int32()), _arrow_answers(texts).take(_indexes(gathered)), type=pa.list_(MESSAGES)
+        pa.array(offsets, pa.int32()), answers.take(_indexes(gathered)), type=pa.list_(MESSAGES)
     )
     rank_lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _indexes(ranks))
-    columns = [_arrow_prompts(prompt_lines).take(_indexes(prompt_of)), completions, rank_lists]
+    columns = [prompts.take(prompt_of), completions, rank_lists]
     return pa.Table.from_arrays(columns, schema=SCHEMAS["ranking"]), len(chunk.rankings)
 
 
 def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
-    positions, texts = _positions(chunk)
-    prompt_lines: list[bytes] = []
+    positions, prompts = _positions(chunk), _Prompts()
     prompt_of: list[int] = []
     chosen: list[int] = []
     rejected: list[int] = []
     margins: list[float | None] = []
     pair_mode, with_margin = splicer.pair_mode, splicer.margin
-    last_task = None
     for task_id, groups, flags, ratings, prompt in chunk.rankings:
-        if task_id != last_task:
-            prompt_lines.append(b'{"prompt": ' + prompt.encode() + b"}\n")
-            last_task = task_id
         at = positions[task_id]
-        shape = None if with_margin else splicer.shape(encoded := groups.encode(), flags)
-        if shape is not None:
-            flat = [at[answer_id] for answer_id in _flat(encoded)]
-            pairs = shape.pairs[pair_mode]
-            chosen += [flat[better] for better, _ in pairs]
-            rejected += [flat[worse] for _, worse in pairs]
-        else:
-            scores = _ids(json.loads(ratings)) if with_margin else {}
-            pairs = list(shapes.implied_pairs(_groups(splicer, groups, flags), pair_mode))
-            chosen += [at[better] for better, _ in pairs]
-            rejected += [at[worse] for _, worse in pairs]
-            if with_margin:
-                margins += [
-                    float(scores[better] - scores[worse]) if better in scores and worse in scores else None
-                    for better, worse in pairs
-                ]
-        prompt_of += [len(prompt_lines) - 1] * len(pairs)
-    answers = _arrow_answers(texts)
-    columns = [
-        _arrow_prompts(prompt_lines).take(_indexes(prompt_of)),
-        answers.take(_indexes(chosen)),
-        answers.take(_indexes(rejected)),
-    ]
+        ordered, shape = splicer.ranked(groups, flags)
+        flat = [at[answer_id] for answer_id in ordered]
+        pairs = shape.pairs[pair_mode]
+        chosen += [flat[better] for better, _ in pairs]
+        rejected += [flat[worse] for _, worse in pairs]
+        if with_margin:
+            scores = _ids(json.loads(ratings))
+            margins += [_margin(scores, ordered[better], ordered[worse]) for better, worse in pairs]
+        prompt_of += [prompts.index(task_id, prompt)] * len(pairs)
+    answers = _arrow_answers([text for _, _, text in chunk.answers])
+    columns = [prompts.take(prompt_of), answers.take(_indexes(chosen)), answers.take(_indexes(rejected))]
     if with_margin:
         columns.append(pa.array(margins, pa.float64()))
     schema = SCHEMAS["preference+margin" if with_margin else "preference"]
@@ -409,35 +366,23 @@ def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
 
 
 def _annotation_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
-    ids, texts, sources, versions, rounds = [], [], [], [], []
-    of_task: dict[int, list[tuple[bytes, int]]] = {}
-    for task_id, public_id, text, source, version, round_number in chunk.answers:
-        of_task.setdefault(task_id, []).append((public_id.encode(), len(ids)))
-        ids.append(public_id)
-        texts.append(text)
-        sources.append(source)
-        versions.append(version)
-        rounds.append(round_number)
+    positions, prompts = _positions(chunk), _Prompts()
     task_ids, annotators, created_at, updated_at, none_acceptable, source_of = [], [], [], [], [], []
-    prompt_lines: list[bytes] = []
     prompt_of: list[int] = []
     offsets, gathered, ranks, ratings, flag_lists = [0], [], [], [], []
-    last_task = None
     for row in chunk.rankings:
         task_id, groups, scores, flags, refused, annotator, imported, created, updated, prompt = row
-        if task_id != last_task:
-            prompt_lines.append(b'{"prompt": ' + prompt.encode() + b"}\n")
-            last_task = task_id
-        rank_of = shapes.ranks_from_groups(_groups_all(groups))
+        ordered, shape = splicer.ranked(groups)  # every answer keeps its rank here
+        rank_of = dict(zip(ordered, shape.rank_numbers, strict=True))
         scored = _ids(json.loads(scores)) if scores != "{}" else {}
         flagged = _ids(json.loads(flags)) if flags != "{}" else {}
-        for answer_id, position in of_task.get(task_id, ()):
+        for answer_id, position in positions.get(task_id, {}).items():
             gathered.append(position)
             ranks.append(rank_of.get(answer_id))
             ratings.append(scored.get(answer_id))
             flag_lists.append(flagged.get(answer_id, []))
         offsets.append(len(gathered))
-        prompt_of.append(len(prompt_lines) - 1)
+        prompt_of.append(prompts.index(task_id, prompt))
         task_ids.append(task_id)
         annotators.append(splicer.pseudonym(annotator).decode()[1:-1])
         created_at.append(_iso(created).decode())
@@ -445,13 +390,13 @@ def _annotation_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
         none_acceptable.append(refused)
         source_of.append("imported" if imported else "annotator")
     at = _indexes(gathered)
+    answer_columns = [
+        pa.array([answer[column] for answer in chunk.answers], kind).take(at)
+        for column, kind in ((1, pa.string()), (2, pa.string()), (3, pa.string()), (4, pa.int64()), (5, pa.int64()))
+    ]
     values = pa.StructArray.from_arrays(
         [
-            pa.array(ids, pa.string()).take(at),
-            pa.array(texts, pa.string()).take(at),
-            pa.array(sources, pa.string()).take(at),
-            pa.array(versions, pa.int64()).take(at),
-            pa.array(rounds, pa.int64()).take(at),
+            *answer_columns,
             pa.array(ranks, pa.int64()),
             pa.array(ratings, pa.int64()),
             pa.array(flag_lists, pa.list_(pa.string())),
@@ -465,7 +410,7 @@ def _annotation_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
         pa.array(annotators, pa.string()),
         pa.array(created_at, pa.string()),
         pa.array(updated_at, pa.string()),
-        _arrow_prompts(prompt_lines).take(_indexes(prompt_of)),
+        prompts.take(prompt_of),
         pa.nulls(count, pa.string()),
         pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=pa.list_(CANDIDATE)),
         pa.array(none_acceptable, pa.bool_()),
@@ -474,16 +419,14 @@ def _annotation_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
     return pa.Table.from_arrays(columns, schema=SCHEMAS["annotations"]), len(chunk.rankings)
 
 
-TABLES = {"ranking": _ranking_table, "preference": _preference_table, "annotations": _annotation_table}
-
-
 SPLICE = {"ranking": _ranking_lines, "preference": _preference_lines, "annotations": _annotation_lines}
+TABLES = {"ranking": _ranking_table, "preference": _preference_table, "annotations": _annotation_table}
+KINDS = tuple(SPLICE)
 
 
-# Two streams in task order, read with server-side cursors in binary: the selected rankings (with
-# their prompt) and the answers of their tasks; indexes on (task, id) give both orders unsorted. jsonb leaves PostgreSQL as its text (which is json.dumps'
-# format for these values); answers leave as plain text and Python writes them as JSON strings with
-# the json module's own C encoder, cheaper here than PostgreSQL's to_json.
+# jsonb leaves PostgreSQL as its text (json.dumps' format for these values); answers leave as plain
+# text, and Python writes them as JSON strings with the json module's own C encoder, cheaper here
+# than PostgreSQL's to_json.
 _ANSWERS = {
     "short": """
 SELECT c.task_id, c.public_id, c.text
@@ -537,8 +480,8 @@ _DONE = object()
 
 
 def _read_chunks(raw_connection, statements, chunks: queue.Queue, stop: threading.Event) -> None:
-    """Reads both streams in step and hands over chunks of whole tasks: about CHUNK_RANKINGS
-    rankings and every answer of their tasks."""
+    """Reads both streams in step and hands over chunks of CHUNK_RANKINGS rankings with every
+    answer of their tasks (a task cut between two chunks has its answers in both)."""
     (rankings_sql, rankings_params), (answers_sql, answers_params) = statements
     try:
         with (
@@ -547,24 +490,8 @@ def _read_chunks(raw_connection, statements, chunks: queue.Queue, stop: threadin
         ):
             rankings.execute(rankings_sql, rankings_params)
             answers.execute(answers_sql, answers_params)
-            held: list[tuple] = []  # rankings of a task the last fetch may have cut in two
             spare: list[tuple] = []  # answers fetched for the next chunk's tasks
-            while not stop.is_set():
-                batch = rankings.fetchmany(CHUNK_RANKINGS)
-                rows = held + batch
-                if not rows:
-                    break
-                if batch:
-                    last_task = rows[-1][0]
-                    cut = len(rows)
-                    while cut and rows[cut - 1][0] == last_task:
-                        cut -= 1
-                    if cut:  # keep the last task for the next chunk, where its other rankings may be
-                        rows, held = rows[:cut], rows[cut:]
-                    else:
-                        held = []
-                else:
-                    held = []
+            while not stop.is_set() and (rows := rankings.fetchmany(CHUNK_RANKINGS)):
                 through = rows[-1][0]
                 mine = spare
                 while not mine or mine[-1][0] <= through:
@@ -575,9 +502,8 @@ def _read_chunks(raw_connection, statements, chunks: queue.Queue, stop: threadin
                 split = len(mine)
                 while split and mine[split - 1][0] > through:
                     split -= 1
-                mine, spare = mine[:split], mine[split:]
-                if batch and not held:  # one task filled the chunk: its answers serve the next one too
-                    spare = [answer for answer in mine if answer[0] == through] + spare
+                # The last task's other rankings may open the next chunk: its answers go there too.
+                mine, spare = mine[:split], [answer for answer in mine[:split] if answer[0] == through] + mine[split:]
                 while not stop.is_set():
                     try:
                         chunks.put(_Chunk(rows, mine), timeout=0.2)
@@ -597,16 +523,10 @@ def _repeatable_read() -> None:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
-def columnar(snapshot) -> bool:
-    """Whether batches() gives the rankings as Arrow tables (written to Parquet as they are) rather
-    than JSON lines. An annotations snapshot's demonstrations come after them as lines either way."""
-    return snapshot.kind in TABLES and snapshot.format == "parquet"
-
-
 def batches(snapshot, progress: Callable[[int], None]) -> Iterator[tuple[bytes | pa.Table, int]]:
-    """(JSON Lines bytes or, when columnar(), an Arrow table; rows in it) for the whole snapshot;
-    progress(source records read)."""
-    splice = TABLES[snapshot.kind] if columnar(snapshot) else SPLICE[snapshot.kind]
+    """(JSON Lines bytes, or an Arrow table for Parquet; rows in it) for the whole snapshot, then
+    an annotations snapshot's demonstrations as lines; progress(source records read)."""
+    splice = (TABLES if snapshot.format == "parquet" else SPLICE)[snapshot.kind]
     splicer = _Splicer(snapshot)
     done = 0
     with transaction.atomic():

@@ -1,8 +1,8 @@
 """Streaming writers: rows go to disk in batches, so memory does not grow with the dataset.
 Each writer hashes what it writes (SHA-256) as it goes.
 
-Rows arrive either as dicts (the generic path) or as ready JSON Lines bytes (the PostgreSQL fast
-path, which splices JSON text the database rendered). `json_line` is the one definition of a line:
+Rows arrive as dicts (the generic path), or from the PostgreSQL fast path as ready JSON Lines
+bytes or, for Parquet, as Arrow tables. `json_line` is the one definition of a line:
 Python's default separators (", ", ": ") are also how PostgreSQL prints jsonb, so both paths write
 the same bytes."""
 
