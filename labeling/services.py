@@ -162,14 +162,15 @@ def _sql_params(*, annotator, now, **more) -> dict:
     }
 
 
-def _next_task_locked(*, annotator, project: Project, now) -> Task | None:
-    """The next task I may take that no one else is choosing right now, locked.
+def _next_task_locked(*, annotator, project: Project, now, wait: bool) -> Task | None:
+    """The next task I may take, locked: with wait=False one no one else is choosing right now.
 
-    SKIP LOCKED (PostgreSQL) passes over tasks that concurrent requests hold; SQLite has no row
-    locks, but its IMMEDIATE transactions serialise whole requests instead."""
+    SKIP LOCKED (PostgreSQL) passes over tasks that concurrent requests hold; wait=True waits for
+    them instead (the caller counts the task's slots again once it has the lock). SQLite has no
+    row locks, but its IMMEDIATE transactions serialise whole requests instead."""
     sql = _NEXT_TASK_SQL
     if connection.features.has_select_for_update_skip_locked:
-        sql += " FOR UPDATE OF t SKIP LOCKED"
+        sql += " FOR UPDATE OF t" if wait else " FOR UPDATE OF t SKIP LOCKED"
     params = _sql_params(annotator=annotator, now=now, project=project.pk, overlap=project.overlap)
     return next(iter(Task.objects.raw(sql, params)), None)
 
@@ -191,7 +192,12 @@ def task_next_for(*, annotator, project: Project) -> Assignment | None:
             current = _current_lease(annotator=annotator, project=project, now=now)
             if current is not None:
                 return current
-            task = _next_task_locked(annotator=annotator, project=project, now=now)
+            task = _next_task_locked(annotator=annotator, project=project, now=now, wait=False)
+            if task is None and connection.features.has_select_for_update_skip_locked:
+                # Every task left may be one that another request holds this instant (leasing
+                # or submitting it) and SKIP LOCKED passed over: wait for it rather than tell
+                # this annotator there is nothing left while a slot is still open.
+                task = _next_task_locked(annotator=annotator, project=project, now=now, wait=True)
             if task is None:
                 return None
             # The candidate query may have read before a concurrent lease committed; count
