@@ -18,7 +18,8 @@ def projects_for_annotator(annotator):
 
 def assignment_candidates(assignment: Assignment) -> list:
     """The K answers in this annotator's shuffled order, labelled A, B, C…"""
-    by_id = {c.public_id: c for c in assignment.task.candidates.all()}
+    loaded = getattr(assignment.task, "candidates_loaded", None)  # read when the task was leased
+    by_id = {c.public_id: c for c in (assignment.task.candidates.all() if loaded is None else loaded)}
     ordered = [by_id[pid] for pid in assignment.candidate_order if pid in by_id]
     ordered += [c for pid, c in by_id.items() if pid not in assignment.candidate_order]
     for index, candidate in enumerate(ordered):

@@ -14,10 +14,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from labeling import validation
+from labeling import sql, validation
 from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
 from labeling.models import (
     Assignment,
@@ -34,8 +33,27 @@ from labeling.models import (
 CHOOSE_ATTEMPTS = 8
 
 
+_EVENT_INSERT_SQL = """
+    INSERT INTO labeling_event (actor_id, verb, project_id, task_id, payload, created_at)
+    VALUES (%(actor)s, %(verb)s, %(project)s, %(task)s, %(payload)s, %(at)s)
+    RETURNING id
+"""
+
+
 def event_record(*, actor, verb: str, project=None, task=None, payload: dict | None = None) -> Event:
-    return Event.objects.create(actor=actor, verb=verb, project=project, task=task, payload=payload or {})
+    """The audit row of one accepted write (written out as SQL: leases and submissions record one each)."""
+    event = Event(actor=actor, verb=verb, project=project, task=task, payload=payload or {}, created_at=timezone.now())
+    params = {
+        "actor": event.actor_id,
+        "verb": verb,
+        "project": event.project_id,
+        "task": event.task_id,
+        "payload": sql.db_json(event.payload),
+        "at": sql.db_time(event.created_at),
+    }
+    (event.pk,) = sql.one(_EVENT_INSERT_SQL, params)
+    event._state.adding = False
+    return event
 
 
 # --- prompts and tasks ---------------------------------------------------------------------------
@@ -117,16 +135,34 @@ def _lease_until(project: Project, now):
     return now + timedelta(seconds=project.lease_seconds)
 
 
-# Choosing a task runs two statements on every request for one, written out rather than built with
-# the ORM: building and compiling them costs several times the CPU that PostgreSQL needs to run
-# them (about 2.5 ms for the queue query alone; see benchmarks/annotate_load.py).
-#
+# Asking for a task and submitting one are what every annotator does all day, so their statements
+# are written out (labeling.sql) rather than built with the ORM: building and compiling them cost
+# several times the CPU that the database needs to run them (see benchmarks/annotate_load.py).
+_PROJECT = sql.Columns(Project, "p")
+_TASK = sql.Columns(Task, "t")
+_PROMPT = sql.Columns(Prompt, "pr")
+_ASSIGNMENT = sql.Columns(Assignment, "a")
+_CANDIDATE = sql.Columns(Candidate, "c")
+
 # A task's overlap slot is held by a submitted assignment or a lease that has not expired.
 _HOLDS_SLOT = "(a.state = %(submitted)s OR (a.state = %(leased)s AND a.lease_expires_at > %(now)s))"
 
-# The first task in queue order (most completions first, then oldest) that I may take.
+# The project, and the lease I hold in it now if any (a reload, a retry): most requests come from
+# an annotator who holds none, and then go straight on to choosing a task.
+_PROJECT_SQL = f"""
+    SELECT {_PROJECT.sql},
+           (SELECT a.id FROM labeling_assignment a JOIN labeling_task t ON t.id = a.task_id
+            WHERE a.annotator_id = %(me)s AND a.state = %(leased)s AND a.lease_expires_at > %(now)s
+              AND t.project_id = p.id
+            ORDER BY a.id LIMIT 1)
+    FROM labeling_project p WHERE p.id = %(project)s
+"""
+
+# The first task in queue order (most completions first, then oldest) that I may take, with its
+# prompt.
 _NEXT_TASK_SQL = f"""
-    SELECT t.* FROM labeling_task t
+    SELECT {_TASK.sql}, {_PROMPT.sql}
+    FROM labeling_task t JOIN labeling_prompt pr ON pr.id = t.prompt_id
     WHERE t.project_id = %(project)s AND t.state = %(open)s
       AND (SELECT COUNT(*) FROM labeling_assignment a WHERE a.task_id = t.id AND {_HOLDS_SLOT}) < %(overlap)s
       -- Submitted or skipped by me: never again. An expired lease of mine may come back to me.
@@ -149,11 +185,35 @@ _SLOTS_SQL = f"""
     FROM labeling_assignment a WHERE a.task_id = %(task)s
 """
 
+_CANDIDATES_SQL = f"SELECT {_CANDIDATE.sql} FROM labeling_candidate c WHERE c.task_id = %(task)s ORDER BY c.id"
+
+_ASSIGNMENT_INSERT_SQL = """
+    INSERT INTO labeling_assignment
+        (task_id, annotator_id, state, leased_at, lease_expires_at, candidate_order, draft_text, skip_reason)
+    VALUES (%(task)s, %(me)s, %(leased)s, %(now)s, %(until)s, %(order)s, '', '')
+    RETURNING id
+"""
+
+# The task and my assignment on it, both locked (task first, as everywhere: no deadlocks), with
+# the project and the task's answer ids that a submission is checked against.
+_LOCKED_LEASE_SQL = f"""
+    SELECT {_TASK.sql}, {_PROJECT.sql}, {_ASSIGNMENT.sql},
+           (SELECT {{join_ids}} FROM labeling_candidate c WHERE c.task_id = t.id)
+    FROM labeling_task t
+    JOIN labeling_project p ON p.id = t.project_id
+    JOIN labeling_assignment a ON a.task_id = t.id AND a.annotator_id = %(me)s
+    WHERE t.id = %(task)s
+"""
+_LOCKED_LEASE_SQL_BY_VENDOR = {
+    "postgresql": _LOCKED_LEASE_SQL.format(join_ids="string_agg(c.public_id, ' ')") + " FOR UPDATE OF t, a",
+    "sqlite": _LOCKED_LEASE_SQL.format(join_ids="group_concat(c.public_id, ' ')"),
+}
+
 
 def _sql_params(*, annotator, now, **more) -> dict:
     return {
         "me": annotator.pk,
-        "now": connection.ops.adapt_datetimefield_value(now),
+        "now": sql.db_time(now),
         "open": Task.State.OPEN.value,
         "submitted": Assignment.State.SUBMITTED.value,
         "leased": Assignment.State.LEASED.value,
@@ -163,35 +223,42 @@ def _sql_params(*, annotator, now, **more) -> dict:
 
 
 def _next_task_locked(*, annotator, project: Project, now, wait: bool) -> Task | None:
-    """The next task I may take, locked: with wait=False one no one else is choosing right now.
+    """The next task I may take (with its prompt), locked: with wait=False one no one else is
+    choosing right now.
 
     SKIP LOCKED (PostgreSQL) passes over tasks that concurrent requests hold; wait=True waits for
     them instead (the caller counts the task's slots again once it has the lock). SQLite has no
     row locks, but its IMMEDIATE transactions serialise whole requests instead."""
-    sql = _NEXT_TASK_SQL
+    statement = _NEXT_TASK_SQL
     if connection.features.has_select_for_update_skip_locked:
-        sql += " FOR UPDATE OF t" if wait else " FOR UPDATE OF t SKIP LOCKED"
-    params = _sql_params(annotator=annotator, now=now, project=project.pk, overlap=project.overlap)
-    return next(iter(Task.objects.raw(sql, params)), None)
+        statement += " FOR UPDATE OF t" if wait else " FOR UPDATE OF t SKIP LOCKED"
+    row = sql.one(statement, _sql_params(annotator=annotator, now=now, project=project.pk, overlap=project.overlap))
+    if row is None:
+        return None
+    task = _TASK.instance(row)
+    task.prompt = _PROMPT.instance(row, len(_TASK))
+    task.project = project
+    return task
 
 
 def _slots_and_mine(*, task: Task, annotator, now) -> tuple[int, int | None]:
-    with connection.cursor() as cursor:
-        cursor.execute(_SLOTS_SQL, _sql_params(annotator=annotator, now=now, task=task.pk))
-        in_use, mine = cursor.fetchone()
+    in_use, mine = sql.one(_SLOTS_SQL, _sql_params(annotator=annotator, now=now, task=task.pk))
     return in_use, mine
 
 
-def task_next_for(*, annotator, project: Project) -> Assignment | None:
-    """Lease the next task to this annotator, or give back the lease they already hold."""
+def task_next(*, annotator, project_id: int) -> Assignment | None:
+    """Lease the next task of a project to this annotator, or give back the lease they already hold."""
+    row = sql.one(_PROJECT_SQL, _sql_params(annotator=annotator, now=timezone.now(), project=project_id))
+    if row is None:
+        raise NotFound(f"There is no project {project_id}.", field="project")
+    project, current = _PROJECT.instance(row), row[len(_PROJECT)]
     if project.paused:
         raise Conflict("This project is paused; no tasks are being handed out.")
+    if current is not None and (renewed := _lease_renew(assignment_id=current, project=project)) is not None:
+        return renewed
     for _ in range(CHOOSE_ATTEMPTS):
         with transaction.atomic():
             now = timezone.now()
-            current = _current_lease(annotator=annotator, project=project, now=now)
-            if current is not None:
-                return current
             task = _next_task_locked(annotator=annotator, project=project, now=now, wait=False)
             if task is None and connection.features.has_select_for_update_skip_locked:
                 # Every task left may be one that another request holds this instant (leasing
@@ -209,36 +276,51 @@ def task_next_for(*, annotator, project: Project) -> Assignment | None:
     return None
 
 
-def _current_lease(*, annotator, project: Project, now) -> Assignment | None:
-    assignment = (
-        Assignment.objects.select_related("task__prompt")
-        .filter(annotator=annotator, task__project=project, state=Assignment.State.LEASED, lease_expires_at__gt=now)
-        .order_by("id")
-        .first()
-    )
-    if assignment is not None:
-        assignment.lease_expires_at = _lease_until(project, now)
-        assignment.save(update_fields=["lease_expires_at"])
-    return assignment
+def task_next_for(*, annotator, project: Project) -> Assignment | None:
+    return task_next(annotator=annotator, project_id=project.pk)
+
+
+def _lease_renew(*, assignment_id: int, project: Project) -> Assignment | None:
+    """Extend the lease I hold (a reload or a retry gets the same task back); None if it ended meanwhile."""
+    with transaction.atomic():
+        now = timezone.now()
+        renewed = Assignment.objects.filter(
+            pk=assignment_id, state=Assignment.State.LEASED, lease_expires_at__gt=now
+        ).update(lease_expires_at=_lease_until(project, now))
+        if not renewed:
+            return None
+        return Assignment.objects.select_related("task__prompt").get(pk=assignment_id)
 
 
 def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | None) -> Assignment:
     """Lease a task whose lock we hold; existing_id is my assignment on it, counted under that lock."""
     order = []
     if task.kind == Task.Kind.RANKING:  # only ranking tasks have answers to show
-        prefetch_related_objects([task], "candidates")  # also serves the answer (selectors.assignment_candidates)
-        order = [candidate.public_id for candidate in task.candidates.all()]
+        # Kept on the task: they also serve the answer (selectors.assignment_candidates).
+        task.candidates_loaded = [_CANDIDATE.instance(row) for row in sql.all_rows(_CANDIDATES_SQL, {"task": task.pk})]
+        order = [candidate.public_id for candidate in task.candidates_loaded]
         random.shuffle(order)
     if existing_id is None:
         # No get_or_create needed: an assignment is only ever created under its task's lock, and
         # existing_id was read after we took it, so no other one of mine can appear now.
-        assignment = Assignment.objects.create(
+        assignment = Assignment(
             task=task,
             annotator=annotator,
             leased_at=now,
             lease_expires_at=_lease_until(project, now),
             candidate_order=order,
         )
+        (assignment.pk,) = sql.one(
+            _ASSIGNMENT_INSERT_SQL,
+            _sql_params(
+                annotator=annotator,
+                now=now,
+                task=task.pk,
+                until=sql.db_time(assignment.lease_expires_at),
+                order=sql.db_json(order),
+            ),
+        )
+        assignment._state.adding = False
     else:  # my own lease had expired: renew it and keep the draft
         assignment = Assignment.objects.get(pk=existing_id)
         assignment.state = Assignment.State.LEASED
@@ -253,13 +335,18 @@ def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | N
 
 
 def _locked_lease(*, annotator, task_id, kind: str | None = None) -> tuple[Task, Assignment]:
-    """Lock the task then this annotator's assignment (always in that order: no deadlocks)."""
-    task = Task.objects.select_for_update().select_related("project").filter(pk=task_id).first()
-    if task is None:
-        raise NotFound(f"There is no task {task_id}.")
-    assignment = Assignment.objects.select_for_update().filter(task=task, annotator=annotator).first()
-    if assignment is None:
+    """Lock the task then this annotator's assignment; the task comes with its project and, as
+    `candidate_ids`, the public ids of its answers."""
+    row = sql.one(_LOCKED_LEASE_SQL_BY_VENDOR[connection.vendor], {"me": annotator.pk, "task": int(task_id)})
+    if row is None:
+        if not Task.objects.filter(pk=task_id).exists():
+            raise NotFound(f"There is no task {task_id}.")
         raise Forbidden("This task is not leased to you. Ask for the next task first.")
+    task = _TASK.instance(row)
+    task.project = _PROJECT.instance(row, len(_TASK))
+    assignment = _ASSIGNMENT.instance(row, len(_TASK) + len(_PROJECT))
+    assignment.task = task
+    task.candidate_ids = set((row[-1] or "").split())
     if kind is not None and task.kind != kind:
         raise LabelingError(f"Task {task.pk} is a {task.kind} task, not a {kind} task.", field="kind")
     if assignment.state == Assignment.State.SUBMITTED:
@@ -343,16 +430,27 @@ def leases_return_expired(*, now=None) -> int:
 
 
 def _complete_slot(*, task: Task, assignment: Assignment, now) -> None:
+    """Under the task's lock: my assignment is submitted, and the task completed once its overlap is reached."""
     assignment.state = Assignment.State.SUBMITTED
     assignment.finished_at = now
-    assignment.save(update_fields=["state", "finished_at"])
+    sql.run(
+        "UPDATE labeling_assignment SET state = %(state)s, finished_at = %(now)s WHERE id = %(id)s",
+        {"state": assignment.state.value, "now": sql.db_time(now), "id": assignment.pk},
+    )
     task.completions += 1
-    fields = ["completions"]
     if task.completions >= task.project.overlap:
         task.state = Task.State.COMPLETED
         task.completed_at = now
-        fields += ["state", "completed_at"]
-    task.save(update_fields=fields)
+    sql.run(
+        "UPDATE labeling_task SET completions = %(completions)s, state = %(state)s, completed_at = %(at)s"
+        " WHERE id = %(id)s",
+        {
+            "completions": task.completions,
+            "state": str(task.state),
+            "at": sql.db_time(task.completed_at) if task.completed_at else None,
+            "id": task.pk,
+        },
+    )
 
 
 # --- submissions ------------------------------------------------------------------------------
@@ -363,6 +461,34 @@ def _client_uuid(client_id) -> uuid.UUID:
         return uuid.UUID(str(client_id))
     except (TypeError, ValueError, AttributeError):
         raise LabelingError("client_id must be a UUID chosen by the client.", field="client_id") from None
+
+
+_DEMONSTRATION_INSERT_SQL = """
+    INSERT INTO labeling_demonstration (assignment_id, task_id, annotator_id, text, client_id, created_at, updated_at)
+    VALUES (%(assignment)s, %(task)s, %(me)s, %(text)s, %(client_id)s, %(now)s, %(now)s)
+    RETURNING id
+"""
+_RANKING_INSERT_SQL = """
+    INSERT INTO labeling_ranking
+        (assignment_id, task_id, annotator_id, groups, ratings, flags, none_acceptable, client_id, created_at, updated_at)
+    VALUES (%(assignment)s, %(task)s, %(me)s, %(groups)s, %(ratings)s, %(flags)s, %(none_acceptable)s, %(client_id)s,
+            %(now)s, %(now)s)
+    RETURNING id
+"""
+
+
+def _record_insert(record, statement: str, **values) -> None:
+    """Store a new demonstration or ranking (a duplicate client_id raises IntegrityError, as with the ORM)."""
+    params = {
+        "assignment": record.assignment_id,
+        "task": record.task_id,
+        "me": record.annotator_id,
+        "client_id": sql.db_uuid(record.client_id),
+        "now": sql.db_time(record.created_at),
+        **values,
+    }
+    (record.pk,) = sql.one(statement, params)
+    record._state.adding = False
 
 
 def _replay(model, *, client_id: uuid.UUID, annotator, task_id):
@@ -382,7 +508,7 @@ def demonstration_submit(*, annotator, task_id, text, client_id) -> tuple[Demons
         with transaction.atomic():
             task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.DEMONSTRATION)
             now = timezone.now()
-            demonstration = Demonstration.objects.create(
+            demonstration = Demonstration(
                 assignment=assignment,
                 task=task,
                 annotator=annotator,
@@ -391,6 +517,7 @@ def demonstration_submit(*, annotator, task_id, text, client_id) -> tuple[Demons
                 created_at=now,
                 updated_at=now,
             )
+            _record_insert(demonstration, _DEMONSTRATION_INSERT_SQL, text=text)
             _complete_slot(task=task, assignment=assignment, now=now)
             event_record(
                 actor=annotator,
@@ -417,12 +544,12 @@ def ranking_submit(
             raise LabelingError("none_acceptable must be true or false.", field="none_acceptable")
         with transaction.atomic():
             task, assignment = _locked_lease(annotator=annotator, task_id=task_id, kind=Task.Kind.RANKING)
-            known = set(task.candidates.values_list("public_id", flat=True))
+            known = task.candidate_ids
             groups = validation.ranking_clean(ranking, known)
             clean_ratings = validation.ratings_clean(ratings, known)
             clean_flags = validation.flags_clean(flags, known)
             now = timezone.now()
-            record = Ranking.objects.create(
+            record = Ranking(
                 assignment=assignment,
                 task=task,
                 annotator=annotator,
@@ -433,6 +560,14 @@ def ranking_submit(
                 client_id=client_uuid,
                 created_at=now,
                 updated_at=now,
+            )
+            _record_insert(
+                record,
+                _RANKING_INSERT_SQL,
+                groups=sql.db_json(groups),
+                ratings=sql.db_json(clean_ratings),
+                flags=sql.db_json(clean_flags),
+                none_acceptable=none_acceptable,
             )
             _complete_slot(task=task, assignment=assignment, now=now)
             event_record(

@@ -73,6 +73,47 @@ def test_same_client_id_twice_returns_the_same_answer(annotator, project):
     assert first.json()["ranking"] == [[ids[2]], [ids[0], ids[1]]]
 
 
+def test_submission_answers_are_the_stored_records_as_the_schema_describes(annotator, project):
+    """The submit views build their answers directly (not through the ModelSerializers, for speed):
+    they must match what those serializers, which the OpenAPI schema shows, say about the stored row."""
+    from labeling.api.serializers import DemonstrationOutSerializer, RankingOutSerializer
+
+    add_demonstration_task(project)
+    add_ranking_task(project)
+    client = api_client(annotator)
+    answers = {}
+    for _ in range(2):
+        task = lease(client, project)
+        if task["kind"] == "ranking":
+            ids = [c["id"] for c in task["candidates"]]
+            body = {
+                "ranking": [[ids[1]], [ids[0], ids[2]]],
+                "ratings": {ids[1]: 7, ids[0]: 2},
+                "flags": {ids[2]: ["harmful", "factually_wrong"]},
+                "none_acceptable": True,
+                "client_id": new_client_id(),
+            }
+        else:
+            body = {"text": "玉山，海拔 3,952 公尺。\n\n```py\nprint('x')\n```", "client_id": new_client_id()}
+        response = client.post(f"/api/v1/tasks/{task['id']}/{task['kind']}/", body, format="json")
+        assert response.status_code == 201, response.content
+        answers[task["kind"]] = (body, response.json())
+    demonstration = Demonstration.objects.get()
+    ranking = Ranking.objects.get()
+    assert answers["demonstration"][1] == json.loads(json.dumps(DemonstrationOutSerializer(demonstration).data))
+    assert answers["ranking"][1] == json.loads(json.dumps(RankingOutSerializer(ranking).data))
+    body = answers["ranking"][0]
+    assert (ranking.groups, ranking.ratings, ranking.none_acceptable) == (
+        body["ranking"],
+        body["ratings"],
+        True,
+    )
+    (worst,) = [answer_id for answer_id in body["flags"]]
+    assert ranking.flags == {worst: ["factually_wrong", "harmful"]}  # sorted, as flags_clean keeps them
+    assert str(ranking.client_id) == body["client_id"]
+    assert demonstration.text == answers["demonstration"][0]["text"]
+
+
 def ranking_bodies(ids):
     good = {"ranking": [[i] for i in ids], "client_id": new_client_id()}
     return {
@@ -175,6 +216,12 @@ def test_bad_project_parameter(annotator, project):
     assert client.get("/api/v1/tasks/next/").status_code == 400
     assert client.get("/api/v1/tasks/next/?project=abc").status_code == 400
     assert client.get("/api/v1/tasks/next/?project=424242").status_code == 404
+    assert client.get("/api/v1/tasks/next/?project=424242").json()["errors"] == {
+        "project": ["There is no project 424242."]
+    }
+    # Too large for the id column, and digits that are not ASCII: a clear 400, not a database error.
+    assert client.get("/api/v1/tasks/next/?project=" + "9" * 30).status_code == 400
+    assert client.get("/api/v1/tasks/next/?project=١٢").status_code == 400
 
 
 def test_garbage_bodies_never_produce_a_500(annotator, project):

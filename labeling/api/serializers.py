@@ -129,6 +129,36 @@ class RankingOutSerializer(serializers.ModelSerializer):
         return "ranking"
 
 
+# A submission's answer, built directly: the ModelSerializers above describe it in the schema, but
+# building one per request costs more than the rest of the view (tests/test_api.py checks that the
+# two agree).
+def demonstration_data(record) -> dict:
+    return {
+        "id": record.pk,
+        "kind": "demonstration",
+        "task": record.task_id,
+        "text": record.text,
+        "client_id": str(record.client_id),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+def ranking_data(record) -> dict:
+    return {
+        "id": record.pk,
+        "kind": "ranking",
+        "task": record.task_id,
+        "ranking": record.groups,
+        "ratings": record.ratings,
+        "flags": record.flags,
+        "none_acceptable": record.none_acceptable,
+        "client_id": str(record.client_id),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
 class MarkdownInSerializer(serializers.Serializer):
     text = StrictCharField(trim_whitespace=False, allow_blank=True, max_length=200_000)
 

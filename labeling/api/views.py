@@ -34,11 +34,15 @@ class ProjectListView(APIView):
         return Response(s.ProjectSerializer(selectors.projects_for_annotator(request.user), many=True).data)
 
 
-def _project_param(request) -> Project:
+def _project_id_param(request) -> int:
     raw = request.query_params.get("project")
-    if raw is None or not raw.isdigit():
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise LabelingError("Pass ?project=ID (a number).", field="project")
-    return get_object_or_404(Project, pk=int(raw))
+    return int(raw)
+
+
+def _project_param(request) -> Project:
+    return get_object_or_404(Project, pk=_project_id_param(request))
 
 
 class NextTaskView(APIView):
@@ -52,16 +56,15 @@ class NextTaskView(APIView):
         responses={200: s.LeasedTaskSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
     )
     def get(self, request):
-        project = _project_param(request)
-        assignment = services.task_next_for(annotator=request.user, project=project)
+        assignment = services.task_next(annotator=request.user, project_id=_project_id_param(request))
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         html = request.query_params.get("render") == "html"
         return Response(s.leased_task_data(assignment, html=html))
 
 
-def _submission_response(record, created: bool, serializer_class) -> Response:
-    response = Response(serializer_class(record).data, status=status.HTTP_201_CREATED)
+def _submission_response(record, created: bool, data) -> Response:
+    response = Response(data(record), status=status.HTTP_201_CREATED)
     if not created:
         response["Idempotent-Replayed"] = "true"
     return response
@@ -77,7 +80,7 @@ class DemonstrationSubmitView(APIView):
         data = s.DemonstrationInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         record, created = services.demonstration_submit(annotator=request.user, task_id=task_id, **data.validated_data)
-        return _submission_response(record, created, s.DemonstrationOutSerializer)
+        return _submission_response(record, created, s.demonstration_data)
 
 
 class RankingSubmitView(APIView):
@@ -88,7 +91,7 @@ class RankingSubmitView(APIView):
         data = s.RankingInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         record, created = services.ranking_submit(annotator=request.user, task_id=task_id, **data.validated_data)
-        return _submission_response(record, created, s.RankingOutSerializer)
+        return _submission_response(record, created, s.ranking_data)
 
 
 class SkipView(APIView):
