@@ -134,8 +134,14 @@ class Assignment(models.Model):
         SKIPPED = "skipped"
         EXPIRED = "expired"
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    # No index of their own: the unique (task, annotator) and (annotator, state) indexes below
+    # lead with them. With a redundant single-column index, PostgreSQL without statistics yet (a
+    # new project's first minute) probed "has this annotator done this task?" through all of the
+    # annotator's assignments for every task in the queue instead of the unique index.
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     state = models.CharField(max_length=20, choices=State.choices, default=State.LEASED)
     leased_at = models.DateTimeField(default=timezone.now)
     lease_expires_at = models.DateTimeField()

@@ -164,13 +164,15 @@ _NEXT_TASK_SQL = f"""
     SELECT {_TASK.sql}, {_PROMPT.sql}
     FROM labeling_task t JOIN labeling_prompt pr ON pr.id = t.prompt_id
     WHERE t.project_id = %(project)s AND t.state = %(open)s
-      AND (SELECT COUNT(*) FROM labeling_assignment a WHERE a.task_id = t.id AND {_HOLDS_SLOT}) < %(overlap)s
-      -- Submitted or skipped by me: never again. An expired lease of mine may come back to me.
-      -- (OFFSET 0 keeps each NOT EXISTS a probe of one index per queued task: as a join, PostgreSQL
-      -- with stale statistics scanned all of my assignments for every task it passed.)
-      AND NOT EXISTS (SELECT 1 FROM labeling_assignment a
-                      WHERE a.task_id = t.id AND a.annotator_id = %(me)s AND a.state IN (%(submitted)s, %(skipped)s)
-                      LIMIT 1 OFFSET 0)
+      -- A slot is free, and I never submitted or skipped it (an expired lease of mine may come
+      -- back to me): my own such assignment counts as a whole overlap. One probe of the task's
+      -- few assignments per queued task, by task id only: a probe by (task, me) was planned
+      -- through all of my assignments per task when statistics were missing (a new project),
+      -- which grew with every task I did.
+      AND (SELECT COUNT(*) FILTER (WHERE {_HOLDS_SLOT})
+                  + %(overlap)s * COUNT(*) FILTER (WHERE a.annotator_id = %(me)s
+                                                     AND a.state IN (%(submitted)s, %(skipped)s))
+           FROM labeling_assignment a WHERE a.task_id = t.id) < %(overlap)s
       -- One of the answers is my own demonstration: never mine to rank.
       AND NOT EXISTS (SELECT 1 FROM labeling_candidate c JOIN labeling_demonstration d ON d.id = c.demonstration_id
                       WHERE c.task_id = t.id AND d.annotator_id = %(me)s
