@@ -39,7 +39,8 @@ client, in ms per loop for the gunicorn workers and the PostgreSQL backends of t
 in % of one core for everything else on the machine ("others": figures taken while other work
 runs are not comparable with figures from a quiet machine). "ceiling" is what the measured CPU per
 loop (server + PostgreSQL + client) allows if all cores served this load alone: an estimate, not
-a measurement, for comparing code changes on a busy machine.
+a measurement, for comparing code changes on a busy machine. "spread" is how fairly the server
+shares itself: the loops of the busiest annotator over those of the least served one (1.0 is even).
 """
 
 import argparse
@@ -320,7 +321,7 @@ class HttpConnection:
 
 @dataclass
 class Stats:
-    loops: list[tuple[float, float, float, float]] = field(default_factory=list)  # end, loop, next, submit
+    loops: list[tuple[float, float, float, float, int]] = field(default_factory=list)  # end, loop, next, submit, user
     accepted: list[tuple[str, str, int, int]] = field(default_factory=list)  # kind, client_id, task, user
     statuses: Counter = field(default_factory=Counter)  # unexpected "GET 500", "POST 409"…
     dropped: int = 0
@@ -376,7 +377,7 @@ async def annotator_loop(port: int, project_id: int, user: tuple[int, str], stat
             done = time.perf_counter()
             if status == 201:
                 stats.accepted.append((kind, body["client_id"], task["id"], user_id))
-                stats.loops.append((done, done - started, leased - started, done - leased))
+                stats.loops.append((done, done - started, leased - started, done - leased, user_id))
             else:
                 stats.statuses[f"POST {status}"] += 1
     finally:
@@ -481,11 +482,11 @@ def percentile(values: list[float], q: float) -> float:
 def report_table(rounds: list[Round], seconds: float) -> str:
     header = (
         f"{'N':>3} {'loops/s':>8} {'loop p50':>9} {'loop p99':>9} {'next p50':>9} {'next p99':>9} "
-        f"{'subm p50':>9} {'subm p99':>9} {'errors':>6} {'client':>7} {'server':>8} {'postgres':>9} {'others':>7} {'ceiling':>8}  integrity"
+        f"{'subm p50':>9} {'subm p99':>9} {'errors':>6} {'client':>7} {'server':>8} {'postgres':>9} {'others':>7} {'ceiling':>8} {'spread':>6}  integrity"
     )
     units = (
         f"{'':>3} {'':>8} {'ms':>9} {'ms':>9} {'ms':>9} {'ms':>9} {'ms':>9} {'ms':>9} {'':>6} "
-        f"{'% core':>7} {'ms/loop':>8} {'ms/loop':>9} {'% core':>7} {'loops/s':>8}"
+        f"{'% core':>7} {'ms/loop':>8} {'ms/loop':>9} {'% core':>7} {'loops/s':>8} {'max/min':>6}"
     )
     lines = [header, units]
     for r in rounds:
@@ -499,11 +500,14 @@ def report_table(rounds: list[Round], seconds: float) -> str:
         per_loop = 1000 / n if n else float("nan")
         others = s.cpu["machine"] - s.cpu["server"] - s.cpu["postgres"] - s.client_cpu
         ceiling = (os.cpu_count() or 1) * n / max(s.cpu["server"] + s.cpu["postgres"] + s.client_cpu, 1e-9)
+        per_user = Counter(loop[4] for loop in timed)
+        counts = [per_user.get(user_id, 0) for user_id, _ in r.users]
+        spread = max(counts) / max(min(counts), 1)
         lines.append(
             f"{r.annotators:>3} {n / seconds:>8.1f} {ms(1, 0.5):>9.1f} {ms(1, 0.99):>9.1f} {ms(2, 0.5):>9.1f} "
             f"{ms(2, 0.99):>9.1f} {ms(3, 0.5):>9.1f} {ms(3, 0.99):>9.1f} {sum(s.statuses.values()) + s.dropped:>6} "
             f"{100 * s.client_cpu / seconds:>7.1f} {s.cpu['server'] * per_loop:>8.2f} "
-            f"{s.cpu['postgres'] * per_loop:>9.2f} {100 * others / seconds:>7.0f} {ceiling:>8.0f}  {'ok' if not r.problems else 'FAILED'}"
+            f"{s.cpu['postgres'] * per_loop:>9.2f} {100 * others / seconds:>7.0f} {ceiling:>8.0f} {spread:>6.1f}  {'ok' if not r.problems else 'FAILED'}"
         )
     return "\n".join(lines)
 
