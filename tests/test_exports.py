@@ -174,9 +174,44 @@ def test_tampered_file_is_refused(project, annotator, annotator2):
     snapshot, _ = build(project, "sft")
     path, sha = snapshot_file(snapshot=snapshot, name="sft.jsonl")
     assert sha == snapshot.files[0]["sha256"]
+    assert not path.stat().st_mode & 0o222  # stored read-only: changing it takes a deliberate chmod
+    path.chmod(0o644)
     path.write_text(path.read_text() + "\n{}")
     with pytest.raises(Conflict, match="SHA-256"):
         snapshot_file(snapshot=snapshot, name="sft.jsonl")
+
+
+def test_export_command_puts_the_snapshot_at_out_and_a_rerun_leaves_the_first_intact(
+    project, annotator, annotator2, tmp_path
+):
+    """export_dataset --out gets the stored file itself (a hard link when it can: no second copy of
+    a large export). Exporting again to the same path replaces the link, never writes through it
+    into the first snapshot's stored file."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from training.snapshot_models import DatasetSnapshot
+
+    label_everything(project, annotator, annotator2)
+    out = tmp_path / "export" / "pairs.jsonl"
+    for pairs in ("all", "best_worst"):
+        call_command(
+            "export_dataset",
+            project=project.name,
+            kind="preference",
+            format="jsonl",
+            pairs=pairs,
+            out=out,
+            stdout=StringIO(),
+        )
+    first, second = DatasetSnapshot.objects.order_by("pk")
+    first_path, _ = snapshot_file(snapshot=first, name="preference.jsonl")  # its SHA-256 still matches
+    second_path, _ = snapshot_file(snapshot=second, name="preference.jsonl")
+    assert out.read_bytes() == second_path.read_bytes() != first_path.read_bytes()
+    assert len(out.read_text().splitlines()) == second.counts["rows"] < first.counts["rows"]  # best vs worst only
+    assert (tmp_path / "export" / "pairs.README.md").read_text() == (second_path.parent / "README.md").read_text()
+    assert [p.name for p in out.parent.iterdir() if p.name.endswith(".partial")] == []
 
 
 def test_dataset_card_documents_the_snapshot(project, annotator, annotator2):

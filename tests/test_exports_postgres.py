@@ -213,8 +213,11 @@ def test_postgres_timestamp_text_becomes_the_generic_paths_iso_text():
     }
     for text, moment in cases.items():
         assert export_postgres._iso(text) == iso(moment).encode()
-    with pytest.raises(ValueError):
-        export_postgres._iso("2026-11-29 20:49:01+08")
+    # Parquet converts whole columns at once, the same way.
+    assert export_postgres._iso_column(list(cases)).to_pylist() == [iso(moment) for moment in cases.values()]
+    for convert in (export_postgres._iso, lambda text: export_postgres._iso_column([text])):
+        with pytest.raises(ValueError, match=r"\+08"):
+            convert("2026-11-29 20:49:01+08")
 
 
 def test_a_prompt_longer_than_arrows_json_block_still_exports_to_parquet(project, monkeypatch):

@@ -3,9 +3,12 @@ write the card), and read files back with their hashes verified."""
 
 import json
 import logging
+import os
 import shutil
+import stat
 import subprocess
 import time
+import uuid
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 1.0
 STALE_AFTER = timedelta(hours=1)
 BOOLEAN_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "margin")
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
 @lru_cache(maxsize=1)
@@ -218,6 +222,8 @@ def _write_files(snapshot) -> None:
     card = card_render(snapshot=snapshot, counts=counts, data_file=data, project=snapshot.project)
     (folder / "README.md").write_text(card, encoding="utf-8")
     files = [data, {"name": "README.md", **file_digest(folder / "README.md")}]
+    for entry in files:  # a snapshot never changes: its stored files are read-only
+        (folder / entry["name"]).chmod(READ_ONLY)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
         status=DatasetSnapshot.Status.READY,
         rows_done=total,
@@ -243,14 +249,28 @@ def snapshot_file(*, snapshot, name: str) -> tuple[Path, str]:
 
 
 def snapshot_copy(*, snapshot, name: str, target: Path) -> None:
-    """Copy one file of a snapshot just built here to `target` (in the kernel: a 3 GB export
-    copies in seconds). Its SHA-256 was taken from the bytes as they were written, moments ago;
-    downloads from the store check it again (snapshot_file)."""
+    """Put one file of a snapshot just built here at `target` (export_dataset --out).
+
+    On the store's filesystem that is a hard link to the stored file: no second copy of a 3 GB
+    export (which took longer than building it), and no way for the two to differ, since stored
+    files are read-only. Elsewhere it is a copy, made in the kernel. Either way `target` is
+    replaced, never written into: an earlier export there may be another snapshot's own file. Its
+    SHA-256 was taken from the bytes as they were written, moments ago; downloads from the store
+    check it again (snapshot_file)."""
     if snapshot.status != DatasetSnapshot.Status.READY:
         raise Conflict(f"Snapshot {snapshot.pk} is {snapshot.status}, not ready for download.")
     if not any(f["name"] == name for f in snapshot.files):
         raise NotFound(f"Snapshot {snapshot.pk} has no file {name!r}.")
-    shutil.copyfile(snapshot_dir(snapshot) / name, target)
+    source = snapshot_dir(snapshot) / name
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        try:
+            os.link(source, partial)
+        except OSError:  # another filesystem, or one without hard links
+            shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def snapshot_manifest(snapshot) -> str:
