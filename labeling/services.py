@@ -410,8 +410,12 @@ def leases_return_expired(*, now=None) -> int:
     """Mark leases past their expiry as expired, so their slots visibly return to the pool."""
     now = now or timezone.now()
     with transaction.atomic():
+        # Locks each expired lease's task too, and passes over those whose task a request holds
+        # this instant (it is leasing or submitting it): the next sweep gets them. Locking only
+        # the assignment, then waiting for the task (for the audit row's foreign key), could
+        # deadlock with a submission, which locks the task first and then the assignment.
         expired = list(
-            Assignment.objects.select_for_update(skip_locked=True)
+            Assignment.objects.select_for_update(skip_locked=True, of=("self", "task"))
             .filter(state=Assignment.State.LEASED, lease_expires_at__lte=now)
             .select_related("task")
         )

@@ -108,3 +108,44 @@ def test_many_annotators_racing_for_one_slot(project):
 
     statuses = Counter(run_in_threads(10, ask))
     assert statuses == Counter({200: 1, 204: 9})
+
+
+def test_the_sweeper_passes_over_a_lease_whose_task_a_submission_holds(project, annotator):
+    """A submission locks the task, then the assignment. The sweeper must not lock the assignment
+    and then wait for the task (as its audit row's foreign key check did): the two would deadlock
+    and PostgreSQL would abort one of them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labeling import services
+    from labeling.models import Event
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises whole transactions")
+    add_demonstration_task(project)
+    lease = services.task_next_for(annotator=annotator, project=project)
+    Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    holding, release = threading.Event(), threading.Event()
+
+    def submission_in_progress(_):
+        from django.db import transaction
+
+        with transaction.atomic():
+            Task.objects.select_for_update().get(pk=lease.task_id)
+            holding.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=run_in_threads, args=(1, submission_in_progress))
+    worker.start()
+    assert holding.wait(30)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")  # waiting at all would fail the test, not hang it
+        assert services.leases_return_expired() == 0
+    finally:
+        release.set()
+        worker.join(30)
+    assert services.leases_return_expired() == 1
+    assert Assignment.objects.get(pk=lease.pk).state == Assignment.State.EXPIRED
+    assert Event.objects.filter(verb="lease.expired").count() == 1
