@@ -196,6 +196,13 @@ _ASSIGNMENT_INSERT_SQL = """
     RETURNING id
 """
 
+_LEASE_WITH_EVENT_SQL = f"""
+    WITH a AS ({_ASSIGNMENT_INSERT_SQL})
+    INSERT INTO labeling_event (actor_id, verb, project_id, task_id, payload, created_at)
+    SELECT %(me)s, 'task.leased', %(project)s, %(task)s, jsonb_build_object('assignment_id', a.id), %(now)s FROM a
+    RETURNING (SELECT id FROM a)
+"""
+
 # The task and my assignment on it, both locked (task first, as everywhere: no deadlocks), with
 # the project and the task's answer ids that a submission is checked against.
 _LOCKED_LEASE_SQL = f"""
@@ -312,16 +319,20 @@ def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | N
             lease_expires_at=_lease_until(project, now),
             candidate_order=order,
         )
-        (assignment.pk,) = sql.one(
-            _ASSIGNMENT_INSERT_SQL,
-            _sql_params(
-                annotator=annotator,
-                now=now,
-                task=task.pk,
-                until=sql.db_time(assignment.lease_expires_at),
-                order=sql.db_json(order),
-            ),
+        params = _sql_params(
+            annotator=annotator,
+            now=now,
+            task=task.pk,
+            until=sql.db_time(assignment.lease_expires_at),
+            order=sql.db_json(order),
+            project=project.pk,
         )
+        if sql.postgres():  # the lease and its audit row in one statement
+            (assignment.pk,) = sql.one(_LEASE_WITH_EVENT_SQL, params)
+            assignment._state.adding = False
+            assignment.task = task
+            return assignment
+        (assignment.pk,) = sql.one(_ASSIGNMENT_INSERT_SQL, params)
         assignment._state.adding = False
     else:  # my own lease had expired: renew it and keep the draft
         assignment = Assignment.objects.get(pk=existing_id)
@@ -435,30 +446,6 @@ def leases_return_expired(*, now=None) -> int:
     return len(expired)
 
 
-def _complete_slot(*, task: Task, assignment: Assignment, now) -> None:
-    """Under the task's lock: my assignment is submitted, and the task completed once its overlap is reached."""
-    assignment.state = Assignment.State.SUBMITTED
-    assignment.finished_at = now
-    sql.run(
-        "UPDATE labeling_assignment SET state = %(state)s, finished_at = %(now)s WHERE id = %(id)s",
-        {"state": assignment.state.value, "now": sql.db_time(now), "id": assignment.pk},
-    )
-    task.completions += 1
-    if task.completions >= task.project.overlap:
-        task.state = Task.State.COMPLETED
-        task.completed_at = now
-    sql.run(
-        "UPDATE labeling_task SET completions = %(completions)s, state = %(state)s, completed_at = %(at)s"
-        " WHERE id = %(id)s",
-        {
-            "completions": task.completions,
-            "state": str(task.state),
-            "at": sql.db_time(task.completed_at) if task.completed_at else None,
-            "id": task.pk,
-        },
-    )
-
-
 # --- submissions ------------------------------------------------------------------------------
 
 
@@ -483,17 +470,68 @@ _RANKING_INSERT_SQL = """
 """
 
 
-def _record_insert(record, statement: str, **values) -> None:
-    """Store a new demonstration or ranking (a duplicate client_id raises IntegrityError, as with the ORM)."""
+_ASSIGNMENT_SUBMITTED_SQL = (
+    "UPDATE labeling_assignment SET state = %(submitted)s, finished_at = %(now)s WHERE id = %(assignment)s"
+)
+_TASK_COUNTED_SQL = (
+    "UPDATE labeling_task SET completions = %(completions)s, state = %(task_state)s, completed_at = %(completed_at)s"
+    " WHERE id = %(task)s"
+)
+# On PostgreSQL the four writes of a submission are one statement ({insert} is the record's).
+_SUBMISSION_SQL = f"""
+    WITH record AS ({{insert}}),
+         submitted AS ({_ASSIGNMENT_SUBMITTED_SQL}),
+         counted AS ({_TASK_COUNTED_SQL})
+    INSERT INTO labeling_event (actor_id, verb, project_id, task_id, payload, created_at)
+    SELECT %(me)s, %(verb)s, %(project)s, %(task)s, jsonb_build_object(%(id_key)s, record.id) || %(payload)s, %(now)s
+    FROM record
+    RETURNING (SELECT id FROM record)
+"""
+_SUBMISSION_SQL_FOR = {
+    "demonstration": _SUBMISSION_SQL.replace("{insert}", _DEMONSTRATION_INSERT_SQL),
+    "ranking": _SUBMISSION_SQL.replace("{insert}", _RANKING_INSERT_SQL),
+}
+
+
+def _submission_store(record, *, verb: str, payload: dict, **values) -> None:
+    """Under the task's lock, store a new demonstration or ranking: the record (a duplicate
+    client_id raises IntegrityError, as with the ORM), its assignment submitted, the task's
+    completions counted (it is completed at the project's overlap), and the audit event that
+    names the record."""
+    task, assignment, now = record.task, record.assignment, record.created_at
+    kind = type(record).__name__.lower()
+    assignment.state = Assignment.State.SUBMITTED
+    assignment.finished_at = now
+    task.completions += 1
+    if task.completions >= task.project.overlap:
+        task.state = Task.State.COMPLETED
+        task.completed_at = now
     params = {
-        "assignment": record.assignment_id,
-        "task": record.task_id,
+        "assignment": assignment.pk,
+        "task": task.pk,
         "me": record.annotator_id,
         "client_id": sql.db_uuid(record.client_id),
-        "now": sql.db_time(record.created_at),
+        "now": sql.db_time(now),
+        "submitted": Assignment.State.SUBMITTED.value,
+        "completions": task.completions,
+        "task_state": str(task.state),
+        "completed_at": sql.db_time(task.completed_at) if task.completed_at else None,
         **values,
     }
-    (record.pk,) = sql.one(statement, params)
+    if sql.postgres():
+        params.update(verb=verb, project=task.project_id, id_key=f"{kind}_id", payload=sql.db_json(payload))
+        (record.pk,) = sql.one(_SUBMISSION_SQL_FOR[kind], params)
+    else:
+        (record.pk,) = sql.one(_DEMONSTRATION_INSERT_SQL if kind == "demonstration" else _RANKING_INSERT_SQL, params)
+        sql.run(_ASSIGNMENT_SUBMITTED_SQL, params)
+        sql.run(_TASK_COUNTED_SQL, params)
+        event_record(
+            actor=record.annotator,
+            verb=verb,
+            project=task.project,
+            task=task,
+            payload={f"{kind}_id": record.pk, **payload},
+        )
     record._state.adding = False
 
 
@@ -523,14 +561,11 @@ def demonstration_submit(*, annotator, task_id, text, client_id) -> tuple[Demons
                 created_at=now,
                 updated_at=now,
             )
-            _record_insert(demonstration, _DEMONSTRATION_INSERT_SQL, text=text)
-            _complete_slot(task=task, assignment=assignment, now=now)
-            event_record(
-                actor=annotator,
+            _submission_store(
+                demonstration,
                 verb="demonstration.submitted",
-                project=task.project,
-                task=task,
-                payload={"demonstration_id": demonstration.pk, "client_id": str(client_uuid), "text": text},
+                payload={"client_id": str(client_uuid), "text": text},
+                text=text,
             )
             return demonstration, True
     except (LabelingError, IntegrityError):
@@ -567,22 +602,14 @@ def ranking_submit(
                 created_at=now,
                 updated_at=now,
             )
-            _record_insert(
+            _submission_store(
                 record,
-                _RANKING_INSERT_SQL,
                 groups=sql.db_json(groups),
                 ratings=sql.db_json(clean_ratings),
                 flags=sql.db_json(clean_flags),
                 none_acceptable=none_acceptable,
-            )
-            _complete_slot(task=task, assignment=assignment, now=now)
-            event_record(
-                actor=annotator,
                 verb="ranking.submitted",
-                project=task.project,
-                task=task,
                 payload={
-                    "ranking_id": record.pk,
                     "client_id": str(client_uuid),
                     "groups": groups,
                     "ratings": clean_ratings,

@@ -166,6 +166,39 @@ def test_ranking_with_ties_ratings_and_flags_is_stored_with_provenance(project, 
     assert record.flags == {c: ["factually_wrong"]}
 
 
+def test_every_lease_and_submission_leaves_its_audit_row(project, annotator):
+    """The provenance exports carry: who did what to which task, naming the record (on PostgreSQL
+    the writes of a lease and of a submission are single statements; elsewhere several)."""
+    demo_task = add_demonstration_task(project)
+    ranking_task = add_ranking_task(project)
+    stored = {}
+    for _ in range(2):
+        lease = services.task_next_for(annotator=annotator, project=project)
+        leased = Event.objects.filter(verb="task.leased", task_id=lease.task_id).get()
+        assert (leased.actor, leased.project_id, leased.payload) == (annotator, project.pk, {"assignment_id": lease.pk})
+        if lease.task_id == demo_task.pk:
+            stored["demonstration"], _ = submit_demo(annotator, lease, text="玉山，3,952 公尺。")
+        else:
+            order = lease.candidate_order
+            stored["ranking"], _ = services.ranking_submit(
+                annotator=annotator, task_id=lease.task_id, ranking=[[i] for i in order], client_id=new_client_id()
+            )
+    demo_event = Event.objects.get(verb="demonstration.submitted")
+    assert (demo_event.actor, demo_event.project_id, demo_event.task_id) == (annotator, project.pk, demo_task.pk)
+    assert demo_event.payload == {
+        "demonstration_id": stored["demonstration"].pk,
+        "client_id": str(stored["demonstration"].client_id),
+        "text": "玉山，3,952 公尺。",
+    }
+    ranking_event = Event.objects.get(verb="ranking.submitted")
+    assert (ranking_event.task_id, ranking_event.payload["ranking_id"]) == (ranking_task.pk, stored["ranking"].pk)
+    assert ranking_event.payload["groups"] == Ranking.objects.get().groups
+    for task in (demo_task, ranking_task):
+        task.refresh_from_db()
+        assert task.completions == 1 and task.state == Task.State.OPEN  # overlap 2: one more to go
+    assert set(Assignment.objects.values_list("state", flat=True)) == {Assignment.State.SUBMITTED}
+
+
 @pytest.mark.parametrize(
     "ranking, message",
     [
