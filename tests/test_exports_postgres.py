@@ -220,6 +220,16 @@ def test_postgres_timestamp_text_becomes_the_generic_paths_iso_text():
             convert("2026-11-29 20:49:01+08")
 
 
+def test_ratings_text_is_read_back_exactly():
+    """_scores reads jsonb's text of a ratings object with one regular expression; whatever it
+    cannot read exactly (escaped ids, numbers that are not whole) must take json.loads instead."""
+    cases = [{"ab12cd34ab12cd34": 6, "0123456789abcdef": 2}, {}, {'a\\"b': 3, "c": 1}, {"x": 1.5, "y": 2}]
+    cases += [{'k: "1': 2}, {"a": -1}, {"a": 10}]
+    for ratings in cases:
+        expected = {answer_id.encode(): json.dumps(value).encode() for answer_id, value in ratings.items()}
+        assert export_postgres._scores(json.dumps(ratings)) == expected, ratings
+
+
 def test_a_prompt_longer_than_arrows_json_block_still_exports_to_parquet(project, monkeypatch):
     """Messages may hold 100,000 characters: a row of several such messages is longer than the
     1 MB block Arrow's JSON reader parses at a time."""

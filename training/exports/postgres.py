@@ -18,6 +18,7 @@ connection (see snapshots.py)."""
 
 import json
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -217,15 +218,19 @@ ANNOTATION_LINE = (
 )
 
 
+_RATING = re.compile(rb'"([^"\\]*)": (-?[0-9]+)(?=[,}])')
+
+
 def _scores(text: str) -> dict[bytes, bytes]:
     """{answer id: rating as JSON text}. jsonb prints {"id": 6, "id2": 2}; ratings are whole numbers
-    (validation.ratings_clean), so the text splits cleanly; anything else takes json.loads."""
+    (validation.ratings_clean), so one regular expression finds every item; anything else (a
+    count that does not add up) takes json.loads."""
     if text == "{}":
         return {}
     ratings = text.encode()
-    items = ratings[2:-1].split(b', "')
-    if b"\\" not in ratings and ratings.count(b'"') == 2 * len(items):
-        return dict(item.split(b'": ', 1) for item in items)
+    found = _RATING.findall(ratings)
+    if len(found) == ratings.count(b'": ') and b"\\" not in ratings:
+        return dict(found)
     return {answer_id: _dumps(value) for answer_id, value in _ids(json.loads(ratings)).items()}
 
 
@@ -392,6 +397,9 @@ def _preference_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
     return pa.Table.from_arrays(columns, schema=schema), len(chunk.rankings)
 
 
+NO_FLAGS: list[str] = []
+
+
 def _annotation_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
     positions, prompts = _positions(chunk), _Prompts()
     task_ids, annotators, created_at, updated_at, none_acceptable, source_of = [], [], [], [], [], []
@@ -404,11 +412,13 @@ def _annotation_table(splicer: _Splicer, chunk: _Chunk) -> tuple[pa.Table, int]:
         rank_of = dict(zip(ordered, shape.rank_numbers, strict=True))
         scored = _scores(scores)  # ratings as JSON text: Arrow turns the column into numbers
         flagged = _ids(json.loads(flags)) if flags != "{}" else {}
-        for answer_id, position in positions.get(task_id, {}).items():
-            gathered.append(position)
-            ranks.append(rank_of.get(answer_id))
-            ratings.append(scored.get(answer_id))
-            flag_lists.append(flagged.get(answer_id, []))
+        answers = positions.get(task_id, {})  # {answer id: its row}, in the task's order
+        gathered += answers.values()
+        ranks += map(rank_of.get, answers)
+        ratings += map(scored.get, answers)
+        flag_lists += (
+            [flagged.get(answer_id, NO_FLAGS) for answer_id in answers] if flagged else [NO_FLAGS] * len(answers)
+        )
         offsets.append(len(gathered))
         prompt_of.append(prompts.index(task_id, prompt))
         task_ids.append(task_id)
