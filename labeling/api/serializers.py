@@ -132,31 +132,31 @@ class RankingOutSerializer(serializers.ModelSerializer):
 # A submission's answer, built directly: the ModelSerializers above describe it in the schema, but
 # building one per request costs more than the rest of the view (tests/test_api.py checks that the
 # two agree).
-def demonstration_data(record) -> dict:
+def _submission_data(record, kind: str, **fields) -> dict:
     return {
         "id": record.pk,
-        "kind": "demonstration",
+        "kind": kind,
         "task": record.task_id,
-        "text": record.text,
+        **fields,
         "client_id": str(record.client_id),
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
+
+
+def demonstration_data(record) -> dict:
+    return _submission_data(record, "demonstration", text=record.text)
 
 
 def ranking_data(record) -> dict:
-    return {
-        "id": record.pk,
-        "kind": "ranking",
-        "task": record.task_id,
-        "ranking": record.groups,
-        "ratings": record.ratings,
-        "flags": record.flags,
-        "none_acceptable": record.none_acceptable,
-        "client_id": str(record.client_id),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-    }
+    return _submission_data(
+        record,
+        "ranking",
+        ranking=record.groups,
+        ratings=record.ratings,
+        flags=record.flags,
+        none_acceptable=record.none_acceptable,
+    )
 
 
 class MarkdownInSerializer(serializers.Serializer):
