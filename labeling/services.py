@@ -31,6 +31,7 @@ from labeling.models import (
 )
 
 CHOOSE_ATTEMPTS = 8
+BIGGEST_ID = 2**63 - 1  # ids are 64-bit integers
 
 
 _EVENT_INSERT_SQL = """
@@ -350,7 +351,10 @@ def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | N
 def _locked_lease(*, annotator, task_id, kind: str | None = None) -> tuple[Task, Assignment]:
     """Lock the task then this annotator's assignment; the task comes with its project and, as
     `candidate_ids`, the public ids of its answers."""
-    row = sql.one(_LOCKED_LEASE_SQL_BY_VENDOR[connection.vendor], {"me": annotator.pk, "task": int(task_id)})
+    task_id = int(task_id)
+    if not 0 < task_id <= BIGGEST_ID:  # no such row, and SQLite cannot even compare with it
+        raise NotFound(f"There is no task {task_id}.")
+    row = sql.one(_LOCKED_LEASE_SQL_BY_VENDOR[connection.vendor], {"me": annotator.pk, "task": task_id})
     if row is None:
         if not Task.objects.filter(pk=task_id).exists():
             raise NotFound(f"There is no task {task_id}.")

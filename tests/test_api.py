@@ -192,6 +192,10 @@ def test_wrong_task_kind_unknown_task_and_not_your_lease(annotator, annotator2, 
     assert client.post(f"/api/v1/tasks/{task['id']}/ranking/", body, format="json").status_code == 400
     demo = {"text": "hi", "client_id": new_client_id()}
     assert client.post("/api/v1/tasks/999999/demonstration/", demo, format="json").status_code == 404
+    # An id too large for the id column is no task either: a 404, not a database error.
+    for path in ("demonstration/", "skip/", "heartbeat/"):
+        huge = client.post(f"/api/v1/tasks/{'9' * 30}/{path}", demo, format="json")
+        assert huge.status_code == 404, (path, huge.content)
     other = api_client(annotator2).post(f"/api/v1/tasks/{task['id']}/demonstration/", demo, format="json")
     assert other.status_code == 403
     assert "not leased to you" in other.json()["detail"]
