@@ -11,6 +11,7 @@ import json
 import random
 import uuid
 from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -34,11 +35,10 @@ CHOOSE_ATTEMPTS = 8
 BIGGEST_ID = 2**63 - 1  # ids are 64-bit integers
 
 
-_EVENT_INSERT_SQL = """
-    INSERT INTO labeling_event (actor_id, verb, project_id, task_id, payload, created_at)
-    VALUES (%(actor)s, %(verb)s, %(project)s, %(task)s, %(payload)s, %(at)s)
-    RETURNING id
-"""
+_EVENT_INTO = "INSERT INTO labeling_event (actor_id, verb, project_id, task_id, payload, created_at)"
+_EVENT_INSERT_SQL = (
+    f"{_EVENT_INTO} VALUES (%(actor)s, %(verb)s, %(project)s, %(task)s, %(payload)s, %(at)s) RETURNING id"
+)
 
 
 def event_record(*, actor, verb: str, project=None, task=None, payload: dict | None = None) -> Event:
@@ -55,6 +55,38 @@ def event_record(*, actor, verb: str, project=None, task=None, payload: dict | N
     (event.pk,) = sql.one(_EVENT_INSERT_SQL, params)
     event._state.adding = False
     return event
+
+
+@lru_cache(maxsize=8)
+def _insert_with_event_sql(insert: str, updates: tuple[str, ...], id_key: str) -> str:
+    """One PostgreSQL statement: `insert` (RETURNING id), then `updates`, then the audit row, whose
+    payload names the new row's id under `id_key`."""
+    steps = ", ".join([f"new AS ({insert})", *(f"step{i} AS ({update})" for i, update in enumerate(updates))])
+    return f"""
+        WITH {steps}
+        {_EVENT_INTO}
+        SELECT %(actor)s, %(verb)s, %(project)s, %(task)s, jsonb_build_object('{id_key}', new.id) || %(payload)s, %(at)s
+        FROM new
+        RETURNING (SELECT id FROM new)
+    """
+
+
+def _insert_with_event(
+    insert: str, *updates: str, params: dict, id_key: str, actor, verb: str, project, task, payload: dict
+) -> int:
+    """Insert one row, run `updates` (all with `params`) and record the audit event that names the
+    new row; returns its id. A lease and a submission are such writes: on PostgreSQL they are one
+    statement each, elsewhere one statement per step."""
+    if not sql.postgres():
+        (new_id,) = sql.one(insert, params)
+        for update in updates:
+            sql.run(update, params)
+        event_record(actor=actor, verb=verb, project=project, task=task, payload={id_key: new_id, **payload})
+        return new_id
+    event = {"actor": actor.pk, "verb": verb, "project": project.pk, "task": task.pk, "at": params["now"]}
+    statement = _insert_with_event_sql(insert, updates, id_key)
+    (new_id,) = sql.one(statement, {**params, **event, "payload": sql.db_json(payload)})
+    return new_id
 
 
 # --- prompts and tasks ---------------------------------------------------------------------------
@@ -197,13 +229,6 @@ _ASSIGNMENT_INSERT_SQL = """
     RETURNING id
 """
 
-_LEASE_WITH_EVENT_SQL = f"""
-    WITH a AS ({_ASSIGNMENT_INSERT_SQL})
-    INSERT INTO labeling_event (actor_id, verb, project_id, task_id, payload, created_at)
-    SELECT %(me)s, 'task.leased', %(project)s, %(task)s, jsonb_build_object('assignment_id', a.id), %(now)s FROM a
-    RETURNING (SELECT id FROM a)
-"""
-
 # The task and my assignment on it, both locked (task first, as everywhere: no deadlocks), with
 # the project and the task's answer ids that a submission is checked against.
 _LOCKED_LEASE_SQL = f"""
@@ -326,14 +351,17 @@ def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | N
             task=task.pk,
             until=sql.db_time(assignment.lease_expires_at),
             order=sql.db_json(order),
-            project=project.pk,
         )
-        if sql.postgres():  # the lease and its audit row in one statement
-            (assignment.pk,) = sql.one(_LEASE_WITH_EVENT_SQL, params)
-            assignment._state.adding = False
-            assignment.task = task
-            return assignment
-        (assignment.pk,) = sql.one(_ASSIGNMENT_INSERT_SQL, params)
+        assignment.pk = _insert_with_event(
+            _ASSIGNMENT_INSERT_SQL,
+            params=params,
+            id_key="assignment_id",
+            actor=annotator,
+            verb="task.leased",
+            project=project,
+            task=task,
+            payload={},
+        )
         assignment._state.adding = False
     else:  # my own lease had expired: renew it and keep the draft
         assignment = Assignment.objects.get(pk=existing_id)
@@ -341,10 +369,10 @@ def _lease(*, task: Task, annotator, project: Project, now, existing_id: int | N
         assignment.leased_at = now
         assignment.lease_expires_at = _lease_until(project, now)
         assignment.save(update_fields=["state", "leased_at", "lease_expires_at"])
+        event_record(
+            actor=annotator, verb="task.leased", project=project, task=task, payload={"assignment_id": assignment.pk}
+        )
     assignment.task = task
-    event_record(
-        actor=annotator, verb="task.leased", project=project, task=task, payload={"assignment_id": assignment.pk}
-    )
     return assignment
 
 
@@ -481,20 +509,6 @@ _TASK_COUNTED_SQL = (
     "UPDATE labeling_task SET completions = %(completions)s, state = %(task_state)s, completed_at = %(completed_at)s"
     " WHERE id = %(task)s"
 )
-# On PostgreSQL the four writes of a submission are one statement ({insert} is the record's).
-_SUBMISSION_SQL = f"""
-    WITH record AS ({{insert}}),
-         submitted AS ({_ASSIGNMENT_SUBMITTED_SQL}),
-         counted AS ({_TASK_COUNTED_SQL})
-    INSERT INTO labeling_event (actor_id, verb, project_id, task_id, payload, created_at)
-    SELECT %(me)s, %(verb)s, %(project)s, %(task)s, jsonb_build_object(%(id_key)s, record.id) || %(payload)s, %(now)s
-    FROM record
-    RETURNING (SELECT id FROM record)
-"""
-_SUBMISSION_SQL_FOR = {
-    "demonstration": _SUBMISSION_SQL.replace("{insert}", _DEMONSTRATION_INSERT_SQL),
-    "ranking": _SUBMISSION_SQL.replace("{insert}", _RANKING_INSERT_SQL),
-}
 
 
 def _submission_store(record, *, verb: str, payload: dict, **values) -> None:
@@ -522,20 +536,18 @@ def _submission_store(record, *, verb: str, payload: dict, **values) -> None:
         "completed_at": sql.db_time(task.completed_at) if task.completed_at else None,
         **values,
     }
-    if sql.postgres():
-        params.update(verb=verb, project=task.project_id, id_key=f"{kind}_id", payload=sql.db_json(payload))
-        (record.pk,) = sql.one(_SUBMISSION_SQL_FOR[kind], params)
-    else:
-        (record.pk,) = sql.one(_DEMONSTRATION_INSERT_SQL if kind == "demonstration" else _RANKING_INSERT_SQL, params)
-        sql.run(_ASSIGNMENT_SUBMITTED_SQL, params)
-        sql.run(_TASK_COUNTED_SQL, params)
-        event_record(
-            actor=record.annotator,
-            verb=verb,
-            project=task.project,
-            task=task,
-            payload={f"{kind}_id": record.pk, **payload},
-        )
+    record.pk = _insert_with_event(
+        _DEMONSTRATION_INSERT_SQL if kind == "demonstration" else _RANKING_INSERT_SQL,
+        _ASSIGNMENT_SUBMITTED_SQL,
+        _TASK_COUNTED_SQL,
+        params=params,
+        id_key=f"{kind}_id",
+        actor=record.annotator,
+        verb=verb,
+        project=task.project,
+        task=task,
+        payload=payload,
+    )
     record._state.adding = False
 
 
