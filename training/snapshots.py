@@ -233,13 +233,19 @@ def _write_files(snapshot) -> None:
     )
 
 
-def snapshot_file(*, snapshot, name: str) -> tuple[Path, str]:
-    """The path of one file of a ready snapshot, after checking its SHA-256 against the record."""
+def _ready_file(snapshot, name: str) -> dict:
+    """The record of one file of a ready snapshot (name, sha256, bytes)."""
     if snapshot.status != DatasetSnapshot.Status.READY:
         raise Conflict(f"Snapshot {snapshot.pk} is {snapshot.status}, not ready for download.")
     entry = next((f for f in snapshot.files if f["name"] == name), None)
     if entry is None:
         raise NotFound(f"Snapshot {snapshot.pk} has no file {name!r}.")
+    return entry
+
+
+def snapshot_file(*, snapshot, name: str) -> tuple[Path, str]:
+    """The path of one file of a ready snapshot, after checking its SHA-256 against the record."""
+    entry = _ready_file(snapshot, name)
     path = snapshot_dir(snapshot) / name
     if not path.exists() or file_digest(path)["sha256"] != entry["sha256"]:
         raise Conflict(
@@ -257,10 +263,7 @@ def snapshot_copy(*, snapshot, name: str, target: Path) -> None:
     replaced, never written into: an earlier export there may be another snapshot's own file. Its
     SHA-256 was taken from the bytes as they were written, moments ago; downloads from the store
     check it again (snapshot_file)."""
-    if snapshot.status != DatasetSnapshot.Status.READY:
-        raise Conflict(f"Snapshot {snapshot.pk} is {snapshot.status}, not ready for download.")
-    if not any(f["name"] == name for f in snapshot.files):
-        raise NotFound(f"Snapshot {snapshot.pk} has no file {name!r}.")
+    _ready_file(snapshot, name)
     source = snapshot_dir(snapshot) / name
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
