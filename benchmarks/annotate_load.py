@@ -41,6 +41,9 @@ runs are not comparable with figures from a quiet machine). "ceiling" is what th
 loop (server + PostgreSQL + client) allows if all cores served this load alone: an estimate, not
 a measurement, for comparing code changes on a busy machine. "spread" is how fairly the server
 shares itself: the loops of the busiest annotator over those of the least served one (1.0 is even).
+
+Beside this script: annotate_load_server.py (gunicorn, CPU accounting), annotate_load_checks.py
+(the checks).
 """
 
 import argparse
@@ -49,11 +52,7 @@ import json
 import os
 import random
 import re
-import resource
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -62,9 +61,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from annotate_load_checks import round_check
+from annotate_load_server import CpuMeter, client_cpu_seconds, free_port, gunicorn_start, gunicorn_stop
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/yushan_bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 DEMONSTRATION_TEXT = "玉山主峰海拔 3,952 公尺，是台灣最高的山。" * 8
 
 
@@ -140,142 +141,6 @@ def round_seed(*, tag: str, annotators: int, tasks: int, overlap: int) -> Round:
             roles.role_grant(user=user, role=roles.ANNOTATOR)
             users.append((user.pk, Token.objects.create(user=user).key))
     return Round(annotators=annotators, project_id=project.pk, users=users, overlap=overlap)
-
-
-# --- gunicorn ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def gunicorn_start(args, env: dict, port: int, log_path: Path, token: str) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "feedback_site.wsgi",
-        "--config",
-        str(ROOT / "gunicorn.conf.py"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--error-logfile",
-        str(log_path),
-    ]
-    if args.workers:
-        command += ["--workers", str(args.workers)]
-    if args.worker_class:
-        command += ["--worker-class", args.worker_class]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    probe = (
-        f"GET /api/v1/projects/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"gunicorn exited with status {server.returncode}; see {log_path}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(probe)
-                if sock.recv(64).startswith(b"HTTP/1.1 200 "):
-                    _wait_until_idle(server.pid, deadline)
-                    return server
-        except OSError:
-            time.sleep(0.2)
-    gunicorn_stop(server)
-    sys.exit(f"gunicorn did not answer on port {port} within 30 s; see {log_path}")
-
-
-def _wait_until_idle(pid: int, deadline: float) -> None:
-    """One worker answering is not all of them booted: wait until the workers stop loading Django,
-    so that their start-up CPU is not counted in the first round."""
-    while time.monotonic() < deadline:
-        before = sum(_proc_cpu_seconds(p) for p in [pid, *_children(pid)])
-        time.sleep(0.5)
-        if sum(_proc_cpu_seconds(p) for p in [pid, *_children(pid)]) - before < 0.05:
-            return
-
-
-def gunicorn_stop(server: subprocess.Popen) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-
-# --- CPU accounting ------------------------------------------------------------------------------
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def _children(pid: int) -> list[int]:
-    pids = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return pids
-
-
-def _postgres_backends(database: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmdline.startswith(b"postgres: ") and f" {database} ".encode() in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
-class CpuMeter:
-    """CPU seconds used by the gunicorn workers and this database's PostgreSQL backends."""
-
-    def __init__(self, server_pid: int, database: str):
-        self.server_pid, self.database = server_pid, database
-
-    def sample(self) -> dict[str, dict[int, float]]:
-        workers = [self.server_pid] + _children(self.server_pid)
-        return {
-            "server": {pid: _proc_cpu_seconds(pid) for pid in workers},
-            "postgres": {pid: _proc_cpu_seconds(pid) for pid in _postgres_backends(self.database)},
-            "machine": {0: _machine_busy_seconds()},
-        }
-
-    @staticmethod
-    def used(before: dict, after: dict) -> dict[str, float]:
-        # A process started inside the window counts from zero.
-        return {
-            group: sum(seconds - before[group].get(pid, 0.0) for pid, seconds in after[group].items())
-            for group in after
-        }
-
-
-def _machine_busy_seconds() -> float:
-    """CPU seconds all cores spent on anything but idle and I/O wait since boot."""
-    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-def client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -399,74 +264,6 @@ async def load_run(port: int, round_: Round, *, warmup: float, seconds: float, m
     stats.client_cpu = client_cpu_seconds() - client_before
     await asyncio.gather(*runners)
     return stats
-
-
-# --- checks ----------------------------------------------------------------------------------------
-
-
-def round_check(round_: Round) -> list[str]:
-    """What is wrong in the database (or with the run) after this round; empty when all is well."""
-    from django.db.models import Count, OuterRef, Subquery
-
-    from labeling.models import Assignment, Demonstration, Ranking, Task
-
-    stats, problems = round_.stats, []
-
-    def count_of(model):
-        rows = model.objects.filter(task=OuterRef("pk")).order_by().values("task")
-        return Subquery(rows.annotate(n=Count("pk")).values("n"))
-
-    def distinct_of(model):
-        rows = model.objects.filter(task=OuterRef("pk")).order_by().values("task")
-        return Subquery(rows.annotate(n=Count("annotator", distinct=True)).values("n"))
-
-    tasks = Task.objects.filter(project_id=round_.project_id).annotate(
-        demos=count_of(Demonstration),
-        ranks=count_of(Ranking),
-        demo_people=distinct_of(Demonstration),
-        rank_people=distinct_of(Ranking),
-    )
-    over = wrong_count = wrong_state = shared = 0
-    for task in tasks:
-        done = (task.demos or 0) + (task.ranks or 0)
-        over += done > round_.overlap
-        wrong_count += task.completions != done
-        wrong_state += (task.state == Task.State.COMPLETED) != (done >= round_.overlap)
-        shared += (task.demo_people or 0) + (task.rank_people or 0) != done
-    for label, n in [
-        ("tasks with more submissions than the overlap", over),
-        ("tasks whose completions field disagrees with their submissions", wrong_count),
-        ("tasks whose state disagrees with their submissions", wrong_state),
-        ("tasks submitted twice by one annotator", shared),
-    ]:
-        if n:
-            problems.append(f"{n} {label}")
-
-    submitted = Assignment.objects.filter(task__project_id=round_.project_id, state=Assignment.State.SUBMITTED)
-    stored = {}
-    for model, kind in [(Demonstration, "demonstration"), (Ranking, "ranking")]:
-        for client_id, task_id, annotator_id in model.objects.filter(task__project_id=round_.project_id).values_list(
-            "client_id", "task_id", "annotator_id"
-        ):
-            stored[str(client_id)] = (kind, task_id, annotator_id)
-    if submitted.count() != len(stored):
-        problems.append(f"{submitted.count()} submitted assignments but {len(stored)} submissions")
-    missing = [a for a in stats.accepted if stored.get(a[1]) != (a[0], a[2], a[3])]
-    if missing:
-        problems.append(f"{len(missing)} accepted submissions missing or different in the database")
-    unseen = len(stored.keys() - {a[1] for a in stats.accepted})
-    if unseen:
-        problems.append(f"{unseen} submissions in the database that the client never saw accepted")
-
-    server_errors = sum(n for status, n in stats.statuses.items() if status.split()[1].startswith("5"))
-    if server_errors:
-        problems.append(f"{server_errors} 5xx responses")
-    if stats.statuses:
-        problems.append("unexpected responses: " + ", ".join(f"{s} ×{n}" for s, n in sorted(stats.statuses.items())))
-    dry_early = [t for t in stats.ran_dry if t < stats.window[1]]
-    if dry_early:
-        problems.append(f"{len(dry_early)} annotators ran out of tasks inside the timed window: raise --tasks")
-    return problems
 
 
 # --- report ------------------------------------------------------------------------------------------

@@ -5,10 +5,11 @@ class LabelingError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, errors: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.errors = errors or {}  # finer-grained messages by field, e.g. "config.sft.epochs"
 
 
 class NotFound(LabelingError):

@@ -1,18 +1,24 @@
-"""Prompt files: JSONL rows with `prompt` (text) or `messages` (a conversation), optionally
-`answers` (K strings, making a ranking task); or CSV with a `prompt` column. Bad rows are
-reported with their line numbers and skipped; importing the same file twice adds nothing."""
+"""Imports. Prompt files: JSONL rows with `prompt` (text) or `messages` (a conversation), optionally
+`answers` (K strings, making a ranking task); or CSV with a `prompt` column. Datasets:
+conversations (demonstrations) and preference pairs (finished K=2 rankings), attributed to the
+'imported' account. Bad rows are reported with their line numbers and skipped; importing the same
+file twice adds nothing."""
 
 import csv
 import io
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
-from labeling import services
+from labeling import services, validation
 from labeling.errors import LabelingError
-from labeling.models import Project
+from labeling.events import event_record
+from labeling.models import Assignment, Candidate, Demonstration, Project, Prompt, Ranking, Task, new_public_id
+from labeling.submissions import ranking_record_finished
 
 
 @dataclass
@@ -165,7 +171,7 @@ def dataset_import(*, project: Project, text: str, fmt: str, source: str, actor=
                     created = _import_conversation(project=project, row=row, source=source, actor=actor)
                 else:
                     prompt, chosen, rejected = _preference_from_row(row, fmt)
-                    created = services.imported_preference_create(
+                    created = imported_preference_create(
                         project=project, messages=prompt, chosen=chosen, rejected=rejected, source=source, actor=actor
                     )
             except LabelingError as error:
@@ -185,6 +191,112 @@ def _import_conversation(*, project, row: dict, source: str, actor) -> bool:
     last = messages[-1]
     if not isinstance(last, dict) or last.get("role") != "assistant":
         raise LabelingError("the last message must be the assistant's answer.")
-    return services.imported_demonstration_create(
+    return imported_demonstration_create(
         project=project, messages=messages[:-1], text=last.get("content"), source=source, actor=actor
     )
+
+
+# --- imported labels ---------------------------------------------------------------------------
+
+IMPORTED_USERNAME = "imported"
+_IMPORT_NAMESPACE = uuid.UUID("6f0c3c52-5a59-4d0e-9a8e-7d1b0c1e5a11")
+
+
+def imported_user():
+    """The account imported labels are attributed to. It cannot log in."""
+    from django.contrib.auth import get_user_model
+
+    user, created = get_user_model().objects.get_or_create(username=IMPORTED_USERNAME, defaults={"is_active": False})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def _import_key(project: Project, *parts) -> uuid.UUID:
+    """Same content, same project → same client_id, so re-importing a file adds nothing twice."""
+    return uuid.uuid5(_IMPORT_NAMESPACE, json.dumps([project.pk, *parts], ensure_ascii=False, sort_keys=True))
+
+
+def _imported_task(*, project, messages: list[dict], source: str, kind: str, now) -> Task:
+    """A task finished at birth, on the prompt with these messages (shared if it exists): nobody is
+    ever offered it; its one completion is the imported label."""
+    prompt, _ = Prompt.objects.get_or_create(
+        project=project,
+        content_hash=services.messages_hash(messages),
+        defaults={"messages": messages, "source": source},
+    )
+    return Task.objects.create(
+        project=project, prompt=prompt, kind=kind, state=Task.State.COMPLETED, completions=1, completed_at=now
+    )
+
+
+@transaction.atomic
+def imported_preference_create(
+    *, project: Project, messages, chosen: str, rejected: str, source: str, actor=None
+) -> bool:
+    """A pairwise preference from another dataset, stored as a finished K=2 ranking. False if already imported."""
+    messages = validation.messages_clean(messages)
+    for name, text in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(text, str) or not text.strip():
+            raise LabelingError(f"{name} must be non-empty text.", field=name)
+    if chosen == rejected:
+        raise LabelingError("chosen and rejected are the same answer.", field="rejected")
+    client_id = _import_key(project, "preference", messages, chosen, rejected)
+    if Ranking.objects.filter(client_id=client_id).exists():
+        return False
+    now = timezone.now()
+    task = _imported_task(project=project, messages=messages, source=source, kind=Task.Kind.RANKING, now=now)
+    better, worse = (
+        Candidate.objects.create(task=task, public_id=new_public_id(), text=text, source=f"imported:{source}")
+        for text in (chosen, rejected)
+    )
+    ranking_record_finished(
+        task=task,
+        annotator=imported_user(),
+        groups=[[better.public_id], [worse.public_id]],
+        client_id=client_id,
+        verb="ranking.imported",
+        actor=actor,
+        payload={"source": source},
+        now=now,
+    )
+    return True
+
+
+@transaction.atomic
+def imported_demonstration_create(*, project: Project, messages, text, source: str, actor=None) -> bool:
+    """A finished conversation from another dataset, stored as a demonstration. False if already imported."""
+    messages = validation.messages_clean(messages)
+    if not isinstance(text, str) or not text.strip():
+        raise LabelingError("the assistant's answer is empty.", field="messages")
+    client_id = _import_key(project, "demonstration", messages, text)
+    if Demonstration.objects.filter(client_id=client_id).exists():
+        return False
+    now = timezone.now()
+    task = _imported_task(project=project, messages=messages, source=source, kind=Task.Kind.DEMONSTRATION, now=now)
+    assignment = Assignment.objects.create(
+        task=task,
+        annotator=imported_user(),
+        state=Assignment.State.SUBMITTED,
+        leased_at=now,
+        lease_expires_at=now,
+        finished_at=now,
+    )
+    demonstration = Demonstration.objects.create(
+        assignment=assignment,
+        task=task,
+        annotator=assignment.annotator,
+        text=text,
+        client_id=client_id,
+        created_at=now,
+        updated_at=now,
+    )
+    event_record(
+        actor=actor,
+        verb="demonstration.imported",
+        project=project,
+        task=task,
+        payload={"demonstration_id": demonstration.pk, "source": source},
+    )
+    return True

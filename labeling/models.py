@@ -82,7 +82,7 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["id"]
-        # The order in which tasks are handed out (services._NEXT_TASK_SQL): with it, choosing the
+        # The order in which tasks are handed out (labeling.sql.NEXT_TASK): with it, choosing the
         # next task reads the first few open tasks instead of sorting all of them.
         indexes = [models.Index(fields=["project", "state", "-completions", "id"], name="task_queue_idx")]
 

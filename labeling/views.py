@@ -1,14 +1,11 @@
 """Pages. Each view checks the role, calls a selector, renders a template; the annotator's
 actions themselves go through the JSON API from the page's script."""
 
-from functools import wraps
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -47,26 +44,7 @@ def logout_view(request):
     return redirect("login")
 
 
-def role_required(check, message: str):
-    """Log in first (anonymous users go to the login page), then the role, else the 403 page."""
-
-    def decorator(view):
-        @wraps(view)
-        @login_required
-        def wrapped(request, *args, **kwargs):
-            if not check(request.user):
-                raise PermissionDenied(message)
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
-
-
-annotator_required = role_required(
-    roles.is_annotator, "Only annotators can label. Ask an admin for the annotator role."
-)
-admin_required = role_required(roles.is_admin, "Only admins can open project pages.")
+PROJECT_PAGE_REFUSED = "Only admins can open project pages."
 
 
 @login_required
@@ -81,7 +59,7 @@ def _api_root() -> str:
     return reverse("api-projects").removesuffix("projects/")
 
 
-@annotator_required
+@roles.annotator_page
 @ensure_csrf_cookie  # the page's script sends the token back in X-CSRFToken
 def annotate(request, pk: int):
     project = get_object_or_404(Project, pk=pk)
@@ -95,7 +73,7 @@ def annotate(request, pk: int):
     return render(request, "labeling/annotate.html", context)
 
 
-@annotator_required
+@roles.annotator_page
 @ensure_csrf_cookie
 def progress(request):
     context = {
@@ -108,7 +86,7 @@ def progress(request):
     return render(request, "labeling/progress.html", context)
 
 
-@admin_required
+@roles.admin_page(PROJECT_PAGE_REFUSED)
 def project_admin(request, pk: int):
     project = get_object_or_404(Project, pk=pk)
     return render(
@@ -118,7 +96,7 @@ def project_admin(request, pk: int):
     )
 
 
-@admin_required
+@roles.admin_page(PROJECT_PAGE_REFUSED)
 @require_POST
 def project_pause(request, pk: int):
     project = get_object_or_404(Project, pk=pk)

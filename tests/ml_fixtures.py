@@ -39,7 +39,7 @@ def model_store(settings, tmp_path):
 
 def register_copy(project, source, *, name: str, store, parent=None, round_number=None, deploy: bool = False):
     """Copy a checkpoint into the model store and register it as a policy version of `project`."""
-    from training import services
+    from training.registry import services
 
     destination = store / "policies" / f"{project.pk}-{name.replace(' ', '-')}"
     shutil.copytree(source, destination)

@@ -5,11 +5,13 @@ import random
 
 import pytest
 
+from labeling import leases
+from labeling import services as labeling_services
 from labeling.models import Assignment, Candidate, Event, Ranking, Task
 from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
-from training import selectors, services
+from training.arena import selectors, services
+from training.arena.models import ArenaBattle
 from training.ml.arena import Vote, fit_scores, leaderboard, win_probability
-from training.models import ArenaBattle
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +101,7 @@ def test_a_vote_becomes_a_finished_k2_ranking_by_the_voter(project, two_versions
     assert Assignment.objects.get(task=task).state == Assignment.State.SUBMITTED
     assert Event.objects.filter(verb="ranking.submitted", payload__arena_battle_id=battle.pk).exists()
     # Nobody is ever offered the arena's task.
-    assert services.labeling_services.task_next_for(annotator=annotator, project=project) is None
+    assert leases.task_next_for(annotator=annotator, project=project) is None
 
 
 @pytest.mark.django_db
@@ -157,7 +159,7 @@ def test_leaderboard_ranks_the_version_that_wins_votes(project, two_versions, an
     for i in range(12):
         battle = ArenaBattle.objects.create(
             project=project,
-            prompt=services.labeling_services.prompt_create(project=project, messages=f"q{i}")[0],
+            prompt=labeling_services.prompt_create(project=project, messages=f"q{i}")[0],
             version_a=base if i % 2 else round1,
             version_b=round1 if i % 2 else base,
             answer_a="one",

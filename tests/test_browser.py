@@ -16,7 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from labeling import services
+from labeling import leases, services, submissions
 from labeling.models import Assignment, Demonstration, Ranking
 from tests.conftest import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id, service_missing
 
@@ -180,12 +180,12 @@ def test_annotator_ranks_by_keyboard_and_writes_a_demonstration(browser, live_se
 def test_annotator_fixes_recent_submissions_on_the_progress_page(browser, live_server, annotator, project):
     demonstration_task = add_demonstration_task(project)
     ranking_task = add_ranking_task(project)
-    services.task_next_for(annotator=annotator, project=project)
-    demonstration, _ = services.demonstration_submit(
+    leases.task_next_for(annotator=annotator, project=project)
+    demonstration, _ = submissions.demonstration_submit(
         annotator=annotator, task_id=demonstration_task.pk, text="玉山", client_id=new_client_id()
     )
-    first, second, third = services.task_next_for(annotator=annotator, project=project).candidate_order
-    ranking, _ = services.ranking_submit(
+    first, second, third = leases.task_next_for(annotator=annotator, project=project).candidate_order
+    ranking, _ = submissions.ranking_submit(
         annotator=annotator,
         task_id=ranking_task.pk,
         ranking=[[first], [second, third]],

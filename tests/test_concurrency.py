@@ -118,13 +118,13 @@ def test_the_sweeper_passes_over_a_lease_whose_task_a_submission_holds(project, 
 
     from django.utils import timezone
 
-    from labeling import services
+    from labeling import leases
     from labeling.models import Event
 
     if connection.vendor != "postgresql":
         pytest.skip("row locks are PostgreSQL's; SQLite serialises whole transactions")
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     holding, release = threading.Event(), threading.Event()
 
@@ -142,10 +142,10 @@ def test_the_sweeper_passes_over_a_lease_whose_task_a_submission_holds(project, 
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '3s'")  # waiting at all would fail the test, not hang it
-        assert services.leases_return_expired() == 0
+        assert leases.leases_return_expired() == 0
     finally:
         release.set()
         worker.join(30)
-    assert services.leases_return_expired() == 1
+    assert leases.leases_return_expired() == 1
     assert Assignment.objects.get(pk=lease.pk).state == Assignment.State.EXPIRED
     assert Event.objects.filter(verb="lease.expired").count() == 1

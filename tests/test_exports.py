@@ -6,11 +6,11 @@ import json
 import pytest
 from datasets import load_dataset
 
-from labeling import services
+from labeling import leases, submissions
 from labeling.models import Ranking
 from tests.conftest import add_demonstration_task, add_ranking_task, new_client_id
-from training.exports.shapes import implied_pairs
-from training.snapshots import snapshot_build, snapshot_create, snapshot_file
+from training.datasets.exports.shapes import implied_pairs
+from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
 
 pytestmark = pytest.mark.django_db
 
@@ -32,9 +32,9 @@ def label_everything(project, annotator, annotator2):
     texts = {}
     for user in (annotator, annotator2):
         for _ in range(2):
-            lease = services.task_next_for(annotator=user, project=project)
+            lease = leases.task_next_for(annotator=user, project=project)
             if lease.task.kind == "demonstration":
-                services.demonstration_submit(
+                submissions.demonstration_submit(
                     annotator=user, task_id=lease.task_id, text=DEMO_TEXT[user.username], client_id=new_client_id()
                 )
                 continue
@@ -42,7 +42,7 @@ def label_everything(project, annotator, annotator2):
             texts.update({v: k for k, v in by_text.items()})
             everest, k2, aka = by_text["Everest"], by_text["K2"], by_text["Everest, aka K2"]
             groups = [[everest], [k2, aka]] if user == annotator else [[everest], [aka], [k2]]
-            services.ranking_submit(
+            submissions.ranking_submit(
                 annotator=user,
                 task_id=lease.task_id,
                 ranking=groups,
@@ -158,9 +158,9 @@ def test_agreement_filter_drops_the_annotator_who_disagrees(project, annotator, 
         (annotator2, ["three", "two", "one"]),
         (carol, ["one", "two", "three"]),
     ):
-        lease = services.task_next_for(annotator=user, project=project)
+        lease = leases.task_next_for(annotator=user, project=project)
         ids = {c.text: c.public_id for c in task.candidates.all()}
-        services.ranking_submit(
+        submissions.ranking_submit(
             annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id()
         )
     _, rows = build(project, "annotations", filters={"min_agreement": 0.5})
@@ -191,7 +191,7 @@ def test_export_command_puts_the_snapshot_at_out_and_a_rerun_leaves_the_first_in
 
     from django.core.management import call_command
 
-    from training.snapshot_models import DatasetSnapshot
+    from training.datasets.models import DatasetSnapshot
 
     label_everything(project, annotator, annotator2)
     out = tmp_path / "export" / "pairs.jsonl"

@@ -14,12 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from django.db import connection
 
-from labeling import services
+from labeling import imports, leases, services, submissions
 from labeling.models import Ranking
 from tests.conftest import make_user, new_client_id, service_missing
-from training.exports import postgres as export_postgres
-from training.models import ModelVersion
-from training.snapshots import snapshot_build, snapshot_create, snapshot_dir
+from training.datasets.exports import postgres as export_postgres
+from training.datasets.exports import splice
+from training.datasets.services import snapshot_build, snapshot_create, snapshot_dir
+from training.registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -73,9 +74,9 @@ def labels(project):
     services.prompt_create(project=project, messages="Write a haiku about 玉山.")
     people = [make_user(name, role="annotator") for name in ("amy", "ben", "cho")]
     for turn, person in enumerate(people):
-        while (lease := services.task_next_for(annotator=person, project=project)) is not None:
+        while (lease := leases.task_next_for(annotator=person, project=project)) is not None:
             if lease.task.kind == "demonstration":
-                services.demonstration_submit(
+                submissions.demonstration_submit(
                     annotator=person, task_id=lease.task_id, text=NASTY[turn], client_id=new_client_id()
                 )
                 continue
@@ -83,7 +84,7 @@ def labels(project):
             groups = [[ids[0]], [ids[1], ids[2]], [ids[3]]] if turn == 0 else [[i] for i in reversed(ids)]
             if turn == 2:
                 groups = [ids[:2], ids[2:]]
-            services.ranking_submit(
+            submissions.ranking_submit(
                 annotator=person,
                 task_id=lease.task_id,
                 ranking=groups,
@@ -95,13 +96,13 @@ def labels(project):
     # After dropping flagged answers, one ranking is left with a single answer: no row for it.
     last = Ranking.objects.filter(annotator=people[0]).order_by("id").last()
     ids = [c.public_id for c in last.task.candidates.order_by("id")]
-    services.ranking_edit(
+    submissions.ranking_edit(
         annotator=people[0],
         ranking_id=last.pk,
         ranking=[[ids[0]], [ids[1], ids[2], ids[3]]],
         flags={ids[1]: ["harmful"], ids[2]: ["harmful"], ids[3]: ["harmful"]},
     )
-    services.imported_preference_create(
+    imports.imported_preference_create(
         project=project,
         messages="Is 玉山 taller than 雪山?",
         chosen="Yes, 3,952 m vs 3,886 m.",
@@ -171,8 +172,8 @@ def test_progress_shows_outside_the_export_while_it_runs(project, monkeypatch):
     the Datasets page (another connection) sees rows_done grow before the build ends."""
     from django.db import connections
 
-    from training import snapshots
-    from training.snapshot_models import DatasetSnapshot
+    from training.datasets import services as snapshots
+    from training.datasets.models import DatasetSnapshot
 
     labels(project)
     monkeypatch.setattr(snapshots, "PROGRESS_EVERY_SECONDS", 0)
@@ -204,7 +205,7 @@ def test_progress_shows_outside_the_export_while_it_runs(project, monkeypatch):
 def test_postgres_timestamp_text_becomes_the_generic_paths_iso_text():
     from datetime import UTC, datetime
 
-    from training.exports.rows import iso
+    from training.datasets.exports.rows import iso
 
     cases = {
         "2026-11-29 12:49:01.123456+00": datetime(2026, 11, 29, 12, 49, 1, 123456, tzinfo=UTC),
@@ -212,10 +213,10 @@ def test_postgres_timestamp_text_becomes_the_generic_paths_iso_text():
         "2026-01-02 03:04:05+00": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     }
     for text, moment in cases.items():
-        assert export_postgres._iso(text) == iso(moment).encode()
+        assert splice.iso_bytes(text) == iso(moment).encode()
     # Parquet converts whole columns at once, the same way.
-    assert export_postgres._iso_column(list(cases)).to_pylist() == [iso(moment) for moment in cases.values()]
-    for convert in (export_postgres._iso, lambda text: export_postgres._iso_column([text])):
+    assert splice.iso_column(list(cases)).to_pylist() == [iso(moment) for moment in cases.values()]
+    for convert in (splice.iso_bytes, lambda text: splice.iso_column([text])):
         with pytest.raises(ValueError, match=r"\+08"):
             convert("2026-11-29 20:49:01+08")
 
@@ -227,7 +228,7 @@ def test_ratings_text_is_read_back_exactly():
     cases += [{'k: "1': 2}, {"a": -1}, {"a": 10}]
     for ratings in cases:
         expected = {answer_id.encode(): json.dumps(value).encode() for answer_id, value in ratings.items()}
-        assert export_postgres._scores(json.dumps(ratings)) == expected, ratings
+        assert splice.ratings_by_id(json.dumps(ratings)) == expected, ratings
 
 
 def test_a_prompt_longer_than_arrows_json_block_still_exports_to_parquet(project, monkeypatch):
@@ -248,9 +249,9 @@ def test_a_prompt_longer_than_arrows_json_block_still_exports_to_parquet(project
         prompt=prompt, answers=[{"text": "short", "source": "a"}, {"text": "long", "source": "b"}]
     )
     person = make_user("dee", role="annotator")
-    lease = services.task_next_for(annotator=person, project=project)
+    lease = leases.task_next_for(annotator=person, project=project)
     ids = [c.public_id for c in lease.task.candidates.order_by("id")]
-    services.ranking_submit(
+    submissions.ranking_submit(
         annotator=person, task_id=lease.task_id, ranking=[[ids[1]], [ids[0]]], client_id=new_client_id()
     )
     for kind in ("ranking", "preference"):

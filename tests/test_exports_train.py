@@ -6,8 +6,8 @@ import torch
 from datasets import load_dataset
 
 from tests.test_exports import label_everything
+from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
 from training.ml.tiny import build_tiny_model
-from training.snapshots import snapshot_build, snapshot_create, snapshot_file
 
 pytestmark = pytest.mark.django_db
 

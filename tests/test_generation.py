@@ -19,9 +19,11 @@ from labeling.models import Candidate, Event, Task
 from tests.conftest import service_missing
 from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
 from tests.test_queue import forget_connections, redis_queue_delete, wait_until
-from training import services
 from training.ml.generation import BaseGenerator, Sample, SamplingParams, TransformersGenerator, generator_for
-from training.models import GeneratedTask, GenerationJob
+from training.registry import generation as services
+from training.registry import services as registry_services
+from training.registry.models import GeneratedTask, GenerationJob
+from worker import queue as worker_queue
 from worker.celery import app
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -166,7 +168,7 @@ def test_deploying_a_new_policy_makes_new_tasks_come_from_it(project, policy, mo
     run_job(project)
     old_answers = {c.pk: c.text for c in Candidate.objects.all()}
     round1 = register_copy(project, tiny_model_path_b, name="round 1", store=model_store, parent=policy, round_number=1)
-    services.policy_deploy(version=round1)
+    registry_services.policy_deploy(version=round1)
     job = run_job(project)
     assert job.model_version == round1 and job.tasks_created == 3
     new = Candidate.objects.exclude(pk__in=old_answers)
@@ -214,12 +216,12 @@ def test_no_deployed_policy_no_job(project, admin_user):
 @pytest.mark.django_db
 def test_start_enqueues_after_commit_on_the_gpu_queue(project, policy, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "_generation_enqueue", sent.append)
+    monkeypatch.setattr(worker_queue, "send", lambda name, *args: sent.append((name, *args)))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job = services.generation_job_start(project=project)
     assert sent == [] and len(callbacks) == 1  # nothing leaves before the job row is committed
     callbacks[0]()
-    assert sent == [job.pk]
+    assert sent == [("worker.tasks.gpu_generate_candidates", job.pk)]
     route = app.amqp.router.route({}, "worker.tasks.gpu_generate_candidates")
     assert route["queue"].name == "gpu"
 

@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 from labeling.models import Event
 from tests.conftest import api_client
 from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
-from training import selectors, services
-from training.models import DeployedPolicy, Deployment, ModelVersion
+from training.registry import selectors, services
+from training.registry.models import DeployedPolicy, Deployment, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -102,7 +102,7 @@ def test_a_deploy_that_fails_midway_changes_nothing(project, versions, monkeypat
     def broken_event(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services.labeling_services, "event_record", broken_event)
+    monkeypatch.setattr(services, "event_record", broken_event)
     with pytest.raises(RuntimeError):
         services.policy_deploy(version=round1)
     assert selectors.deployed_policy(project=project) == base

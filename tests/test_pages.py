@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from labeling import services
+from labeling import leases, submissions
 from labeling.models import Event, Project
 from labeling.page_selectors import hourly_completions
 from tests.conftest import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id
@@ -101,8 +101,8 @@ def test_logout_is_a_post_form_in_the_navigation(annotator):
 
 def test_home_for_an_annotator_links_to_labeling_with_progress(annotator, project):
     task = add_demonstration_task(project)
-    services.task_next_for(annotator=annotator, project=project)
-    services.demonstration_submit(annotator=annotator, task_id=task.pk, text="玉山", client_id=new_client_id())
+    leases.task_next_for(annotator=annotator, project=project)
+    submissions.demonstration_submit(annotator=annotator, task_id=task.pk, text="玉山", client_id=new_client_id())
     page = client_for(annotator).get(reverse("home")).content.decode()
     assert reverse("annotate", args=[project.pk]) in page
     assert "Start labeling" in page
@@ -145,14 +145,14 @@ def test_untrusted_prompts_and_answers_are_escaped_on_the_progress_page(annotato
     rank_task = add_ranking_task(
         project, text=f"Rank: {SCRIPT}", answers=[SCRIPT, "b <b>x</b>", "[c](javascript:alert(3))"]
     )
-    services.task_next_for(annotator=annotator, project=project)
-    services.demonstration_submit(
+    leases.task_next_for(annotator=annotator, project=project)
+    submissions.demonstration_submit(
         annotator=annotator, task_id=demo_task.pk, text=f"my {SCRIPT}", client_id=new_client_id()
     )
-    assignment = services.task_next_for(annotator=annotator, project=project)
+    assignment = leases.task_next_for(annotator=annotator, project=project)
     assert assignment.task == rank_task
     ids = list(rank_task.candidates.values_list("public_id", flat=True))
-    services.ranking_submit(annotator=annotator, task_id=rank_task.pk, ranking=[ids], client_id=new_client_id())
+    submissions.ranking_submit(annotator=annotator, task_id=rank_task.pk, ranking=[ids], client_id=new_client_id())
 
     page = client_for(annotator).get(reverse("progress")).content.decode()
     assert "Explain this:" in page and "Rank:" in page
@@ -164,8 +164,8 @@ def test_untrusted_prompts_and_answers_are_escaped_on_the_progress_page(annotato
 def test_progress_page_lists_only_my_submissions_with_edit_forms(annotator, annotator2, project):
     task = add_demonstration_task(project)
     for user, text in [(annotator, "my answer 我的"), (annotator2, "bob's answer")]:  # overlap 2: both answer it
-        services.task_next_for(annotator=user, project=project)
-        services.demonstration_submit(annotator=user, task_id=task.pk, text=text, client_id=new_client_id())
+        leases.task_next_for(annotator=user, project=project)
+        submissions.demonstration_submit(annotator=user, task_id=task.pk, text=text, client_id=new_client_id())
 
     page = client_for(annotator).get(reverse("progress")).content.decode()
     assert "my answer 我的" in page
@@ -177,9 +177,9 @@ def test_progress_page_lists_only_my_submissions_with_edit_forms(annotator, anno
 
 def test_progress_page_ranking_edit_form_shows_current_ranks(annotator, project):
     task = add_ranking_task(project)
-    assignment = services.task_next_for(annotator=annotator, project=project)
+    assignment = leases.task_next_for(annotator=annotator, project=project)
     first, second, third = assignment.candidate_order
-    services.ranking_submit(
+    submissions.ranking_submit(
         annotator=annotator,
         task_id=task.pk,
         ranking=[[second], [first, third]],
@@ -197,8 +197,8 @@ def test_progress_page_ranking_edit_form_shows_current_ranks(annotator, project)
 
 def test_submissions_past_the_window_are_not_editable(annotator, project, settings):
     task = add_demonstration_task(project)
-    services.task_next_for(annotator=annotator, project=project)
-    services.demonstration_submit(annotator=annotator, task_id=task.pk, text="old answer", client_id=new_client_id())
+    leases.task_next_for(annotator=annotator, project=project)
+    submissions.demonstration_submit(annotator=annotator, task_id=task.pk, text="old answer", client_id=new_client_id())
     settings.SUBMISSION_EDIT_WINDOW_SECONDS = 0
     page = client_for(annotator).get(reverse("progress")).content.decode()
     assert "old answer" in page
@@ -208,7 +208,7 @@ def test_submissions_past_the_window_are_not_editable(annotator, project, settin
 def test_project_admin_page_shows_tasks_leases_and_import_link(admin_user, annotator, project):
     add_demonstration_task(project)
     add_ranking_task(project)
-    services.task_next_for(annotator=annotator, project=project)
+    leases.task_next_for(annotator=annotator, project=project)
     page = client_for(admin_user).get(reverse("project-admin", args=[project.pk])).content.decode()
     assert "Demonstration" in page and "Ranking" in page
     assert "alice" in page  # her open lease

@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from labeling import services
+from labeling import leases, submissions
 from tests.conftest import add_demonstration_task, add_ranking_task, api_client, new_client_id
 
 pytestmark = pytest.mark.django_db
@@ -27,8 +27,8 @@ def users(annotator, researcher, admin_user, outsider):
 def world(project, annotator2):
     """A task leased to another annotator, so every task endpoint has a real target."""
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator2, project=project)
-    demo, _ = services.demonstration_submit(
+    lease = leases.task_next_for(annotator=annotator2, project=project)
+    demo, _ = submissions.demonstration_submit(
         annotator=annotator2, task_id=lease.task_id, text="bob's", client_id=new_client_id()
     )
     add_ranking_task(project)
@@ -141,11 +141,11 @@ def test_permission_matrix(role, users, world):
 
 def test_annotators_never_see_each_others_work(annotator, annotator2, project):
     add_demonstration_task(project, "one")
-    lease = services.task_next_for(annotator=annotator2, project=project)
-    services.draft_save(annotator=annotator2, task_id=lease.task_id, text="bob's secret draft")
+    lease = leases.task_next_for(annotator=annotator2, project=project)
+    leases.draft_save(annotator=annotator2, task_id=lease.task_id, text="bob's secret draft")
     mine = api_client(annotator).get(f"/api/v1/tasks/next/?project={project.pk}").json()
     assert "bob's secret draft" not in str(mine)
-    services.demonstration_submit(
+    submissions.demonstration_submit(
         annotator=annotator2, task_id=lease.task_id, text="bob's answer", client_id=new_client_id()
     )
     progress = api_client(annotator).get("/api/v1/me/progress/").json()

@@ -18,7 +18,7 @@ from celery.signals import task_postrun
 from django.db import connections
 from django.utils import timezone
 
-from labeling import services
+from labeling import leases
 from labeling.models import Assignment, Project
 from tests.conftest import add_demonstration_task, service_missing
 from worker.celery import app
@@ -87,14 +87,14 @@ def redis_queue_delete(queue: str) -> None:
 def test_expired_lease_returns_through_a_redis_worker(redis_queue, annotator, annotator2):
     project = Project.objects.create(name="One slot", k=3, overlap=1, lease_seconds=300)
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
     with start_worker(app, queues=[redis_queue], perform_ping_check=False, shutdown_timeout=30):
         leases_return_expired.delay()
         wait_until(lambda: Assignment.objects.get(pk=lease.pk).state == "expired", what="the lease to expire")
 
-    second = services.task_next_for(annotator=annotator2, project=project)
+    second = leases.task_next_for(annotator=annotator2, project=project)
     assert second is not None and second.task_id == lease.task_id
 
 
@@ -119,7 +119,7 @@ SEND_EXPIRED_LEASE = """
 from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from labeling import roles, services
+from labeling import leases, roles, services
 from labeling.models import Assignment, Project
 from worker.tasks import leases_return_expired
 
@@ -127,7 +127,7 @@ annotator = get_user_model().objects.create_user("alice", password="correct-hors
 roles.role_grant(user=annotator, role=roles.ANNOTATOR)
 project = Project.objects.create(name="One slot", k=3, overlap=1, lease_seconds=300)
 services.prompt_create(project=project, messages="台灣第一高峰是那一座？")
-lease = services.task_next_for(annotator=annotator, project=project)
+lease = leases.task_next_for(annotator=annotator, project=project)
 Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 leases_return_expired.delay()
 print(lease.pk)

@@ -9,9 +9,10 @@ from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tin
 from tests.test_generation import redis_gpu_queue  # noqa: F401 - the gpu route on a queue of this test's own
 from tests.test_queue import wait_until
 from tests.test_rounds import DEMOS, PREFERENCES, TINY
-from training import rounds, selectors
-from training.models import GenerationJob
-from training.round_models import Round
+from training.registry import selectors
+from training.registry.models import GenerationJob
+from training.rounds import services as rounds
+from training.rounds.models import Round
 from worker.celery import app
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,12 @@ from labeling.errors import Conflict, LabelingError
 from labeling.imports import dataset_import
 from tests.conftest import api_client
 from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path  # noqa: F401
-from training import rounds, selectors
-from training.models import GenerationJob, ModelVersion
-from training.round_models import Round, RoundMetric, RoundStage
+from training.registry import selectors
+from training.registry.models import GenerationJob, ModelVersion
+from training.rounds import runner, stages
+from training.rounds import services as rounds
+from training.rounds.config import round_config_clean
+from training.rounds.models import Round, RoundMetric, RoundStage
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +49,7 @@ def labeled(project, model_store, tiny_model_path, settings, tmp_path):  # noqa:
 
 
 def run_all(round_):
-    while rounds.round_stage_run(round_id=round_.pk) is not None:
+    while runner.round_stage_run(round_id=round_.pk) is not None:
         pass
     round_.refresh_from_db()
     return round_
@@ -101,7 +104,7 @@ def test_a_failed_stage_leaves_the_deployed_policy_and_retry_resumes_there(label
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(rounds, "train_reward_model", broken)
+    monkeypatch.setattr(stages, "train_reward_model", broken)
     with pytest.raises(RuntimeError):
         run_all(round_)
     round_.refresh_from_db()
@@ -123,16 +126,16 @@ def test_a_failed_stage_leaves_the_deployed_policy_and_retry_resumes_there(label
 def test_cancel_stops_the_running_stage_at_its_next_step(labeled, admin_user, monkeypatch):
     project, base = labeled
     round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
-    original = rounds.StageReporter.progress
+    original = runner.StageReporter.progress
 
     def cancel_on_first_step(self, step, total, metrics):
         original(self, step, total, metrics)
         if self.stage.name == "sft" and step >= 1:
             Round.objects.filter(pk=round_.pk).update(cancel_requested=True)
 
-    monkeypatch.setattr(rounds.StageReporter, "progress", cancel_on_first_step)
+    monkeypatch.setattr(runner.StageReporter, "progress", cancel_on_first_step)
     monkeypatch.setattr(
-        rounds.StageReporter,
+        runner.StageReporter,
         "should_stop",
         lambda self: Round.objects.filter(pk=self.stage.round_id, cancel_requested=True).exists(),
     )
@@ -158,7 +161,7 @@ def test_a_dead_worker_leaves_the_round_failed_not_running(labeled, admin_user, 
     assert rounds.rounds_fail_stale() == 1
     round_.refresh_from_db()
     assert round_.status == Round.Status.FAILED and "stopped responding" in round_.error
-    assert rounds.round_stage_run(round_id=round_.pk) is None  # a late redelivery does nothing
+    assert runner.round_stage_run(round_id=round_.pk) is None  # a late redelivery does nothing
 
 
 def test_one_round_at_a_time_and_a_deployed_policy_is_needed(labeled, admin_user, project):
@@ -181,7 +184,7 @@ def test_one_round_at_a_time_and_a_deployed_policy_is_needed(labeled, admin_user
 def test_bad_settings_are_refused_with_a_reason(labeled, config, words):
     project, _ = labeled
     with pytest.raises(LabelingError, match=words):
-        rounds.round_config_clean(config, project=project)
+        round_config_clean(config, project=project)
 
 
 def test_rounds_api_is_for_admins(labeled, admin_user, annotator, researcher, django_capture_on_commit_callbacks):
@@ -226,3 +229,17 @@ def test_start_round_command_runs_here(labeled, capsys):
         config.unlink(missing_ok=True)
     out = capsys.readouterr().out
     assert "Round 1 of Mountains started" in out and "Round 1: Succeeded" in out and "win_rate" in out
+
+
+def test_the_round_form_and_the_api_refuse_an_out_of_range_setting_by_name(client, labeled, admin_user):
+    project, _ = labeled
+    client.force_login(admin_user)
+    page = client.post(f"/projects/{project.pk}/rounds/", {"sft.epochs": "-5", "policy.algorithm": "rloo"}, follow=True)
+    assert page.status_code == 200
+    assert "sft.epochs must be a whole number from 1 to 100" in page.content.decode()
+    body = {"project": project.pk, "config": {"sft": {"epochs": -5}, "reward": {"learning_rate": float("1e30")}}}
+    answer = api_client(admin_user).post("/api/v1/rounds/", body, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["errors"]["config.sft.epochs"] == ["must be a whole number from 1 to 100"]
+    assert "config.reward.learning_rate" in answer.json()["errors"]
+    assert not Round.objects.filter(project=project).exists()

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from labeling import services
+from labeling import leases, services, sql, submissions
 from labeling.errors import Conflict, Forbidden, LabelingError
 from labeling.models import Assignment, Demonstration, Event, Ranking, Task
 from tests.conftest import add_demonstration_task, add_ranking_task, make_user, new_client_id
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def submit_demo(user, assignment, text="玉山", client_id=None):
-    return services.demonstration_submit(
+    return submissions.demonstration_submit(
         annotator=user, task_id=assignment.task_id, text=text, client_id=client_id or new_client_id()
     )
 
@@ -22,11 +22,11 @@ def submit_demo(user, assignment, text="玉山", client_id=None):
 def test_next_task_returns_the_same_lease_until_it_is_finished(project, annotator):
     add_demonstration_task(project, "one")
     add_demonstration_task(project, "two")
-    first = services.task_next_for(annotator=annotator, project=project)
-    again = services.task_next_for(annotator=annotator, project=project)
+    first = leases.task_next_for(annotator=annotator, project=project)
+    again = leases.task_next_for(annotator=annotator, project=project)
     assert first.pk == again.pk
     submit_demo(annotator, first)
-    following = services.task_next_for(annotator=annotator, project=project)
+    following = leases.task_next_for(annotator=annotator, project=project)
     assert following.task_id != first.task_id
 
 
@@ -34,32 +34,32 @@ def test_overlap_limits_how_many_annotators_get_a_task(project, annotator, annot
     project.overlap = 1
     project.save()
     add_demonstration_task(project)
-    assert services.task_next_for(annotator=annotator, project=project) is not None
-    assert services.task_next_for(annotator=annotator2, project=project) is None
+    assert leases.task_next_for(annotator=annotator, project=project) is not None
+    assert leases.task_next_for(annotator=annotator2, project=project) is None
 
 
 def test_a_task_is_completed_by_exactly_overlap_annotators(project, annotator, annotator2):
     third = make_user("carol", role="annotator")
     task = add_demonstration_task(project)
     for user in (annotator, annotator2):
-        submit_demo(user, services.task_next_for(annotator=user, project=project))
+        submit_demo(user, leases.task_next_for(annotator=user, project=project))
     task.refresh_from_db()
     assert (task.state, task.completions) == (Task.State.COMPLETED, 2)
-    assert services.task_next_for(annotator=third, project=project) is None
+    assert leases.task_next_for(annotator=third, project=project) is None
 
 
 def test_an_annotator_never_gets_a_task_twice(project, annotator):
     add_demonstration_task(project)
-    submit_demo(annotator, services.task_next_for(annotator=annotator, project=project))
-    assert services.task_next_for(annotator=annotator, project=project) is None
+    submit_demo(annotator, leases.task_next_for(annotator=annotator, project=project))
+    assert leases.task_next_for(annotator=annotator, project=project) is None
 
 
 def test_a_skipped_task_is_not_served_again_to_that_annotator(project, annotator, annotator2):
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
-    services.task_skip(annotator=annotator, task_id=lease.task_id, reason="I don't know the answer")
-    assert services.task_next_for(annotator=annotator, project=project) is None
-    assert services.task_next_for(annotator=annotator2, project=project).task_id == lease.task_id
+    lease = leases.task_next_for(annotator=annotator, project=project)
+    leases.task_skip(annotator=annotator, task_id=lease.task_id, reason="I don't know the answer")
+    assert leases.task_next_for(annotator=annotator, project=project) is None
+    assert leases.task_next_for(annotator=annotator2, project=project).task_id == lease.task_id
     assert Event.objects.filter(verb="task.skipped", payload__reason="I don't know the answer").exists()
 
 
@@ -67,9 +67,9 @@ def test_expired_lease_returns_to_the_pool_and_cannot_be_submitted(project, anno
     project.overlap = 1
     project.save()
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    taken = services.task_next_for(annotator=annotator2, project=project)
+    taken = leases.task_next_for(annotator=annotator2, project=project)
     assert taken.task_id == lease.task_id
     with pytest.raises(Conflict, match="expired"):
         submit_demo(annotator, lease)
@@ -78,17 +78,17 @@ def test_expired_lease_returns_to_the_pool_and_cannot_be_submitted(project, anno
 
 def test_heartbeat_keeps_the_lease(project, annotator):
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() + timedelta(seconds=5))
-    renewed = services.lease_heartbeat(annotator=annotator, task_id=lease.task_id)
+    renewed = leases.lease_heartbeat(annotator=annotator, task_id=lease.task_id)
     assert renewed.lease_expires_at > timezone.now() + timedelta(seconds=project.lease_seconds - 5)
 
 
 def test_sweeper_marks_expired_leases(project, annotator):
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert services.leases_return_expired() == 1
+    assert leases.leases_return_expired() == 1
     lease.refresh_from_db()
     assert lease.state == Assignment.State.EXPIRED
     assert Event.objects.filter(verb="lease.expired").count() == 1
@@ -96,31 +96,31 @@ def test_sweeper_marks_expired_leases(project, annotator):
 
 def test_my_expired_lease_comes_back_to_me_with_its_draft(project, annotator):
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
-    services.draft_save(annotator=annotator, task_id=lease.task_id, text="half an answer")
+    lease = leases.task_next_for(annotator=annotator, project=project)
+    leases.draft_save(annotator=annotator, task_id=lease.task_id, text="half an answer")
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    services.leases_return_expired()
-    again = services.task_next_for(annotator=annotator, project=project)
+    leases.leases_return_expired()
+    again = leases.task_next_for(annotator=annotator, project=project)
     assert (again.pk, again.draft_text, again.state) == (lease.pk, "half an answer", Assignment.State.LEASED)
 
 
 def test_annotator_never_ranks_their_own_demonstration(project, annotator, annotator2):
     task = add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     demo, _ = submit_demo(annotator, lease, text="my own answer")
     answers = [{"text": "my own answer", "source": "demonstration", "demonstration": demo}] + [
         {"text": f"model answer {i}", "source": "demo"} for i in range(project.k - 1)
     ]
     ranking_task = services.ranking_task_create(prompt=task.prompt, answers=answers)
-    assert services.task_next_for(annotator=annotator, project=project) is None
-    assert services.task_next_for(annotator=annotator2, project=project).task_id in {task.pk, ranking_task.pk}
+    assert leases.task_next_for(annotator=annotator, project=project) is None
+    assert leases.task_next_for(annotator=annotator2, project=project).task_id in {task.pk, ranking_task.pk}
 
 
 def test_paused_project_serves_nothing(project, annotator, admin_user):
     add_demonstration_task(project)
     services.project_pause(project=project, paused=True, actor=admin_user)
     with pytest.raises(Conflict, match="paused"):
-        services.task_next_for(annotator=annotator, project=project)
+        leases.task_next_for(annotator=annotator, project=project)
 
 
 def test_candidates_are_shuffled_per_annotator_and_stable(project, annotator, annotator2):
@@ -129,8 +129,8 @@ def test_candidates_are_shuffled_per_annotator_and_stable(project, annotator, an
     add_ranking_task(project)
     orders = []
     for user in (annotator, annotator2):
-        lease = services.task_next_for(annotator=user, project=project)
-        assert services.task_next_for(annotator=user, project=project).candidate_order == lease.candidate_order
+        lease = leases.task_next_for(annotator=user, project=project)
+        assert leases.task_next_for(annotator=user, project=project).candidate_order == lease.candidate_order
         orders.append(lease.candidate_order)
     assert sorted(orders[0]) == sorted(orders[1])
     assert orders[0] != orders[1]  # 1 in 362,880 chance of a false failure
@@ -138,7 +138,7 @@ def test_candidates_are_shuffled_per_annotator_and_stable(project, annotator, an
 
 def test_submitting_twice_with_one_client_id_stores_one_record(project, annotator):
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     client_id = new_client_id()
     first, created = submit_demo(annotator, lease, client_id=client_id)
     second, created_again = submit_demo(annotator, lease, client_id=client_id)
@@ -149,9 +149,9 @@ def test_submitting_twice_with_one_client_id_stores_one_record(project, annotato
 
 def test_ranking_with_ties_ratings_and_flags_is_stored_with_provenance(project, annotator):
     task = add_ranking_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     a, b, c = lease.candidate_order
-    record, _ = services.ranking_submit(
+    record, _ = submissions.ranking_submit(
         annotator=annotator,
         task_id=task.pk,
         ranking=[[b], [a, c]],
@@ -173,14 +173,14 @@ def test_every_lease_and_submission_leaves_its_audit_row(project, annotator):
     ranking_task = add_ranking_task(project)
     stored = {}
     for _ in range(2):
-        lease = services.task_next_for(annotator=annotator, project=project)
+        lease = leases.task_next_for(annotator=annotator, project=project)
         leased = Event.objects.filter(verb="task.leased", task_id=lease.task_id).get()
         assert (leased.actor, leased.project_id, leased.payload) == (annotator, project.pk, {"assignment_id": lease.pk})
         if lease.task_id == demo_task.pk:
             stored["demonstration"], _ = submit_demo(annotator, lease, text="玉山，3,952 公尺。")
         else:
             order = lease.candidate_order
-            stored["ranking"], _ = services.ranking_submit(
+            stored["ranking"], _ = submissions.ranking_submit(
                 annotator=annotator, task_id=lease.task_id, ranking=[[i] for i in order], client_id=new_client_id()
             )
     demo_event = Event.objects.get(verb="demonstration.submitted")
@@ -211,11 +211,11 @@ def test_every_lease_and_submission_leaves_its_audit_row(project, annotator):
 )
 def test_malformed_rankings_are_refused_with_a_reason(project, annotator, ranking, message):
     add_ranking_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     ids = dict(zip("ABC", lease.candidate_order, strict=True))
     translated = ranking if isinstance(ranking, str) else [[ids.get(x, x) for x in g] for g in ranking]
     with pytest.raises(LabelingError, match=message):
-        services.ranking_submit(
+        submissions.ranking_submit(
             annotator=annotator, task_id=lease.task_id, ranking=translated, client_id=new_client_id()
         )
     assert not Ranking.objects.exists()
@@ -225,28 +225,28 @@ def test_malformed_rankings_are_refused_with_a_reason(project, annotator, rankin
 
 def test_submitting_a_task_not_leased_to_you_is_refused(project, annotator, annotator2):
     add_demonstration_task(project)
-    lease = services.task_next_for(annotator=annotator, project=project)
+    lease = leases.task_next_for(annotator=annotator, project=project)
     with pytest.raises(Forbidden):
         submit_demo(annotator2, lease)
 
 
 def test_edit_within_the_window_keeps_the_previous_text(project, annotator, settings):
     add_demonstration_task(project)
-    demo, _ = submit_demo(annotator, services.task_next_for(annotator=annotator, project=project), text="v1")
-    services.demonstration_edit(annotator=annotator, demonstration_id=demo.pk, text="v2")
+    demo, _ = submit_demo(annotator, leases.task_next_for(annotator=annotator, project=project), text="v1")
+    submissions.demonstration_edit(annotator=annotator, demonstration_id=demo.pk, text="v2")
     demo.refresh_from_db()
     assert demo.text == "v2"
     assert Event.objects.get(verb="demonstration.edited").payload["previous_text"] == "v1"
     settings.SUBMISSION_EDIT_WINDOW_SECONDS = 0
     with pytest.raises(Conflict, match="edited for"):
-        services.demonstration_edit(annotator=annotator, demonstration_id=demo.pk, text="v3")
+        submissions.demonstration_edit(annotator=annotator, demonstration_id=demo.pk, text="v3")
 
 
 def test_nobody_edits_another_annotators_submission(project, annotator, annotator2):
     add_demonstration_task(project)
-    demo, _ = submit_demo(annotator, services.task_next_for(annotator=annotator, project=project))
+    demo, _ = submit_demo(annotator, leases.task_next_for(annotator=annotator, project=project))
     with pytest.raises(LabelingError):
-        services.demonstration_edit(annotator=annotator2, demonstration_id=demo.pk, text="mine now")
+        submissions.demonstration_edit(annotator=annotator2, demonstration_id=demo.pk, text="mine now")
 
 
 def test_prompts_are_deduplicated_and_must_end_with_a_user_turn(project):
@@ -293,10 +293,63 @@ def test_choosing_a_task_does_not_slow_down_as_an_annotator_finishes_tasks(proje
     project.overlap = 3
     project.save()
     for _ in range(300):
-        submit_demo(annotator, services.task_next_for(annotator=annotator, project=project))
-    params = services._sql_params(annotator=annotator, now=timezone.now(), project=project.pk, overlap=3)
+        submit_demo(annotator, leases.task_next_for(annotator=annotator, project=project))
+    params = sql.queue_params(annotator=annotator, now=timezone.now(), project=project.pk, overlap=3)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + services._NEXT_TASK_SQL, params)
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.NEXT_TASK, params)
         (plan,) = cursor.fetchone()[0]
     assert plan["Plan"]["Actual Rows"] == 1  # the 301st task: the 300 done ones were passed over
     assert _assignment_rows_read_per_probe(plan["Plan"]) <= 3
+
+
+def test_a_finished_ranking_is_recorded_as_one_completion_and_never_offered(project, annotator, annotator2):
+    import uuid
+
+    prompt, _ = services.prompt_create(project=project, messages="Which answer is kinder?", demonstration_task=False)
+    answers = [{"text": "Kind answer", "source": "arena"}, {"text": "Curt answer", "source": "arena"}]
+    task = services.ranking_task_create(prompt=prompt, answers=answers, k=2)
+    kind, curt = task.candidates.order_by("id").values_list("public_id", flat=True)
+    client_id = uuid.uuid4()
+    voted_at = timezone.now()
+
+    ranking = submissions.ranking_record_finished(
+        task=task,
+        annotator=annotator,
+        groups=[[kind], [curt]],
+        client_id=client_id,
+        verb="ranking.submitted",
+        actor=annotator,
+        leased_at=voted_at - timedelta(minutes=1),
+        candidate_order=[kind, curt],
+        payload={"arena_battle_id": 7},
+        now=voted_at,
+    )
+
+    task.refresh_from_db()
+    assert (task.state, task.completions, task.completed_at) == (Task.State.COMPLETED, 1, voted_at)
+    for person in (annotator, annotator2):
+        assert leases.task_next_for(annotator=person, project=project) is None
+    assignment = Assignment.objects.get(task=task)
+    assert (assignment.annotator, assignment.state, assignment.candidate_order) == (
+        annotator,
+        Assignment.State.SUBMITTED,
+        [kind, curt],
+    )
+    assert (assignment.leased_at, assignment.lease_expires_at, assignment.finished_at) == (
+        voted_at - timedelta(minutes=1),
+        voted_at,
+        voted_at,
+    )
+    # As an export reads it: the project's submitted rankings, best answer first.
+    texts = dict(task.candidates.values_list("public_id", "text"))
+    exported = [
+        (row.annotator.username, [[texts[pid] for pid in group] for group in row.groups], row.none_acceptable)
+        for row in Ranking.objects.filter(task__project=project, assignment__state=Assignment.State.SUBMITTED)
+        .select_related("annotator")
+        .order_by("id")
+    ]
+    assert exported == [("alice", [["Kind answer"], ["Curt answer"]], False)]
+    assert (ranking.client_id, ranking.created_at, ranking.updated_at) == (client_id, voted_at, voted_at)
+    event = Event.objects.get(verb="ranking.submitted", task=task)
+    assert (event.actor, event.project_id) == (annotator, project.pk)
+    assert event.payload == {"ranking_id": ranking.pk, "arena_battle_id": 7}

@@ -8,10 +8,10 @@ import json
 import pytest
 from django.core.management import call_command
 
-from training import selectors
 from training.ml import chat_template, checkpoints
 from training.ml.generation import SamplingParams, TransformersGenerator, default_cpu_threads
-from training.models import ModelVersion
+from training.registry import selectors
+from training.registry.models import ModelVersion
 
 pytestmark = pytest.mark.slow
 

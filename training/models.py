@@ -1,199 +1,26 @@
-"""Training models: policy and reward model versions, the deployed-policy pointer, generation
-jobs and the arena; dataset snapshots live in snapshot_models and are imported here.
+"""The training app's models, one module per concept; importing them here registers them with
+the app (label `training`, the same tables as always).
 
-Lineage: every ModelVersion knows its parent and the round that made it; every generated answer
-(labeling.Candidate.model_version) knows the version that wrote it.
+- training.registry.models: model versions, the deployed-policy pointer, generation jobs
+- training.arena.models: arena battles
+- training.datasets.models: dataset snapshots
+- training.rounds.models: rounds, their stages and metrics
 """
 
-from pathlib import Path
+from training.arena.models import ArenaBattle
+from training.datasets.models import DatasetSnapshot
+from training.registry.models import DeployedPolicy, Deployment, GeneratedTask, GenerationJob, ModelVersion
+from training.rounds.models import Round, RoundMetric, RoundStage
 
-from django.conf import settings
-from django.db import models
-from django.utils import timezone
-
-from labeling.models import Project, Prompt, Task
-from training.round_models import Round, RoundMetric, RoundStage  # noqa: F401 - registers them with this app
-from training.snapshot_models import DatasetSnapshot  # noqa: F401 - registers the model with this app
-
-
-class ModelVersion(models.Model):
-    class Kind(models.TextChoices):
-        POLICY = "policy"
-        REWARD = "reward"
-
-    class Status(models.TextChoices):
-        PENDING = "pending"  # files being written (a training round in progress)
-        READY = "ready"
-        FAILED = "failed"
-        ARCHIVED = "archived"
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
-    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.POLICY)
-    name = models.CharField(max_length=200)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
-    round_number = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The training round that made it; empty for a base model."
-    )
-    storage_path = models.CharField(max_length=500, help_text="Folder relative to MODEL_STORE.")
-    content_hash = models.CharField(
-        max_length=64, help_text="SHA-256 of the checkpoint folder (training.ml.checkpoints)."
-    )
-    config = models.JSONField(default=dict, blank=True, help_text="Architecture, source and how it was made.")
-    metrics = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [
-            # Registering the same checkpoint twice in a project returns the first registration.
-            models.UniqueConstraint(fields=["project", "kind", "content_hash"], name="model_version_unique_content")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name} (v{self.pk})"
-
-    @property
-    def path(self) -> Path:
-        return Path(settings.MODEL_STORE) / self.storage_path
-
-
-class DeployedPolicy(models.Model):
-    """The one pointer to a project's deployed policy; each switch also leaves a Deployment."""
-
-    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="deployed_policy")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
-    deployment = models.ForeignKey("Deployment", on_delete=models.PROTECT, related_name="+")
-    updated_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"{self.project}: {self.model_version}"
-
-
-class Deployment(models.Model):
-    """History of switches of the deployed policy: who, when, from which version to which."""
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="deployments")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
-    previous = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    rollback = models.BooleanField(default=False, help_text="The version had been deployed before.")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["-id"]
-
-    def __str__(self) -> str:
-        return f"{self.project}: v{self.previous_id} → v{self.model_version_id} at {self.created_at:%Y-%m-%d %H:%M}"
-
-
-class GenerationJob(models.Model):
-    """Sampling K answers for every prompt that has no ranking task from this version yet."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="generation_jobs")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    sampling = models.JSONField(
-        default=dict, help_text="Sampling parameters and seed (training.ml.generation.SamplingParams)."
-    )
-    limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many prompts; empty: all.")
-    prompts_total = models.PositiveIntegerField(default=0)
-    prompts_done = models.PositiveIntegerField(default=0)
-    tasks_created = models.PositiveIntegerField(default=0)
-    prompts_skipped = models.PositiveIntegerField(
-        default=0, help_text="Fewer than K distinct answers after resampling."
-    )
-    attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed it.")
-    backend = models.JSONField(default=dict, blank=True, help_text="Backend, device and dtype used.")
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-
-    def __str__(self) -> str:
-        return f"generation job {self.pk} ({self.status})"
-
-    @property
-    def percent(self) -> int:
-        return int(100 * self.prompts_done / self.prompts_total) if self.prompts_total else 0
-
-
-class GeneratedTask(models.Model):
-    """The ranking task one model version generated for one prompt.
-
-    The unique constraint is what makes generation idempotent: a redelivered message, a second
-    worker or a re-run cannot give a prompt two ranking tasks from the same version.
-    """
-
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="generated_tasks")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="generated_tasks")
-    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="generated")
-    job = models.ForeignKey(
-        GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="generated_tasks"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [
-            models.UniqueConstraint(fields=["prompt", "model_version"], name="generated_task_once_per_version")
-        ]
-
-    def __str__(self) -> str:
-        return f"task {self.task_id} from v{self.model_version_id}"
-
-
-class ArenaBattle(models.Model):
-    """One prompt answered by two policy versions, shown blind as A and B; then one vote.
-
-    The vote becomes labeling data: a completed K=2 ranking task whose Ranking is the voter's.
-    """
-
-    class Vote(models.TextChoices):
-        A = "a", "A is better"
-        B = "b", "B is better"
-        TIE = "tie", "Tie"
-        BOTH_BAD = "both_bad", "Both are bad"
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="arena_battles")
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="arena_battles")
-    version_a = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
-    version_b = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
-    answer_a = models.TextField()
-    answer_b = models.TextField()
-    generation_a = models.JSONField(default=dict)
-    generation_b = models.JSONField(default=dict)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="arena_battles")
-    created_at = models.DateTimeField(default=timezone.now)
-    vote = models.CharField(max_length=10, choices=Vote.choices, blank=True)
-    voted_at = models.DateTimeField(null=True, blank=True)
-    task = models.OneToOneField(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="arena_battle")
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["project", "vote"], name="arena_battle_vote_idx")]
-
-    def __str__(self) -> str:
-        return f"battle {self.pk}: v{self.version_a_id} vs v{self.version_b_id}"
+__all__ = [
+    "ArenaBattle",
+    "DatasetSnapshot",
+    "DeployedPolicy",
+    "Deployment",
+    "GeneratedTask",
+    "GenerationJob",
+    "ModelVersion",
+    "Round",
+    "RoundMetric",
+    "RoundStage",
+]

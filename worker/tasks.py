@@ -1,21 +1,26 @@
-"""Celery tasks: take ids, re-fetch rows, call one service."""
+"""Celery tasks: take ids, re-fetch rows, call one service.
+
+Each task imports its service inside its body: this module imports no app module at import time,
+and the apps never import it (they enqueue by name through worker.queue), so no import cycle
+exists between labeling, training and worker.
+"""
 
 from celery import shared_task
 from django.conf import settings
-
-from labeling import services
 
 
 @shared_task(name="worker.tasks.leases_return_expired", acks_late=True)
 def leases_return_expired() -> int:
     """Periodic: mark expired leases so their slots return to the pool and show on admin pages."""
-    return services.leases_return_expired()
+    from labeling.leases import leases_return_expired as return_expired
+
+    return return_expired()
 
 
 @shared_task(name="worker.tasks.snapshot_build_task", acks_late=True, soft_time_limit=6 * 3600)
 def snapshot_build_task(snapshot_id: int) -> None:
     """Build a dataset snapshot. Claims its row first, so a redelivered message does nothing."""
-    from training.snapshots import snapshot_build
+    from training.datasets.services import snapshot_build
 
     snapshot_build(snapshot_id=snapshot_id)
 
@@ -32,7 +37,7 @@ def gpu_generate_candidates(job_id: int) -> None:
     The job is claimed with a conditional update, so a redelivered message does no harm; a
     failure is recorded on the job (and not retried: it is rarely transient).
     """
-    from training.services import candidates_generate
+    from training.registry.generation import candidates_generate
 
     candidates_generate(job_id=job_id)
 
@@ -49,7 +54,7 @@ def gpu_round_stage(round_id: int) -> None:
     The stage is claimed with a conditional update, so a redelivered message runs nothing twice.
     A failure is recorded on the stage and the round (where the admin sees it) and re-raised.
     """
-    from training.rounds import round_stage_run
+    from training.rounds.runner import round_stage_run
 
     round_stage_run(round_id=round_id)
 
@@ -57,6 +62,6 @@ def gpu_round_stage(round_id: int) -> None:
 @shared_task(name="worker.tasks.rounds_fail_stale", acks_late=True)
 def rounds_fail_stale() -> int:
     """Periodic: a stage whose worker died is failed, so no round stays 'running' forever."""
-    from training.rounds import rounds_fail_stale as fail_stale
+    from training.rounds.services import rounds_fail_stale as fail_stale
 
     return fail_stale()

@@ -11,8 +11,10 @@ from labeling.errors import LabelingError
 def exception_handler(exc, context):
     if isinstance(exc, LabelingError):
         body = {"detail": exc.message, "code": exc.code}
-        if exc.field:
-            body["errors"] = {exc.field: [exc.message]}
+        errors = {exc.field: [exc.message]} if exc.field else {}
+        errors.update({field: [message] for field, message in exc.errors.items()})
+        if errors:
+            body["errors"] = errors
         return Response(body, status=exc.status)
     response = drf_exception_handler(exc, context)
     if response is not None and response.status_code == status.HTTP_400_BAD_REQUEST and "detail" not in response.data:

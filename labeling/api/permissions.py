@@ -1,25 +1,43 @@
+"""One DRF permission per role, the same checks as the pages' (labeling.roles). A view whose
+refusal says something of its own uses `IsResearcher.saying("Only researchers and admins can
+export datasets.")`: the same check, that message in the 403 answer."""
+
 from rest_framework.permissions import BasePermission
 
 from labeling import roles
 
 
-class IsAnnotator(BasePermission):
-    message = "Only annotators can label tasks."
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_annotator(request.user)
-
-
-class IsStaffAdmin(BasePermission):
-    message = "Only admins can do this."
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_admin(request.user)
-
-
-class CanSeeProjects(BasePermission):
+class RolePermission(BasePermission):
+    check = staticmethod(roles.has_role)
     message = "Your account has no role in Yushan yet; ask an admin."
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        return roles.is_annotator(user) or roles.is_researcher(user) or roles.is_admin(user)
+        return self.check(request.user)
+
+    @classmethod
+    def saying(cls, message: str) -> type["RolePermission"]:
+        return type(cls.__name__, (cls,), {"message": message})
+
+
+class IsAnnotator(RolePermission):
+    check = staticmethod(roles.is_annotator)
+    message = "Only annotators can label tasks."
+
+
+class IsStaffAdmin(RolePermission):
+    check = staticmethod(roles.is_admin)
+    message = "Only admins can do this."
+
+
+class IsResearcher(RolePermission):
+    """Researchers and admins (training's datasets and model registry APIs)."""
+
+    check = staticmethod(roles.is_researcher)
+    message = "Only researchers and admins can do this."
+
+
+class CanSeeProjects(RolePermission):
+    """Anyone with a role."""
+
+    check = staticmethod(roles.has_role)
+    message = "Your account has no role in Yushan yet; ask an admin."

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from labeling import selectors, services
+from labeling import leases, selectors, services, submissions
 from labeling.api import serializers as s
 from labeling.api.permissions import CanSeeProjects, IsAnnotator, IsStaffAdmin
 from labeling.errors import LabelingError
@@ -56,7 +56,7 @@ class NextTaskView(APIView):
         responses={200: s.LeasedTaskSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
     )
     def get(self, request):
-        assignment = services.task_next(annotator=request.user, project_id=_project_id_param(request))
+        assignment = leases.task_next(annotator=request.user, project_id=_project_id_param(request))
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         html = request.query_params.get("render") == "html"
@@ -79,7 +79,9 @@ class DemonstrationSubmitView(APIView):
     def post(self, request, task_id: int):
         data = s.DemonstrationInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        record, created = services.demonstration_submit(annotator=request.user, task_id=task_id, **data.validated_data)
+        record, created = submissions.demonstration_submit(
+            annotator=request.user, task_id=task_id, **data.validated_data
+        )
         return _submission_response(record, created, s.demonstration_data)
 
 
@@ -90,7 +92,7 @@ class RankingSubmitView(APIView):
     def post(self, request, task_id: int):
         data = s.RankingInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        record, created = services.ranking_submit(annotator=request.user, task_id=task_id, **data.validated_data)
+        record, created = submissions.ranking_submit(annotator=request.user, task_id=task_id, **data.validated_data)
         return _submission_response(record, created, s.ranking_data)
 
 
@@ -101,7 +103,7 @@ class SkipView(APIView):
     def post(self, request, task_id: int):
         data = s.SkipInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.task_skip(annotator=request.user, task_id=task_id, reason=data.validated_data.get("reason", ""))
+        leases.task_skip(annotator=request.user, task_id=task_id, reason=data.validated_data.get("reason", ""))
         return Response({"detail": "Skipped; this task will not be served to you again."})
 
 
@@ -110,7 +112,7 @@ class HeartbeatView(APIView):
 
     @extend_schema(parameters=[TASK_ID], request=None, responses={200: None})
     def post(self, request, task_id: int):
-        assignment = services.lease_heartbeat(annotator=request.user, task_id=task_id)
+        assignment = leases.lease_heartbeat(annotator=request.user, task_id=task_id)
         return Response({"lease_expires_at": assignment.lease_expires_at})
 
 
@@ -121,7 +123,7 @@ class DraftView(APIView):
     def put(self, request, task_id: int):
         data = s.DraftInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment = services.draft_save(annotator=request.user, task_id=task_id, text=data.validated_data["text"])
+        assignment = leases.draft_save(annotator=request.user, task_id=task_id, text=data.validated_data["text"])
         return Response({"saved_at": assignment.draft_saved_at, "lease_expires_at": assignment.lease_expires_at})
 
 
@@ -157,7 +159,7 @@ class DemonstrationEditView(APIView):
     def patch(self, request, pk: int):
         data = s.DraftInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        record = services.demonstration_edit(
+        record = submissions.demonstration_edit(
             annotator=request.user, demonstration_id=pk, text=data.validated_data["text"]
         )
         return Response(s.DemonstrationOutSerializer(record).data)
@@ -170,7 +172,7 @@ class RankingEditView(APIView):
     def patch(self, request, pk: int):
         data = s.RankingEditSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        record = services.ranking_edit(annotator=request.user, ranking_id=pk, **data.validated_data)
+        record = submissions.ranking_edit(annotator=request.user, ranking_id=pk, **data.validated_data)
         return Response(s.RankingOutSerializer(record).data)
 
 

@@ -5,7 +5,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import training.snapshot_models
+import training.datasets.models
 
 
 class Migration(migrations.Migration):
@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
                 (
                     "salt",
                     models.CharField(
-                        default=training.snapshot_models.new_salt,
+                        default=training.datasets.models.new_salt,
                         editable=False,
                         help_text="Keys the annotator pseudonyms.",
                         max_length=64,

@@ -21,6 +21,20 @@ import gc
 from dataclasses import dataclass
 
 from training.ml.generation import SamplingParams
+from training.ml.options import SEED_RANGE, setting
+
+
+@dataclass
+class EvaluateConfig:
+    """A round's evaluation settings: how many held-out prompts, and how both policies sample."""
+
+    prompts: int = setting(8, "held-out prompts both policies answer", range=(1, 10_000))
+    max_new_tokens: int = setting(256, "tokens sampled per answer at most", range=(1, 32768))
+    temperature: float = setting(0.8, "sampling temperature (0: greedy)", range=(0, 10))
+    seed: int = setting(0, range=SEED_RANGE)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, max_new_tokens=self.max_new_tokens, seed=self.seed)
 
 
 @dataclass
@@ -33,6 +47,31 @@ class Answer:
 
 def _conversation(prompt) -> list[dict]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
+def _answers_and_logprobs(conversations, new_path: str, old_path: str, reference_path: str, sampling, batch_size):
+    """Both policies' answers, and the log-probabilities of the new policy's answers under the new
+    policy and under the reference, loading one model at a time."""
+    model, tokenizer = load_policy(new_path)
+    new = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
+    new_sequences = [(a.prompt_ids + a.token_ids, len(a.prompt_ids)) for a in new]
+    new_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
+    reference_logps = new_logps if reference_path == new_path else None
+    del model
+    _release_memory()
+
+    model, tokenizer = load_policy(old_path)
+    old = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
+    if reference_path == old_path:
+        reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
+    del model
+    _release_memory()
+    if reference_logps is None:
+        model, _ = load_policy(reference_path)
+        reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
+        del model
+        _release_memory()
+    return new, old, new_logps, reference_logps
 
 
 def evaluate_policies(
@@ -57,26 +96,9 @@ def evaluate_policies(
         raise ValueError("evaluation needs at least one held-out prompt")
     new_policy_path, old_policy_path = str(new_policy_path), str(old_policy_path)
     reference_path = str(reference_path or old_policy_path)
-
-    model, tokenizer = load_policy(new_policy_path)
-    new = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
-    new_sequences = [(a.prompt_ids + a.token_ids, len(a.prompt_ids)) for a in new]
-    new_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
-    reference_logps = new_logps if reference_path == new_policy_path else None
-    del model
-    _release_memory()
-
-    model, tokenizer = load_policy(old_policy_path)
-    old = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
-    if reference_path == old_policy_path:
-        reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
-    del model
-    _release_memory()
-    if reference_logps is None:
-        model, _ = load_policy(reference_path)
-        reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
-        del model
-        _release_memory()
+    new, old, new_logps, reference_logps = _answers_and_logprobs(
+        conversations, new_policy_path, old_policy_path, reference_path, sampling, batch_size
+    )
 
     scorer = RewardScorer(reward_model_path, batch_size=batch_size)
     new_rewards = scorer.score(conversations, [a.text for a in new])

@@ -19,18 +19,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.ml.chat_template import end_of_turn_ids, render
+from training.ml.options import SEED_RANGE, setting
 
 OnStep = Callable[[], None]
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 0  # 0: no top-k cut
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.0
-    seed: int = 0
+    temperature: float = setting(0.8, "sampling temperature (0: greedy)", range=(0, 10))
+    top_p: float = setting(
+        0.95,
+        "nucleus sampling: the smallest set of tokens with this much probability",
+        range=(0, 1),
+        min_exclusive=True,
+    )
+    top_k: int = setting(0, "sample from the k likeliest tokens only (0: no top-k cut)", range=(0, 1_000_000))
+    max_new_tokens: int = setting(256, "tokens sampled per answer at most", range=(1, 32768))
+    repetition_penalty: float = setting(1.0, "1: none", range=(0, 10), min_exclusive=True)
+    seed: int = setting(0, range=SEED_RANGE)
 
     def __post_init__(self):
         if self.temperature < 0:

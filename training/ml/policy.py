@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from training.ml import options
 from training.ml.common import (
     ProgressFn,
     StopFn,
@@ -34,27 +35,32 @@ from training.ml.common import (
     seed_everything,
     trainer_callback,
 )
-from training.ml.reward import _answer_text, _implicit_prompt, ordered_pairs, rankings_from_records
-from training.ml.sft import device_arguments, lora_config, save_stage_checkpoint
+from training.ml.modeling import device_arguments, lora_config, quiet_trainer, save_stage_checkpoint
+from training.ml.options import SEED_RANGE, setting
+from training.ml.reward_data import answer_text, implicit_prompt, preference_pairs, rankings_from_records
 
 ALGORITHMS = ("rloo", "grpo", "dpo")
 
 
 @dataclass
 class PolicyConfig:
-    algorithm: str = "rloo"
-    learning_rate: float = 1e-6
-    steps: int = 100  # optimizer steps for rloo/grpo (one batch of fresh samples each)
-    epochs: int = 1  # passes over the preferences for dpo
-    prompts_per_step: int = 4  # rloo/grpo: prompts per step; dpo: preference pairs per step
-    generations_per_prompt: int = 4  # answers sampled per prompt (the group the baseline comes from), >= 2
-    max_completion_length: int = 128  # rloo/grpo: tokens sampled per answer at most
-    max_length: int = 1024  # dpo: tokens of prompt + answer kept (from the start)
-    kl_beta: float = 0.05  # weight of the KL penalty towards the SFT model (DPO's β)
-    temperature: float = 1.0
-    lora: bool = False
-    lora_rank: int = 16
-    seed: int = 0
+    algorithm: str = setting(
+        "rloo", "rloo and grpo sample against the reward model; dpo learns from preferences", choices=ALGORITHMS
+    )
+    learning_rate: float = setting(1e-6, "peak learning rate", range=(0, 1), min_exclusive=True, aliases=("--lr",))
+    steps: int = setting(100, "rloo/grpo: optimizer steps, each on fresh samples", range=(1, 1_000_000))
+    epochs: int = setting(1, "dpo: passes over the preferences", range=(1, 100))
+    prompts_per_step: int = setting(4, "rloo/grpo: prompts per step; dpo: preference pairs per step", range=(1, 4096))
+    generations_per_prompt: int = setting(
+        4, "answers sampled per prompt (the group the baseline comes from)", range=(2, 1024), aliases=("--generations",)
+    )
+    max_completion_length: int = setting(128, "rloo/grpo: tokens sampled per answer at most", range=(1, 32768))
+    max_length: int = setting(1024, "dpo: tokens of prompt + answer kept (from the start)", range=(1, 32768))
+    kl_beta: float = setting(0.05, "weight of the KL penalty towards the SFT model (DPO's beta)", range=(0, 100))
+    temperature: float = setting(1.0, "rloo/grpo: sampling temperature", range=(0, 10), min_exclusive=True)
+    lora: bool = setting(False, "train LoRA adapters (merged into the saved model) instead of every weight")
+    lora_rank: int = setting(16, "LoRA rank", range=(1, 1024))
+    seed: int = setting(0, range=SEED_RANGE)
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
@@ -78,7 +84,7 @@ def _prompt_of(record: dict, number: int):
             raise ValueError(f"row {number}: the conversation has no prompt before the assistant's answer")
         return messages[:last]
     if "chosen" in record and "rejected" in record:
-        return _implicit_prompt(record["chosen"], record["rejected"])[0]
+        return implicit_prompt(record["chosen"], record["rejected"])[0]
     raise ValueError(f"row {number}: expected prompt, messages, or chosen+rejected")
 
 
@@ -100,16 +106,7 @@ def prompts_from_records(records: list[dict]) -> list[dict]:
 def preferences_from_records(records: list[dict]) -> list[dict]:
     """TRL preference rows {prompt, chosen, rejected}: every ordered pair a ranking implies (ties make
     none); conversational prompts get conversational answers."""
-    rows = []
-    for ranking in rankings_from_records(records):
-        conversational = isinstance(ranking.prompt, list)
-        for better, worse in ordered_pairs(ranking.ranks):
-            chosen, rejected = ranking.completions[better], ranking.completions[worse]
-            if conversational:
-                chosen = [{"role": "assistant", "content": chosen}]
-                rejected = [{"role": "assistant", "content": rejected}]
-            rows.append({"prompt": ranking.prompt, "chosen": chosen, "rejected": rejected})
-    return rows
+    return preference_pairs(rankings_from_records(records))
 
 
 class RewardModelFunction:
@@ -123,7 +120,7 @@ class RewardModelFunction:
         self.scorer = RewardScorer(path)
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        return self.scorer.score(list(prompts), [_answer_text(c) for c in completions])
+        return self.scorer.score(list(prompts), [answer_text(c) for c in completions])
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -161,74 +158,85 @@ def _common_arguments(work_dir: str, config: PolicyConfig) -> dict:
     }
 
 
+def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config: PolicyConfig, peft, callbacks):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    rows = preferences_from_records(records)
+    if not rows:
+        raise ValueError("DPO needs preferences (chosen/rejected rows, or rankings that are not all ties)")
+    args = DPOConfig(
+        **_common_arguments(work_dir, config),
+        num_train_epochs=config.epochs,
+        beta=config.kl_beta,
+        per_device_train_batch_size=config.prompts_per_step,
+        max_length=config.max_length,
+    )
+    # With no ref_model given, TRL loads a frozen copy of the starting (SFT) model as the reference.
+    return DPOTrainer(
+        model=sft_model_path,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft,
+        callbacks=list(callbacks),
+    )
+
+
+def _sampling_trainer(
+    records, sft_model_path: str, reward_model_path, tokenizer, work_dir: str, config: PolicyConfig, peft, callbacks
+):
+    from datasets import Dataset
+
+    rows = prompts_from_records(records)
+    if not rows:
+        raise ValueError(f"{config.algorithm} needs at least one prompt")
+    if reward_model_path is None:
+        raise ValueError(f"{config.algorithm} needs a reward model")
+    per_step = min(config.prompts_per_step, len(rows))
+    arguments = {
+        **_common_arguments(work_dir, config),
+        "max_steps": config.steps,
+        "per_device_train_batch_size": per_step * config.generations_per_prompt,
+        "gradient_accumulation_steps": 1,
+        "num_generations": config.generations_per_prompt,
+        "max_completion_length": config.max_completion_length,
+        "temperature": config.temperature,
+        "beta": config.kl_beta,
+    }
+    if config.algorithm == "rloo":
+        from trl import RLOOConfig as Config
+        from trl import RLOOTrainer as Trainer
+    else:
+        from trl import GRPOConfig as Config
+        from trl import GRPOTrainer as Trainer
+    # The reference is the model the policy starts from (the SFT model): with beta > 0 TRL loads a frozen copy.
+    return Trainer(
+        model=sft_model_path,
+        reward_funcs=RewardModelFunction(reward_model_path),
+        args=Config(**arguments),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft,
+        callbacks=list(callbacks),
+    )
+
+
 def build_policy_trainer(
     records, sft_model_path: str, reward_model_path: str | None, work_dir: str, config: PolicyConfig, callbacks=()
 ):
     """The configured TRL trainer for config.algorithm."""
-    from datasets import Dataset
     from transformers import AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     tokenizer = AutoTokenizer.from_pretrained(sft_model_path)
     peft = lora_config(config.lora_rank) if config.lora else None
     if config.algorithm == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        rows = preferences_from_records(records)
-        if not rows:
-            raise ValueError("DPO needs preferences (chosen/rejected rows, or rankings that are not all ties)")
-        args = DPOConfig(
-            **_common_arguments(work_dir, config),
-            num_train_epochs=config.epochs,
-            beta=config.kl_beta,
-            per_device_train_batch_size=config.prompts_per_step,
-            max_length=config.max_length,
-        )
-        # With no ref_model given, TRL loads a frozen copy of the starting (SFT) model as the reference.
-        trainer = DPOTrainer(
-            model=sft_model_path,
-            args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            peft_config=peft,
-            callbacks=list(callbacks),
-        )
+        trainer = _dpo_trainer(records, sft_model_path, tokenizer, work_dir, config, peft, callbacks)
     else:
-        rows = prompts_from_records(records)
-        if not rows:
-            raise ValueError(f"{config.algorithm} needs at least one prompt")
-        if reward_model_path is None:
-            raise ValueError(f"{config.algorithm} needs a reward model")
-        per_step = min(config.prompts_per_step, len(rows))
-        arguments = {
-            **_common_arguments(work_dir, config),
-            "max_steps": config.steps,
-            "per_device_train_batch_size": per_step * config.generations_per_prompt,
-            "gradient_accumulation_steps": 1,
-            "num_generations": config.generations_per_prompt,
-            "max_completion_length": config.max_completion_length,
-            "temperature": config.temperature,
-            "beta": config.kl_beta,
-        }
-        if config.algorithm == "rloo":
-            from trl import RLOOConfig as Config
-            from trl import RLOOTrainer as Trainer
-        else:
-            from trl import GRPOConfig as Config
-            from trl import GRPOTrainer as Trainer
-        # The reference is the model the policy starts from (the SFT model): with beta > 0 TRL loads a frozen copy.
-        trainer = Trainer(
-            model=sft_model_path,
-            reward_funcs=RewardModelFunction(reward_model_path),
-            args=Config(**arguments),
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            peft_config=peft,
-            callbacks=list(callbacks),
+        trainer = _sampling_trainer(
+            records, sft_model_path, reward_model_path, tokenizer, work_dir, config, peft, callbacks
         )
-    for quiet in (PrinterCallback, ProgressCallback):  # progress leaves through our callback only
-        trainer.remove_callback(quiet)
-    return trainer
+    return quiet_trainer(trainer)
 
 
 def optimize_policy(
@@ -280,11 +288,10 @@ def summarize(history: list[dict], algorithm: str) -> dict:
     return summary
 
 
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Optimize a policy against a reward model (RLOO, GRPO) or on preferences (DPO)."
     )
-    parser.add_argument("--algorithm", choices=ALGORITHMS, default=PolicyConfig.algorithm)
     parser.add_argument(
         "--data",
         required=True,
@@ -293,32 +300,16 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the SFT model: starting policy and KL reference")
     parser.add_argument("--reward", help="the reward model (rloo, grpo)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--steps", type=int, default=PolicyConfig.steps)
-    parser.add_argument("--epochs", type=int, default=PolicyConfig.epochs)
-    parser.add_argument("--lr", type=float, default=PolicyConfig.learning_rate)
-    parser.add_argument("--prompts-per-step", type=int, default=PolicyConfig.prompts_per_step)
-    parser.add_argument("--generations", type=int, default=PolicyConfig.generations_per_prompt)
-    parser.add_argument("--max-completion-length", type=int, default=PolicyConfig.max_completion_length)
-    parser.add_argument("--kl-beta", type=float, default=PolicyConfig.kl_beta)
-    parser.add_argument("--temperature", type=float, default=PolicyConfig.temperature)
-    parser.add_argument("--lora", action="store_true")
-    parser.add_argument("--seed", type=int, default=PolicyConfig.seed)
+    options.add_arguments(parser, PolicyConfig)
+    return parser
+
+
+def main() -> None:
+    parser = argument_parser()
     args = parser.parse_args()
     if args.algorithm != "dpo" and not args.reward:
         parser.error(f"--reward is required for {args.algorithm}")
-    config = PolicyConfig(
-        algorithm=args.algorithm,
-        learning_rate=args.lr,
-        steps=args.steps,
-        epochs=args.epochs,
-        prompts_per_step=args.prompts_per_step,
-        generations_per_prompt=args.generations,
-        max_completion_length=args.max_completion_length,
-        kl_beta=args.kl_beta,
-        temperature=args.temperature,
-        lora=args.lora,
-        seed=args.seed,
-    )
+    config = options.from_arguments(PolicyConfig, args, parser=parser)
 
     def report(step, total, metrics):
         if "loss" in metrics:

@@ -20,9 +20,9 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass
-from itertools import combinations
 from pathlib import Path
 
+from training.ml import options
 from training.ml.common import (
     ProgressFn,
     StopFn,
@@ -33,128 +33,35 @@ from training.ml.common import (
     seed_everything,
     torch_dtype,
 )
+from training.ml.options import SEED_RANGE, setting
+
+# The data helpers live in training.ml.reward_data; these names stay importable from here too.
+from training.ml.reward_data import (
+    Encoded,
+    Ranking,
+    encode,
+    ordered_pairs,
+    packed_batch,
+    rankings_from_records,
+    separate_batch,
+    split_held_out,
+)
 
 
 @dataclass
 class RewardConfig:
-    epochs: int = 1
-    learning_rate: float = 1e-5
-    rankings_per_step: int = 4
-    max_prompt_tokens: int = 1024
-    max_answer_tokens: int = 256
-    eval_fraction: float = 0.1
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    packed: bool = True  # encode the prompt once per ranking; False scores each answer separately
-    lora: bool = False
-    lora_rank: int = 16
-    seed: int = 0
-
-
-@dataclass
-class Ranking:
-    """A prompt (a conversation, or plain text) and K answers with ranks (1 is best; ties share)."""
-
-    prompt: list[dict] | str
-    completions: list[str]
-    ranks: list[int]
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-
-def _answer_text(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and value and isinstance(value[-1], dict):
-        return value[-1]["content"]
-    raise ValueError(f"an answer must be text or a list of messages, not {type(value).__name__}")
-
-
-def _implicit_prompt(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict], str, str]:
-    shared = 0
-    while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
-        shared += 1
-    return chosen[:shared], _answer_text(chosen[shared:]), _answer_text(rejected[shared:])
-
-
-def rankings_from_records(records: list[dict]) -> list[Ranking]:
-    """K-wise rows ({prompt, completions, ranks}) or TRL preference rows ({prompt?, chosen, rejected})."""
-    rankings = []
-    for number, record in enumerate(records, start=1):
-        if "completions" in record and "ranks" in record:
-            answers = [_answer_text(c) for c in record["completions"]]
-            ranks = [int(r) for r in record["ranks"]]
-            if len(answers) != len(ranks) or len(answers) < 2:
-                raise ValueError(f"row {number}: completions and ranks must be equally long, 2 or more")
-            rankings.append(Ranking(record["prompt"], answers, ranks))
-        elif "chosen" in record and "rejected" in record:
-            if "prompt" in record and record["prompt"] is not None:
-                prompt, chosen, rejected = (
-                    record["prompt"],
-                    _answer_text(record["chosen"]),
-                    _answer_text(record["rejected"]),
-                )
-            else:
-                prompt, chosen, rejected = _implicit_prompt(record["chosen"], record["rejected"])
-            rankings.append(Ranking(prompt, [chosen, rejected], [1, 2]))
-        else:
-            raise ValueError(f"row {number}: expected completions+ranks or chosen+rejected")
-    return rankings
-
-
-def ordered_pairs(ranks: list[int]) -> list[tuple[int, int]]:
-    """(better, worse) index pairs a ranking implies; equal ranks (ties) make no pair."""
-    pairs = []
-    for i, j in combinations(range(len(ranks)), 2):
-        if ranks[i] < ranks[j]:
-            pairs.append((i, j))
-        elif ranks[j] < ranks[i]:
-            pairs.append((j, i))
-    return pairs
-
-
-def split_held_out(rankings: list[Ranking], fraction: float, seed: int) -> tuple[list[Ranking], list[Ranking]]:
-    """A held-out split by prompt, so no prompt is in both halves."""
-    keys = sorted({json.dumps(r.prompt, sort_keys=True, ensure_ascii=False) for r in rankings})
-    random.Random(seed).shuffle(keys)
-    held = set(keys[: max(1, round(len(keys) * fraction))]) if fraction > 0 and len(keys) > 1 else set()
-    train = [r for r in rankings if json.dumps(r.prompt, sort_keys=True, ensure_ascii=False) not in held]
-    test = [r for r in rankings if json.dumps(r.prompt, sort_keys=True, ensure_ascii=False) in held]
-    return train, test
-
-
-# --- tokens ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Encoded:
-    prompt_ids: list[int]
-    answer_ids: list[list[int]]
-    ranks: list[int]
-
-
-def encode(tokenizer, ranking: Ranking, config: RewardConfig) -> Encoded:
-    """Prompt and answers as token ids. Conversational prompts go through the chat template, and
-    each answer is the text the template adds for it (content and end-of-turn)."""
-    if isinstance(ranking.prompt, str):
-        prompt_text, answer_texts = ranking.prompt, ranking.completions
-    else:
-        prompt_text = tokenizer.apply_chat_template(ranking.prompt, tokenize=False, add_generation_prompt=True)
-        answer_texts = []
-        for answer in ranking.completions:
-            full = tokenizer.apply_chat_template(
-                [*ranking.prompt, {"role": "assistant", "content": answer}], tokenize=False
-            )
-            if not full.startswith(prompt_text):
-                raise ValueError("the chat template does not render the prompt as a prefix of prompt + answer")
-            answer_texts.append(full[len(prompt_text) :])
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens :]
-    answers = [
-        tokenizer(t, add_special_tokens=False)["input_ids"][: config.max_answer_tokens] or [tokenizer.eos_token_id]
-        for t in answer_texts
-    ]
-    return Encoded(prompt_ids, answers, list(ranking.ranks))
+    epochs: int = setting(1, "passes over the rankings", range=(1, 100))
+    learning_rate: float = setting(1e-5, "peak learning rate", range=(0, 1), min_exclusive=True, aliases=("--lr",))
+    rankings_per_step: int = setting(4, "rankings per optimizer step", range=(1, 4096))
+    max_prompt_tokens: int = setting(1024, "prompt tokens kept (the end of the prompt)", range=(1, 32768))
+    max_answer_tokens: int = setting(256, "answer tokens kept (the start of each answer)", range=(1, 32768))
+    eval_fraction: float = setting(0.1, "share of prompts held out", range=(0, 1), max_exclusive=True)
+    weight_decay: float = setting(0.0, "AdamW weight decay", range=(0, 10))
+    warmup_ratio: float = setting(0.05, "share of the steps spent warming up", range=(0, 1))
+    packed: bool = setting(True, "encode each ranking's prompt once (--no-packed: each answer separately, slower)")
+    lora: bool = setting(False, "train LoRA adapters instead of every weight")
+    lora_rank: int = setting(16, "LoRA rank", range=(1, 1024))
+    seed: int = setting(0, range=SEED_RANGE)
 
 
 # --- forward passes ----------------------------------------------------------------------------
@@ -164,38 +71,17 @@ def _score(model, hidden):
     return model.score(hidden).squeeze(-1).float()
 
 
+def _pad_id(model) -> int:
+    return model.config.pad_token_id if model.config.pad_token_id is not None else 0
+
+
 def rewards_packed(model, batch: list[Encoded]) -> list:
     """One forward pass per batch; each ranking is one packed sequence with a block mask."""
     import torch
 
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    lengths = [len(e.prompt_ids) + sum(len(a) for a in e.answer_ids) for e in batch]
-    width = max(lengths)
-    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    positions = torch.zeros((len(batch), width), dtype=torch.long)
-    segments = torch.full((len(batch), width), -1, dtype=torch.long)  # -1 padding, 0 prompt, i answer i
-    ends = []
-    for b, example in enumerate(batch):
-        p = len(example.prompt_ids)
-        input_ids[b, :p] = torch.tensor(example.prompt_ids)
-        positions[b, :p] = torch.arange(p)
-        segments[b, :p] = 0
-        cursor, example_ends = p, []
-        for i, answer in enumerate(example.answer_ids, start=1):
-            n = len(answer)
-            input_ids[b, cursor : cursor + n] = torch.tensor(answer)
-            positions[b, cursor : cursor + n] = torch.arange(p, p + n)
-            segments[b, cursor : cursor + n] = i
-            cursor += n
-            example_ends.append(cursor - 1)
-        ends.append(example_ends)
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    q_seg, k_seg = segments[:, :, None], segments[:, None, :]
-    allowed = causal & (k_seg != -1) & ((k_seg == 0) | (k_seg == q_seg))
-    allowed |= torch.eye(width, dtype=torch.bool)  # padding rows attend to themselves (no NaN rows)
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+    input_ids, mask, positions, ends = packed_batch(batch, _pad_id(model), dtype)
     hidden = model.model(
         input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
     ).last_hidden_state
@@ -207,17 +93,9 @@ def rewards_separate(model, batch: list[Encoded]) -> list:
     import torch
 
     device = next(model.parameters()).device
-    sequences = [e.prompt_ids + a for e in batch for a in e.answer_ids]
-    width = max(len(s) for s in sequences)
-    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, : len(sequence)] = torch.tensor(sequence)
-        attention[row, : len(sequence)] = 1
+    input_ids, attention, last = separate_batch(batch, _pad_id(model))
     hidden = model.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
-    last = torch.tensor([len(s) - 1 for s in sequences], device=device)
-    flat = _score(model, hidden[torch.arange(len(sequences), device=device), last])
+    flat = _score(model, hidden[torch.arange(len(input_ids), device=device), last.to(device)])
     rewards, start = [], 0
     for example in batch:
         rewards.append(flat[start : start + len(example.answer_ids)])
@@ -293,6 +171,44 @@ def evaluate(model, examples: list[Encoded], config: RewardConfig, batch_size: i
     }
 
 
+def _optimizer_and_schedule(model, config: RewardConfig, total: int, device: str):
+    """AdamW over the trainable weights, with a linear warm-up, then a linear decay to zero."""
+    import torch
+
+    # The fused kernel (what transformers' Trainer uses by default) takes a third of the time of the
+    # per-tensor one on CPU: ~0.25 s instead of ~0.8 s a step for SmolLM2, a large share of a K-wise step.
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device in ("cpu", "cuda"),
+    )
+    warmup = max(1, int(total * config.warmup_ratio))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    return optimizer, schedule
+
+
+def _train_step(model, forward, batch: list[Encoded], optimizer, schedule) -> tuple[float, int, int]:
+    """One optimizer step on a batch of rankings: (loss, ordered pairs, pairs ranked right)."""
+    import torch
+
+    losses, pairs, correct = [], 0, 0
+    for rewards, example in zip(forward(model, batch), batch, strict=True):
+        loss, n, right = kwise_loss(rewards, example.ranks)
+        losses.append(loss)
+        pairs += n
+        correct += right
+    loss = torch.stack(losses).mean()  # each ranking weighs the same, however many pairs it has
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    return loss.item(), pairs, correct
+
+
 def train_reward_model(
     rankings: list[Ranking],
     model_path: str,
@@ -304,8 +220,6 @@ def train_reward_model(
     should_stop: StopFn = never_stop,
 ) -> dict:
     """Train on `rankings` (held-out split made here unless given); save to out_dir; return metrics."""
-    import torch
-
     from training.ml.generation import pick_device
 
     config = config or RewardConfig()
@@ -320,24 +234,11 @@ def train_reward_model(
     test = [encode(tokenizer, r, config) for r in held_out]
     if not train:
         raise ValueError("no ranking with at least one ordered pair to train on")
-    steps_per_epoch = math.ceil(len(train) / config.rankings_per_step)
-    total = steps_per_epoch * config.epochs
-    # The fused kernel (what transformers' Trainer uses by default) takes a third of the time of the
-    # per-tensor one on CPU: ~0.25 s instead of ~0.8 s a step for SmolLM2, a large share of a K-wise step.
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        fused=device in ("cpu", "cuda"),
-    )
-    warmup = max(1, int(total * config.warmup_ratio))
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to zero
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
+    total = math.ceil(len(train) / config.rankings_per_step) * config.epochs
+    optimizer, schedule = _optimizer_and_schedule(model, config, total, device)
     forward = rewards_packed if config.packed else rewards_separate
     order = random.Random(config.seed)
-    metrics = evaluate(model, test, config) if test else {}
-    progress(0, total, {**metrics})
+    progress(0, total, {**(evaluate(model, test, config) if test else {})})
     started, step, history = time.perf_counter(), 0, []
     model.train()
     for epoch in range(config.epochs):
@@ -346,23 +247,10 @@ def train_reward_model(
             if should_stop():
                 raise TrainingCancelled("reward model training was cancelled")
             batch = train[start : start + config.rankings_per_step]
-            losses, pairs, correct = [], 0, 0
-            for rewards, example in zip(forward(model, batch), batch, strict=True):
-                loss, n, right = kwise_loss(rewards, example.ranks)
-                losses.append(loss)
-                pairs += n
-                correct += right
-            loss = torch.stack(losses).mean()  # each ranking weighs the same, however many pairs it has
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
+            loss, pairs, correct = _train_step(model, forward, batch, optimizer, schedule)
             step += 1
-            history.append(loss.item())
-            progress(
-                step, total, {"loss": history[-1], "train_accuracy": correct / pairs, "epoch": epoch + step / total}
-            )
+            history.append(loss)
+            progress(step, total, {"loss": loss, "train_accuracy": correct / pairs, "epoch": epoch + step / total})
     metrics = {
         **(evaluate(model, test, config) if test else {}),
         "train_loss_first": history[0],
@@ -413,7 +301,7 @@ class RewardScorer:
         return scores
 
 
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Train a K-wise reward model from ranking or preference JSONL/Parquet."
     )
@@ -424,21 +312,14 @@ def main() -> None:
     )
     parser.add_argument("--model", required=True, help="a causal LM (e.g. the SFT model) or an earlier reward model")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--epochs", type=int, default=RewardConfig.epochs)
-    parser.add_argument("--lr", type=float, default=RewardConfig.learning_rate)
-    parser.add_argument("--rankings-per-step", type=int, default=RewardConfig.rankings_per_step)
-    parser.add_argument("--eval-fraction", type=float, default=RewardConfig.eval_fraction)
-    parser.add_argument("--no-packed", action="store_true", help="score each answer separately (slower)")
-    parser.add_argument("--lora", action="store_true")
+    options.add_arguments(parser, RewardConfig)
+    return parser
+
+
+def main() -> None:
+    parser = argument_parser()
     args = parser.parse_args()
-    config = RewardConfig(
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        rankings_per_step=args.rankings_per_step,
-        eval_fraction=args.eval_fraction,
-        packed=not args.no_packed,
-        lora=args.lora,
-    )
+    config = options.from_arguments(RewardConfig, args, parser=parser)
 
     def report(step, total, metrics):
         if "loss" in metrics and (step % 10 == 0 or step == total):

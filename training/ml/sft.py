@@ -10,13 +10,13 @@ model's ORIGINAL template, so generation is unchanged.
 """
 
 import argparse
-import json
 import random
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from training.ml import options
 from training.ml.common import (
     ProgressFn,
     StopFn,
@@ -27,19 +27,26 @@ from training.ml.common import (
     seed_everything,
     trainer_callback,
 )
+from training.ml.modeling import device_arguments, lora_config, quiet_trainer, save_stage_checkpoint
+from training.ml.options import SEED_RANGE, setting
 
 
 @dataclass
 class SFTStageConfig:
-    epochs: int = 2
-    learning_rate: float = 2e-5
-    per_device_batch_size: int = 2
-    gradient_accumulation: int = 1
-    max_length: int = 1024  # tokens; longer conversations are truncated
-    lora: bool = False
-    lora_rank: int = 16
-    seed: int = 0
-    eval_fraction: float = 0.1  # held-out conversations for the eval loss (none when there are too few)
+    epochs: int = setting(2, "passes over the conversations", range=(1, 100))
+    learning_rate: float = setting(2e-5, "peak learning rate", range=(0, 1), min_exclusive=True, aliases=("--lr",))
+    per_device_batch_size: int = setting(2, "conversations per batch", range=(1, 4096), aliases=("--batch-size",))
+    gradient_accumulation: int = setting(1, "batches per optimizer step", range=(1, 1024))
+    max_length: int = setting(1024, "tokens kept per conversation; longer ones are truncated", range=(1, 32768))
+    lora: bool = setting(False, "train LoRA adapters (merged into the saved model) instead of every weight")
+    lora_rank: int = setting(16, "LoRA rank", range=(1, 1024))
+    seed: int = setting(0, range=SEED_RANGE)
+    eval_fraction: float = setting(
+        0.1,
+        "share of conversations held out for the eval loss (none when there are too few)",
+        range=(0, 1),
+        max_exclusive=True,
+    )
 
 
 def conversations_from_records(records: list[dict]) -> list[dict]:
@@ -68,33 +75,10 @@ def split_rows(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
     return shuffled[held:], shuffled[:held]
 
 
-def device_arguments() -> dict:
-    """Trainer settings for the device training.ml.generation.pick_device picks.
-
-    CPU: float32, and no activation checkpointing (memory is plentiful for the models one trains on
-    a CPU, and recomputing activations costs a fifth more time). CUDA: bf16 mixed precision where
-    supported, else fp16, with activation checkpointing (TRL's default) to fit longer sequences.
-    """
-    from training.ml.generation import pick_device
-
-    device, dtype = pick_device()
-    if device == "cpu":
-        return {"use_cpu": True, "bf16": False, "fp16": False, "activation_checkpointing": False}
-    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16", "activation_checkpointing": True}
-
-
-def lora_config(rank: int):
-    from peft import LoraConfig
-
-    # "all-linear" leaves out the output layer, which TRL's fused LM head could not train anyway.
-    return LoraConfig(task_type="CAUSAL_LM", r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear")
-
-
 def build_sft_trainer(train_rows, eval_rows, model_path: str, work_dir: str, config: SFTStageConfig, callbacks=()):
     """The configured SFTTrainer and the tokenizer's original chat template (restored before saving)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
     from training.ml.chat_template import UnsupportedTemplate, training_template
@@ -133,9 +117,7 @@ def build_sft_trainer(train_rows, eval_rows, model_path: str, work_dir: str, con
         peft_config=lora_config(config.lora_rank) if config.lora else None,
         callbacks=list(callbacks),
     )
-    for quiet in (PrinterCallback, ProgressCallback):  # progress leaves through our callback only
-        trainer.remove_callback(quiet)
-    return trainer, original_template
+    return quiet_trainer(trainer), original_template
 
 
 def train_sft(
@@ -180,47 +162,19 @@ def train_sft(
     return metrics
 
 
-def save_stage_checkpoint(
-    model, tokenizer, out_dir: Path, stage: str, parent: str, config: dict, metrics: dict
-) -> Path:
-    """Save a trained causal LM (LoRA merged) atomically, with `yushan_stage.json` (stage, config, metrics)."""
-    from training.ml.checkpoints import save_checkpoint
-
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    save_checkpoint(model, tokenizer, out_dir, {"format": stage, "from": str(parent)})
-    (out_dir / "yushan_stage.json").write_text(
-        json.dumps({"stage": stage, "config": config, "metrics": metrics}, indent=2), encoding="utf-8"
-    )
-    return out_dir
-
-
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Supervised fine-tuning on conversations ({messages} JSONL/Parquet).")
     parser.add_argument("--data", required=True, help="rows {messages: [...]} ending with the assistant's answer")
     parser.add_argument("--model", required=True, help="the causal LM to start from")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--epochs", type=int, default=SFTStageConfig.epochs)
-    parser.add_argument("--lr", type=float, default=SFTStageConfig.learning_rate)
-    parser.add_argument("--batch-size", type=int, default=SFTStageConfig.per_device_batch_size)
-    parser.add_argument("--gradient-accumulation", type=int, default=SFTStageConfig.gradient_accumulation)
-    parser.add_argument("--max-length", type=int, default=SFTStageConfig.max_length)
-    parser.add_argument("--eval-fraction", type=float, default=SFTStageConfig.eval_fraction)
-    parser.add_argument("--lora", action="store_true")
-    parser.add_argument("--lora-rank", type=int, default=SFTStageConfig.lora_rank)
-    parser.add_argument("--seed", type=int, default=SFTStageConfig.seed)
+    options.add_arguments(parser, SFTStageConfig)
+    return parser
+
+
+def main() -> None:
+    parser = argument_parser()
     args = parser.parse_args()
-    config = SFTStageConfig(
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        per_device_batch_size=args.batch_size,
-        gradient_accumulation=args.gradient_accumulation,
-        max_length=args.max_length,
-        lora=args.lora,
-        lora_rank=args.lora_rank,
-        seed=args.seed,
-        eval_fraction=args.eval_fraction,
-    )
+    config = options.from_arguments(SFTStageConfig, args, parser=parser)
 
     def report(step, total, metrics):
         if "loss" in metrics and (step % 10 == 0 or step == total):

@@ -1,77 +1,76 @@
-// Shared by every page: the JSON API with the session cookie and CSRF header, and local clocks.
-"use strict";
-(function () {
-  function cookie(name) {
-    const prefix = `${name}=`;
-    for (const part of document.cookie.split(";")) {
-      const item = part.trim();
-      if (item.startsWith(prefix)) return decodeURIComponent(item.slice(prefix.length));
-    }
-    return "";
-  }
+// Shared by every page (an ES module, loaded by base.html and by each page's own module): the
+// JSON API with the session cookie and CSRF header, and local clocks.
 
-  // Resolves to {ok, status, data}; never throws. Failed answers always carry data.detail,
-  // the message the page shows next to the form.
-  async function api(method, url, body, { keepalive = false } = {}) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (method !== "GET") headers["X-CSRFToken"] = cookie("csrftoken");
-    let response;
+export function cookie(name) {
+  const prefix = `${name}=`;
+  for (const part of document.cookie.split(";")) {
+    const item = part.trim();
+    if (item.startsWith(prefix)) return decodeURIComponent(item.slice(prefix.length));
+  }
+  return "";
+}
+
+// Resolves to {ok, status, data}; never throws. Failed answers always carry data.detail,
+// the message the page shows next to the form.
+export async function api(method, url, body, { keepalive = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRFToken"] = cookie("csrftoken");
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      keepalive,
+    });
+  } catch (error) {
+    return { ok: false, status: 0, data: { detail: "Could not reach the server. Check your connection and try again; nothing on this page is lost." } };
+  }
+  let data = null;
+  if (response.status !== 204) {
     try {
-      response = await fetch(url, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: "same-origin",
-        keepalive,
-      });
+      data = await response.json();
     } catch (error) {
-      return { ok: false, status: 0, data: { detail: "Could not reach the server. Check your connection and try again; nothing on this page is lost." } };
-    }
-    let data = null;
-    if (response.status !== 204) {
-      try {
-        data = await response.json();
-      } catch (error) {
-        data = null;
-      }
-    }
-    if (!response.ok) {
-      data = data && typeof data === "object" ? data : {};
-      if (!data.detail) data.detail = `The server answered ${response.status} ${response.statusText}.`;
-    }
-    return { ok: response.ok, status: response.status, data };
-  }
-
-  function clock(iso) {
-    const moment = iso ? new Date(iso) : new Date();
-    return moment.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-  }
-
-  function dateTime(iso) {
-    return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short", hour12: false });
-  }
-
-  // <time datetime="…" data-local> is rendered in UTC by the server; show the reader's own time.
-  function localTimes(scope) {
-    for (const node of scope.querySelectorAll("time[data-local]")) {
-      const iso = node.getAttribute("datetime");
-      if (!iso) continue;
-      node.textContent = node.dataset.local === "clock" ? clock(iso).slice(0, 5) : dateTime(iso);
-      node.title = new Date(iso).toString();
+      data = null;
     }
   }
-
-  function uuid() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    // crypto.randomUUID needs a secure context (https or localhost); plain-http servers get this.
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  if (!response.ok) {
+    data = data && typeof data === "object" ? data : {};
+    if (!data.detail) data.detail = `The server answered ${response.status} ${response.statusText}.`;
   }
+  return { ok: response.ok, status: response.status, data };
+}
 
-  localTimes(document);
-  window.Yushan = { api, clock, cookie, uuid, localTimes };
-})();
+export function clock(iso) {
+  const moment = iso ? new Date(iso) : new Date();
+  return moment.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+}
+
+export function dateTime(iso) {
+  return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short", hour12: false });
+}
+
+// <time datetime="…" data-local> is rendered in UTC by the server; show the reader's own time.
+export function localTimes(scope) {
+  for (const node of scope.querySelectorAll("time[data-local]")) {
+    const iso = node.getAttribute("datetime");
+    if (!iso) continue;
+    node.textContent = node.dataset.local === "clock" ? clock(iso).slice(0, 5) : dateTime(iso);
+    node.title = new Date(iso).toString();
+  }
+}
+
+export function uuid() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  // crypto.randomUUID needs a secure context (https or localhost); plain-http servers get this.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+// A module runs once per page however many modules depend on it, so this runs once too.
+localTimes(document);

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
-from training import selectors, services
-from training.models import ModelVersion
+from training.registry import selectors, services
+from training.registry.models import ModelVersion
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
 from labeling.models import Project
-from training.snapshots import snapshot_build, snapshot_copy, snapshot_create
+from training.datasets.services import snapshot_build, snapshot_copy, snapshot_create
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import Conflict, LabelingError
-from training import selectors, services
-from training.models import GenerationJob
+from training.registry import generation, selectors
+from training.registry.models import GenerationJob
 
 
 class Command(BaseCommand):
@@ -33,16 +33,16 @@ class Command(BaseCommand):
         sampling = {key: opts[option] for option, key in names.items() if opts[option] is not None}
         try:
             if opts["now"]:
-                job = services.generation_job_start(
+                job = generation.generation_job_start(
                     project=project, sampling=sampling, limit=opts["limit"], enqueue=False
                 )
-                job = services.candidates_generate(job_id=job.pk)
+                job = generation.candidates_generate(job_id=job.pk)
                 self.stdout.write(
                     f"Job {job.pk} {job.status}: {job.tasks_created} ranking tasks from {job.model_version}, "
                     f"{job.prompts_skipped} prompts skipped."
                 )
                 return
-            job = services.generation_job_start(
+            job = generation.generation_job_start(
                 project=project, sampling=sampling, limit=opts["limit"], replace_active=opts["replace"]
             )
         except Conflict as error:

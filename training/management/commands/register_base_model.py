@@ -10,8 +10,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
-from training import selectors, services
 from training.ml import checkpoints
+from training.registry import selectors, services
 
 
 class Command(BaseCommand):

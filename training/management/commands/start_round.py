@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
 from labeling.models import Project
-from training.round_models import Round
-from training.rounds import round_stage_run, round_start
+from training.rounds.models import Round
+from training.rounds.runner import round_stage_run
+from training.rounds.services import round_start
 
 
 class Command(BaseCommand):

@@ -1,0 +1,32 @@
+// The annotate page's entry module: lease a task, show the conversation, write a demonstration
+// or rank the answers, submit, and load the next one. The parts:
+//   page.js           settings, elements, shared state, view helpers
+//   api.js            the annotator's API endpoints (on common.js's fetch wrapper)
+//   store.js          local storage: drafts, client ids, preferences
+//   queue.js          lease, heartbeat, submit, skip, next
+//   demonstration.js  the answer editor, autosave, preview, character counter
+//   ranking.js        the ranking board (cards.js draws its cards)
+//   keyboard.js       the shortcuts
+import { root, PROJECT, el } from "./page.js";
+import { store, guidelinesClosedKey } from "./store.js";
+import { initQueue, refreshProgress, loadNext } from "./queue.js";
+import { initDemonstration } from "./demonstration.js";
+import { initRanking } from "./ranking.js";
+import { initKeyboard } from "./keyboard.js";
+
+function rememberGuidelines() {
+  if (!el.guidelines) return;
+  const closedKey = guidelinesClosedKey(PROJECT);
+  if (store.get(closedKey)) el.guidelines.open = false;
+  el.guidelines.addEventListener("toggle", () => store.set(closedKey, !el.guidelines.open));
+}
+
+if (root) {
+  initRanking();
+  initKeyboard();
+  initQueue();
+  initDemonstration();
+  rememberGuidelines();
+  refreshProgress();
+  loadNext();
+}

@@ -1,0 +1,167 @@
+// The queue: lease the next task and show it, keep the lease alive with heartbeats, submit or
+// skip it, and load the next one. Prompts and answers are untrusted: they are only ever shown
+// through the API's sanitised `html` fields, everything else goes in with textContent.
+import { clock } from "../common.js";
+import * as client from "./api.js";
+import { clientIdFor, forgetTask } from "./store.js";
+import { setupDemonstration, demonstrationBody, hasDraft, forgetDraft } from "./demonstration.js";
+import { setupRanking, rankingBody } from "./ranking.js";
+import { el, state, show, hide, announce, showError, clearError, showNotice, setBusy, showLease } from "./page.js";
+
+const ROLE_NAMES = { system: "System", user: "User", assistant: "Assistant" };
+const HEARTBEAT_MS = 30000;
+
+let heartbeatTimer = null;
+
+export async function refreshProgress() {
+  const res = await client.progress();
+  if (res.ok) el.progress.textContent = `${res.data.today} done today · ${res.data.total} in total`;
+}
+
+export async function loadNext() {
+  stopHeartbeat();
+  state.task = null;
+  hide(el.task);
+  hide(el.notice);
+  show(el.loading);
+  const res = await client.nextTask();
+  hide(el.loading);
+  if (res.status === 204) {
+    showNotice("All done — nothing left for you in this project. Thank you!", { retry: true });
+    el.lease.textContent = "";
+  } else if (!res.ok) {
+    showNotice(res.data.detail, { retry: true }); // 409: the project is paused
+    el.lease.textContent = "";
+  } else {
+    startTask(res.data);
+  }
+}
+
+function startTask(data) {
+  state.task = data;
+  clearError();
+  el.taskId.textContent = `#${data.id}`;
+  el.kindPill.textContent = data.kind === "ranking" ? "Ranking" : "Demonstration";
+  el.kindPill.className = `pill pill-${data.kind}`;
+  renderConversation(data.messages);
+  show(el.task);
+  if (data.kind === "ranking") setupRanking(data.candidates);
+  else setupDemonstration(data);
+  showLease(data.lease_expires_at);
+  startHeartbeat();
+  if (el.task.getBoundingClientRect().top < 0) el.task.scrollIntoView({ block: "start" });
+}
+
+function renderConversation(messages) {
+  const turns = messages.map((message, index) => {
+    const turn = document.createElement("section");
+    turn.className = `turn turn-${message.role}`;
+    if (index === messages.length - 1) turn.classList.add("turn-last");
+    const who = document.createElement("div");
+    who.className = "turn-role";
+    who.textContent = ROLE_NAMES[message.role] || message.role;
+    const body = document.createElement("div");
+    body.className = "md turn-body";
+    if (typeof message.html === "string") body.innerHTML = message.html; // sanitised by the server
+    else body.textContent = message.content;
+    turn.append(who, body);
+    return turn;
+  });
+  el.conversation.replaceChildren(...turns);
+}
+
+// --- heartbeat --------------------------------------------------------------------------------
+function startHeartbeat() {
+  stopHeartbeat();
+  heartbeatTimer = window.setInterval(heartbeat, HEARTBEAT_MS);
+}
+
+function stopHeartbeat() {
+  window.clearInterval(heartbeatTimer);
+  heartbeatTimer = null;
+}
+
+async function heartbeat() {
+  if (!state.task) return;
+  const taskId = state.task.id;
+  const res = await client.heartbeat(taskId);
+  if (!state.task || state.task.id !== taskId) return;
+  if (res.ok) {
+    showLease(res.data.lease_expires_at);
+  } else if (res.status === 403 || res.status === 409) {
+    stopHeartbeat();
+    el.lease.textContent = "Lease lost";
+    showError(res.data.detail);
+  }
+}
+
+// --- submit and skip --------------------------------------------------------------------------
+export async function submit() {
+  const task = state.task;
+  if (!task || state.busy) return;
+  clearError();
+  const kind = task.kind === "demonstration" ? "demonstration" : "ranking";
+  const body = kind === "demonstration" ? demonstrationBody() : rankingBody();
+  if (!body) return; // demonstrationBody showed why
+  await send(kind, { ...body, client_id: clientIdFor(task.id) });
+}
+
+async function send(kind, body) {
+  const taskId = state.task.id;
+  setBusy(true);
+  el.submitStatus.textContent = "Submitting…";
+  const res = await client.submit(taskId, kind, body);
+  setBusy(false);
+  el.submitStatus.textContent = "";
+  if (!res.ok) {
+    showError(res.data.detail); // the text and the ranking stay as they are
+    return;
+  }
+  finishTask(taskId, `Task #${taskId} submitted at ${clock()}.`);
+}
+
+function finishTask(taskId, message) {
+  forgetTask(taskId);
+  forgetDraft();
+  announce(message);
+  el.lastAction.textContent = message;
+  refreshProgress();
+  loadNext();
+}
+
+export function openSkip() {
+  if (!state.task || state.busy) return;
+  const draft = state.task.kind === "demonstration" && hasDraft();
+  el.skipWarning.hidden = !draft;
+  el.skipConfirm.textContent = draft ? "Skip anyway" : "Skip task";
+  el.skipReason.value = "";
+  el.skipDialog.showModal();
+  el.skipReason.focus();
+}
+
+async function skip() {
+  if (!state.task || state.busy) return;
+  const taskId = state.task.id;
+  setBusy(true);
+  el.skipConfirm.disabled = true;
+  const res = await client.skip(taskId, el.skipReason.value);
+  setBusy(false);
+  el.skipConfirm.disabled = false;
+  el.skipDialog.close();
+  if (!res.ok) {
+    showError(res.data.detail);
+    return;
+  }
+  finishTask(taskId, `Task #${taskId} skipped.`);
+}
+
+export function initQueue() {
+  el.submit.addEventListener("click", submit);
+  el.skipOpen.addEventListener("click", openSkip);
+  el.skipForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    skip();
+  });
+  el.skipCancel.addEventListener("click", () => el.skipDialog.close());
+  el.noticeRetry.addEventListener("click", loadNext);
+}

@@ -1,0 +1,223 @@
+"""Writes for the playground and the arena: a version's next chat turn, a blind battle between two
+versions, and its vote, which becomes labeling data (a finished K=2 ranking by the voter)."""
+
+import random
+import uuid
+from dataclasses import replace
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from labeling import services as labeling_services
+from labeling import submissions, validation
+from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
+from labeling.events import event_record
+from labeling.models import Project, Prompt, Task
+from training.arena.models import ArenaBattle
+from training.ml.generation import Sample, SamplingParams
+from training.registry import selectors as registry_selectors
+from training.registry.generation import version_generator
+from training.registry.models import ModelVersion
+
+ARENA_NAMESPACE = uuid.UUID("0b7f5c8e-3d2a-4f61-9c0e-5e2b7a1d9f43")
+
+
+def _chat_params(seed: int | None = None, max_new_tokens: int | None = None) -> SamplingParams:
+    return SamplingParams(
+        temperature=0.7,
+        top_p=0.9,
+        max_new_tokens=max_new_tokens or settings.PLAYGROUND_MAX_NEW_TOKENS,
+        repetition_penalty=1.1,
+        seed=random.randrange(2**31) if seed is None else seed,
+    )
+
+
+def _servable(version: ModelVersion) -> None:
+    if version.kind != ModelVersion.Kind.POLICY or version.status != ModelVersion.Status.READY:
+        raise Conflict(f"{version} is not a ready policy.")
+    if not version.path.is_dir():
+        raise Conflict(f"The files of {version} are missing from the model store.")
+
+
+def playground_reply(*, version: ModelVersion, messages, seed: int | None = None) -> tuple[Sample, dict]:
+    """The version's next assistant turn for a conversation ending with a user message.
+
+    Synchronous, on the caller's process: the playground is interactive, and the `gpu` queue
+    may be busy for hours with a training round. The model stays loaded for the next turn.
+    """
+    messages = validation.messages_clean(messages)
+    _servable(version)
+    params = _chat_params(seed)
+    generator = version_generator(version)
+    sample = generator.generate([messages], params, seed=params.seed)[0]
+    return sample, {
+        "model_version": version.pk,
+        "sampling": params.as_dict(),
+        "seed": sample.seed,
+        "finish_reason": sample.finish_reason,
+        "new_tokens": sample.new_tokens,
+    }
+
+
+def arena_battle_start(
+    *,
+    project: Project,
+    user,
+    text: str | None = None,
+    prompt: Prompt | None = None,
+    versions: tuple[ModelVersion, ModelVersion] | None = None,
+    seed: int | None = None,
+) -> ArenaBattle:
+    """A prompt (typed, given, or drawn from the project) answered by two versions, in random order."""
+    rng = random.Random(seed)
+    if versions is None:
+        candidates = [v for v in registry_selectors.policy_versions(project=project) if v.path.is_dir()]
+        if len(candidates) < 2:
+            raise Conflict("The arena needs two policy versions of this project with their files present.")
+        versions = tuple(rng.sample(candidates, 2))
+    first, second = versions
+    if first.pk == second.pk or {first.project_id, second.project_id} != {project.pk}:
+        raise LabelingError("Pick two different policy versions of this project.", field="versions")
+    for version in versions:
+        _servable(version)
+    if prompt is None and text is not None and text.strip():
+        prompt, _ = labeling_services.prompt_create(
+            project=project, messages=text, source="arena", actor=user, demonstration_task=False
+        )
+    elif prompt is None:
+        prompt = Prompt.objects.filter(project=project).order_by("?").first()
+        if prompt is None:
+            raise Conflict("This project has no prompts yet; type one.")
+    version_a, version_b = (first, second) if rng.random() < 0.5 else (second, first)
+    # Same sampling parameters, different random streams: two versions that barely differ (a
+    # short round) should not give the same text just because they drew the same numbers.
+    params = _chat_params(rng.randrange(2**31))
+    answer_a = _arena_answer(version_a, prompt, params, avoid=None)
+    answer_b = _arena_answer(version_b, prompt, replace(params, seed=params.seed + 1), avoid=answer_a.text)
+    with transaction.atomic():
+        battle = ArenaBattle.objects.create(
+            project=project,
+            prompt=prompt,
+            version_a=version_a,
+            version_b=version_b,
+            created_by=user,
+            answer_a=answer_a.text,
+            answer_b=answer_b.text,
+            generation_a=_generation_record(version_a, params, answer_a),
+            generation_b=_generation_record(version_b, replace(params, seed=params.seed + 1), answer_b),
+        )
+        event_record(
+            actor=user,
+            verb="arena.battle_started",
+            project=project,
+            payload={"battle_id": battle.pk, "version_a": version_a.pk, "version_b": version_b.pk},
+        )
+    return battle
+
+
+def _arena_answer(version: ModelVersion, prompt: Prompt, params: SamplingParams, *, avoid: str | None) -> Sample:
+    """One answer; drawn again (twice at most) when empty or identical to the other side's."""
+    generator = version_generator(version)
+    for attempt in range(3):
+        sample = generator.generate([prompt.messages], params, seed=params.seed + attempt)[0]
+        sample.attempt = attempt
+        if sample.text and sample.text != avoid:
+            break
+    return sample
+
+
+def _generation_record(version: ModelVersion, params: SamplingParams, sample: Sample) -> dict:
+    return {
+        "model_version": version.pk,
+        "sampling": params.as_dict(),
+        "seed": sample.seed,
+        "attempt": sample.attempt,
+        "finish_reason": sample.finish_reason,
+        "new_tokens": sample.new_tokens,
+        "arena": True,
+    }
+
+
+def arena_vote(*, battle_id: int, user, vote: str) -> ArenaBattle:
+    """Store the vote and turn it into labeling data: a finished K=2 ranking by the voter.
+
+    A or B: two groups, winner first. Tie: one group of both. Both bad: a tie with
+    none_acceptable set. Voting twice with the same choice answers as the first time.
+    """
+    if vote not in ArenaBattle.Vote.values:
+        raise LabelingError(f"vote must be one of {', '.join(ArenaBattle.Vote.values)}.", field="vote")
+    with transaction.atomic():
+        battle = (
+            ArenaBattle.objects.select_for_update().select_related("prompt", "project").filter(pk=battle_id).first()
+        )
+        if battle is None:
+            raise NotFound(f"There is no arena battle {battle_id}.")
+        if battle.created_by_id != user.pk:
+            raise Forbidden("Only the person who started this battle can vote on it.")
+        if battle.vote:
+            if battle.vote == vote:
+                return battle
+            raise Conflict("You already voted on this battle.")
+        now = timezone.now()
+        battle.vote, battle.voted_at = vote, now
+        if battle.answer_a != battle.answer_b and battle.answer_a.strip() and battle.answer_b.strip():
+            battle.task = _arena_ranking_create(battle=battle, user=user, vote=vote, now=now)
+        battle.save(update_fields=["vote", "voted_at", "task"])
+        event_record(
+            actor=user,
+            verb="arena.voted",
+            project=battle.project,
+            task=battle.task,
+            payload={
+                "battle_id": battle.pk,
+                "vote": vote,
+                "version_a": battle.version_a_id,
+                "version_b": battle.version_b_id,
+            },
+        )
+    return battle
+
+
+def _arena_ranking_create(*, battle: ArenaBattle, user, vote: str, now) -> Task:
+    answers = [
+        {
+            "text": battle.answer_a,
+            "source": f"arena:model_version:{battle.version_a_id}",
+            "model_version": battle.version_a,
+            "generation": battle.generation_a,
+        },
+        {
+            "text": battle.answer_b,
+            "source": f"arena:model_version:{battle.version_b_id}",
+            "model_version": battle.version_b,
+            "generation": battle.generation_b,
+        },
+    ]
+    task = labeling_services.ranking_task_create(
+        prompt=battle.prompt, answers=answers, actor=user, k=2, metadata={"arena_battle_id": battle.pk}
+    )
+    # Finished at birth: nobody else is ever offered it; the voter's Ranking is its one completion.
+    a, b = task.candidates.order_by("id").values_list("public_id", flat=True)
+    groups = {"a": [[a], [b]], "b": [[b], [a]], "tie": [[a, b]], "both_bad": [[a, b]]}[vote]
+    submissions.ranking_record_finished(
+        task=task,
+        annotator=user,
+        groups=groups,
+        client_id=uuid.uuid5(ARENA_NAMESPACE, str(battle.pk)),
+        verb="ranking.submitted",
+        actor=user,
+        leased_at=battle.created_at,
+        none_acceptable=vote == "both_bad",
+        candidate_order=[a, b],
+        payload={
+            "groups": groups,
+            "ratings": {},
+            "flags": {},
+            "none_acceptable": vote == "both_bad",
+            "shown_order": [a, b],
+            "arena_battle_id": battle.pk,
+        },
+        now=now,
+    )
+    return task

