@@ -94,3 +94,11 @@ def project_stats(*, project: Project) -> dict:
         "open_leases": list(open_leases),
         "submissions_total": Event.objects.filter(project=project, verb__in=SUBMIT_VERBS).count(),
     }
+
+
+def project_by_name_or_id(value: str) -> Project | None:
+    """For the command line: a project by its exact name, else by its id."""
+    project = Project.objects.filter(name=value).first()
+    if project is None and str(value).isdigit():
+        project = Project.objects.filter(pk=int(value)).first()
+    return project

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
-from training.registry import selectors, services
+from labeling.selectors import project_by_name_or_id
+from training.registry import services
 from training.registry.models import ModelVersion
 
 
@@ -15,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             if opts["rollback"]:
-                project = selectors.project_by_name_or_id(opts["rollback"])
+                project = project_by_name_or_id(opts["rollback"])
                 if project is None:
                     raise CommandError(f"No project {opts['rollback']!r}.")
                 deployment = services.policy_rollback(project=project)

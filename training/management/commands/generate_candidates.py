@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import Conflict, LabelingError
-from training.registry import generation, selectors
+from labeling.selectors import project_by_name_or_id
+from training.registry import generation
 from training.registry.models import GenerationJob
 
 
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
-        project = selectors.project_by_name_or_id(opts["project"])
+        project = project_by_name_or_id(opts["project"])
         if project is None:
             raise CommandError(f"No project {opts['project']!r}.")
         names = {"max_new_tokens": "max_new_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed"}

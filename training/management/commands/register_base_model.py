@@ -10,6 +10,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
+from labeling.selectors import project_by_name_or_id
 from training.ml import checkpoints
 from training.registry import selectors, services
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
             raise CommandError("--deploy needs --project.")
         project = None
         if opts["project"]:
-            project = selectors.project_by_name_or_id(opts["project"])
+            project = project_by_name_or_id(opts["project"])
             if project is None:
                 raise CommandError(f"No project {opts['project']!r}.")
         started = time.monotonic()
