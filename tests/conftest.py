@@ -1,24 +1,19 @@
-"""Named role users and small factories, so permission tests read like a matrix."""
+"""Fixtures every test module may take: the named role users (so permission tests read like a
+matrix), a project, and a cache cleared around each test.
 
-import os
-import uuid
+`pytest_plugins` makes the fixtures of tests/ml_fixtures.py (tiny models, the model store) and
+tests/queue_fixtures.py (Celery queues of a test's own on Redis) available everywhere too, so no
+test module imports a fixture. Helpers that tests import (make_user, add_ranking_task, ...) live in
+tests/factories.py; fixtures used by one module only stay in that module.
+"""
 
 import pytest
-from django.contrib.auth import get_user_model
-from rest_framework.test import APIClient
 
-from labeling import roles, services
+from labeling import roles
 from labeling.models import Project
+from tests.factories import make_user
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-PASSWORD = "correct-horse-battery"
-
-
-def make_user(username: str, *, role: str | None = None, staff: bool = False):
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=staff)
-    if role:
-        roles.role_grant(user=user, role=role)
-    return user
+pytest_plugins = ["tests.ml_fixtures", "tests.queue_fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -59,32 +54,3 @@ def outsider(db):
 @pytest.fixture
 def project(db):
     return Project.objects.create(name="Mountains", guidelines="# Be *kind*", k=3, overlap=2, lease_seconds=300)
-
-
-def add_demonstration_task(project, text="台灣第一高峰是那一座？"):
-    prompt, _ = services.prompt_create(project=project, messages=text)
-    return prompt.tasks.get()
-
-
-def add_ranking_task(project, text="What is the highest mountain in the world?", answers=None):
-    prompt, _ = services.prompt_create(project=project, messages=text, demonstration_task=False)
-    answers = answers or [f"answer {i} to {text}" for i in range(project.k)]
-    return services.ranking_task_create(prompt=prompt, answers=[{"text": a, "source": "test"} for a in answers])
-
-
-def api_client(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
-
-
-def new_client_id() -> str:
-    return str(uuid.uuid4())
-
-
-def service_missing(reason: str):
-    """Skip a test whose service is absent on a laptop; in CI (CI=true) the same absence fails it."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this test must run, not skip)")
-    pytest.skip(reason)

@@ -1,9 +1,10 @@
-"""Tiny random models for tests: built once per test session with the real SmolLM2 tokenizer.
+"""Fixtures for the ML tests: tiny random models, built once per test session with the real
+SmolLM2 tokenizer, and a fresh model store per test.
 
-Import the fixtures into a test module with `from tests.ml_fixtures import tiny_model_path`.
+tests/conftest.py lists this module in `pytest_plugins`: a test takes `tiny_model_path` (or
+`tiny_model_path_b`, `smollm2_tokenizer`, `model_store`) as an argument and imports nothing.
+Helpers such as `register_copy` live in tests/factories.py.
 """
-
-import shutil
 
 import pytest
 
@@ -35,17 +36,3 @@ def model_store(settings, tmp_path):
     settings.MODEL_STORE = tmp_path / "model-store"
     settings.MODEL_STORE.mkdir()
     return settings.MODEL_STORE
-
-
-def register_copy(project, source, *, name: str, store, parent=None, round_number=None, deploy: bool = False):
-    """Copy a checkpoint into the model store and register it as a policy version of `project`."""
-    from training.registry import services
-
-    destination = store / "policies" / f"{project.pk}-{name.replace(' ', '-')}"
-    shutil.copytree(source, destination)
-    version, _ = services.model_version_register(
-        project=project, path=destination, name=name, parent=parent, round_number=round_number
-    )
-    if deploy:
-        services.policy_deploy(version=version)
-    return version

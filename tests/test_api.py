@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from labeling.models import Demonstration, Ranking
-from tests.conftest import PASSWORD, add_demonstration_task, add_ranking_task, api_client, new_client_id
+from tests.factories import PASSWORD, add_demonstration_task, add_ranking_task, api_client, new_client_id
 
 pytestmark = pytest.mark.django_db
 

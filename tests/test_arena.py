@@ -8,7 +8,7 @@ import pytest
 from labeling import leases
 from labeling import services as labeling_services
 from labeling.models import Assignment, Candidate, Event, Ranking, Task
-from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
+from tests.factories import register_copy
 from training.arena import selectors, services
 from training.arena.models import ArenaBattle
 from training.ml.arena import Vote, fit_scores, leaderboard, win_probability
@@ -73,7 +73,7 @@ def test_scores_stay_finite_when_one_side_won_everything():
 
 
 @pytest.fixture
-def two_versions(project, model_store, tiny_model_path, tiny_model_path_b):  # noqa: F811
+def two_versions(project, model_store, tiny_model_path, tiny_model_path_b):
     base = register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
     round1 = register_copy(project, tiny_model_path_b, name="round 1", store=model_store, parent=base, round_number=1)
     return base, round1
@@ -129,7 +129,7 @@ def test_votes_are_once_and_only_by_the_person_who_saw_the_battle(project, two_v
 
 
 @pytest.mark.django_db
-def test_arena_needs_two_versions(project, model_store, tiny_model_path, annotator):  # noqa: F811
+def test_arena_needs_two_versions(project, model_store, tiny_model_path, annotator):
     register_copy(project, tiny_model_path, name="base", store=model_store)
     with pytest.raises(services.Conflict, match="two policy versions"):
         services.arena_battle_start(project=project, user=annotator, text="Hi")

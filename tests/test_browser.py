@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from labeling import leases, services, submissions
 from labeling.models import Assignment, Demonstration, Ranking
-from tests.conftest import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id, service_missing
+from tests.factories import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id, service_missing
 
 pytestmark = pytest.mark.browser
 
@@ -91,20 +91,9 @@ def log_in(driver, base_url: str, username: str) -> None:
     WebDriverWait(driver, WAIT_SECONDS).until(EC.presence_of_element_located((By.LINK_TEXT, "Start labeling")))
 
 
-def test_annotator_ranks_by_keyboard_and_writes_a_demonstration(browser, live_server, annotator, project):
-    ranking_task = add_ranking_task(
-        project,
-        text="What is the highest mountain in **Taiwan**?",
-        answers=["Yushan (玉山), 3,952 m.", "Mount Everest, also known as K2.", "Xueshan (雪山), 3,886 m."],
-    )
-    demonstration_task = add_demonstration_task(project, text="台灣第一高峰是那一座？")
-    skipped_task = add_demonstration_task(project, text="Write a poem about K2.")
-    wait = WebDriverWait(browser, WAIT_SECONDS)
-
-    log_in(browser, live_server.url, "alice")
-    browser.find_element(By.LINK_TEXT, "Start labeling").click()
-
-    # --- the ranking task comes first (lower id) ---
+def rank_the_first_task_by_keyboard(browser, wait) -> dict[str, str]:
+    """The ranking task comes first (lower id): open the shortcut list, then rank and rate with keys
+    alone and submit. Returns each card's letter to its answer id."""
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cards .answer-card")) == 3)
     assert "Taiwan" in browser.find_element(By.ID, "conversation").text
     ids = {
@@ -128,8 +117,12 @@ def test_annotator_ranks_by_keyboard_and_writes_a_demonstration(browser, live_se
     assert visible_order(browser) == [("C", "1"), ("A", "2"), ("B", "2")]
     screenshot(browser, "annotate-ranking")
     press(browser, Keys.ENTER)  # the focus is on answer B's card, not a text field
+    return ids
 
-    # --- then the demonstration task ---
+
+def write_the_demonstration_across_a_reload(browser, wait, ranking_task) -> None:
+    """Then the demonstration task: half an answer, a reload that restores the server's draft, the
+    rest, a look at the preview, and Ctrl+Enter."""
     editor = wait.until(EC.visibility_of_element_located((By.ID, "demo-text")))
     assert browser.switch_to.active_element == editor
     assert "台灣第一高峰" in browser.find_element(By.ID, "conversation").text
@@ -154,7 +147,9 @@ def test_annotator_ranks_by_keyboard_and_writes_a_demonstration(browser, live_se
     wait.until(lambda d: d.switch_to.active_element == editor)
     press_with(browser, Keys.CONTROL, Keys.ENTER)
 
-    # --- a third task: skipping it with a draft asks first, in the page ---
+
+def skip_the_third_task_with_a_draft(browser, wait) -> None:
+    """A third task: skipping it with a draft asks first, in the page; then all is done."""
     wait.until(EC.text_to_be_present_in_element((By.ID, "conversation"), "poem about K2"))
     editor = browser.find_element(By.ID, "demo-text")
     editor.send_keys("Roses are red")
@@ -166,9 +161,26 @@ def test_annotator_ranks_by_keyboard_and_writes_a_demonstration(browser, live_se
 
     wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "All done"))
     wait.until(EC.text_to_be_present_in_element((By.ID, "progress-counter"), "2 done today"))
+
+
+def test_annotator_ranks_by_keyboard_and_writes_a_demonstration(browser, live_server, annotator, project):
+    ranking_task = add_ranking_task(
+        project,
+        text="What is the highest mountain in **Taiwan**?",
+        answers=["Yushan (玉山), 3,952 m.", "Mount Everest, also known as K2.", "Xueshan (雪山), 3,886 m."],
+    )
+    demonstration_task = add_demonstration_task(project, text="台灣第一高峰是那一座？")
+    skipped_task = add_demonstration_task(project, text="Write a poem about K2.")
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+
+    log_in(browser, live_server.url, "alice")
+    browser.find_element(By.LINK_TEXT, "Start labeling").click()
+    ids = rank_the_first_task_by_keyboard(browser, wait)
+    write_the_demonstration_across_a_reload(browser, wait, ranking_task)
+    skip_the_third_task_with_a_draft(browser, wait)
+
     skipped = Assignment.objects.get(task=skipped_task, annotator=annotator)
     assert (skipped.state, skipped.skip_reason) == (Assignment.State.SKIPPED, "not my subject")
-
     ranking = Ranking.objects.get(task=ranking_task, annotator=annotator)
     assert ranking.groups == [[ids["C"]], [ids["A"], ids["B"]]]
     assert ranking.ratings == {ids["C"]: 7, ids["A"]: 5, ids["B"]: 4}

@@ -3,7 +3,6 @@ and its {% generation %} markers cover the assistant's answers (and their end-of
 
 import pytest
 
-from tests.ml_fixtures import smollm2_tokenizer  # noqa: F401
 from training.ml import chat_template
 
 SINGLE = [{"role": "user", "content": "台灣第一高峰是那一座？"}]
@@ -17,7 +16,7 @@ WITH_SYSTEM = [{"role": "system", "content": "Answer in one word."}, *MULTI[:2]]
 ANSWERED = [*SINGLE, {"role": "assistant", "content": "玉山。"}]
 
 
-def test_bundled_tokenizer_ships_the_template_we_know(smollm2_tokenizer):  # noqa: F811
+def test_bundled_tokenizer_ships_the_template_we_know(smollm2_tokenizer):
     assert smollm2_tokenizer.chat_template == chat_template.SMOLLM2_TEMPLATE
 
 
@@ -27,7 +26,7 @@ def test_bundled_tokenizer_ships_the_template_we_know(smollm2_tokenizer):  # noq
     ids=["single", "answered", "multi", "multi-open", "system"],
 )
 @pytest.mark.parametrize("add_generation_prompt", [False, True])
-def test_training_copy_renders_identically(smollm2_tokenizer, messages, add_generation_prompt):  # noqa: F811
+def test_training_copy_renders_identically(smollm2_tokenizer, messages, add_generation_prompt):
     own = chat_template.render(smollm2_tokenizer, messages, add_generation_prompt=add_generation_prompt)
     training = chat_template.render(
         smollm2_tokenizer,
@@ -39,7 +38,7 @@ def test_training_copy_renders_identically(smollm2_tokenizer, messages, add_gene
     assert own.startswith("<|im_start|>system\n")
 
 
-def test_generation_markers_cover_assistant_answers_only(smollm2_tokenizer):  # noqa: F811
+def test_generation_markers_cover_assistant_answers_only(smollm2_tokenizer):
     encoded = smollm2_tokenizer.apply_chat_template(
         MULTI,
         chat_template=chat_template.training_template(smollm2_tokenizer.chat_template),
@@ -58,5 +57,5 @@ def test_unknown_template_is_refused_and_marked_template_kept():
     assert chat_template.training_template(marked) == marked
 
 
-def test_end_of_turn_is_im_end(smollm2_tokenizer):  # noqa: F811
+def test_end_of_turn_is_im_end(smollm2_tokenizer):
     assert smollm2_tokenizer.convert_ids_to_tokens(chat_template.end_of_turn_ids(smollm2_tokenizer)[0]) == "<|im_end|>"

@@ -1,6 +1,7 @@
 """Many annotators at once, on whichever database the tests run on (PostgreSQL in CI, SQLite by
 default): no task is completed by more annotators than its overlap, and no accepted submission is
-lost. Threads use their own database connections, like gunicorn workers."""
+lost. Threads use their own database connections, like gunicorn workers. The row-lock test is
+PostgreSQL's alone (marked postgres)."""
 
 import threading
 from collections import Counter
@@ -9,7 +10,14 @@ import pytest
 from django.db import connection
 
 from labeling.models import Assignment, Demonstration, Ranking, Task
-from tests.conftest import add_demonstration_task, add_ranking_task, api_client, make_user, new_client_id
+from tests.factories import (
+    add_demonstration_task,
+    add_ranking_task,
+    api_client,
+    make_user,
+    new_client_id,
+    service_missing,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,6 +118,7 @@ def test_many_annotators_racing_for_one_slot(project):
     assert statuses == Counter({200: 1, 204: 9})
 
 
+@pytest.mark.postgres
 def test_the_sweeper_passes_over_a_lease_whose_task_a_submission_holds(project, annotator):
     """A submission locks the task, then the assignment. The sweeper must not lock the assignment
     and then wait for the task (as its audit row's foreign key check did): the two would deadlock
@@ -122,7 +131,9 @@ def test_the_sweeper_passes_over_a_lease_whose_task_a_submission_holds(project, 
     from labeling.models import Event
 
     if connection.vendor != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite serialises whole transactions")
+        service_missing(
+            "row locks are PostgreSQL's; SQLite serialises whole transactions (set DATABASE_URL=postgres://…)"
+        )
     add_demonstration_task(project)
     lease = leases.task_next_for(annotator=annotator, project=project)
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))

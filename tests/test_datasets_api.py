@@ -8,8 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from labeling.models import Demonstration, Ranking
-from tests.conftest import api_client
-from tests.test_exports import label_everything
+from tests.factories import api_client, label_everything
 from worker.tasks import snapshot_build_task
 
 pytestmark = pytest.mark.django_db

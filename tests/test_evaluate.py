@@ -5,7 +5,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.ml_fixtures import smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401 - fixtures
 from training.ml.evaluate import evaluate_policies, sequence_logprobs, should_deploy
 from training.ml.generation import SamplingParams
 from training.ml.reward import RewardConfig, load_reward_model, save_reward_model
@@ -20,7 +19,7 @@ SAMPLING = SamplingParams(temperature=1.0, max_new_tokens=8, seed=3)
 
 
 @pytest.fixture(scope="module")
-def tiny_reward_model_path(tmp_path_factory, tiny_model_path):  # noqa: F811
+def tiny_reward_model_path(tmp_path_factory, tiny_model_path):
     model, tokenizer = load_reward_model(str(tiny_model_path), device="cpu", dtype="float32")
     path = tmp_path_factory.mktemp("models") / "rm"
     save_reward_model(model, tokenizer, path, RewardConfig(), {})
@@ -28,7 +27,7 @@ def tiny_reward_model_path(tmp_path_factory, tiny_model_path):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def sharpened_path(tmp_path_factory, tiny_model_path):  # noqa: F811
+def sharpened_path(tmp_path_factory, tiny_model_path):
     """A policy far from the tiny model: the same network with its output distribution made very sharp."""
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     with torch.no_grad():
@@ -39,7 +38,7 @@ def sharpened_path(tmp_path_factory, tiny_model_path):  # noqa: F811
     return path
 
 
-def test_a_policy_against_itself_ties_with_no_kl(tiny_model_path, tiny_reward_model_path):  # noqa: F811
+def test_a_policy_against_itself_ties_with_no_kl(tiny_model_path, tiny_reward_model_path):
     result = evaluate_policies(
         PROMPTS, str(tiny_model_path), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
     )
@@ -53,7 +52,7 @@ def test_a_policy_against_itself_ties_with_no_kl(tiny_model_path, tiny_reward_mo
 
 def test_new_policy_is_compared_with_the_old_one_prompt_by_prompt(
     tiny_model_path, tiny_model_path_b, tiny_reward_model_path
-):  # noqa: F811
+):
     result = evaluate_policies(
         PROMPTS, str(tiny_model_path_b), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
     )
@@ -72,7 +71,7 @@ def test_new_policy_is_compared_with_the_old_one_prompt_by_prompt(
 
 def test_kl_from_the_old_policy_or_another_reference(
     sharpened_path, tiny_model_path, tiny_model_path_b, tiny_reward_model_path
-):  # noqa: F811
+):
     moved = evaluate_policies(
         PROMPTS, str(sharpened_path), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
     )
@@ -89,7 +88,7 @@ def test_kl_from_the_old_policy_or_another_reference(
     assert itself["rows"] == moved["rows"]
 
 
-def test_sequence_log_probabilities_do_not_depend_on_padding(tiny_model_path):  # noqa: F811
+def test_sequence_log_probabilities_do_not_depend_on_padding(tiny_model_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
     sequences = [([1, 5, 9, 200, 31, 7], 3), ([4, 8, 15, 16], 2), ([23, 42, 108, 7, 7, 7, 7, 7], 5)]
     batched = sequence_logprobs(model, sequences, batch_size=3)

@@ -8,7 +8,7 @@ from datasets import load_dataset
 
 from labeling import leases, submissions
 from labeling.models import Ranking
-from tests.conftest import add_demonstration_task, add_ranking_task, new_client_id
+from tests.factories import DEMO_TEXT, add_ranking_task, label_everything, make_user, new_client_id
 from training.datasets.exports.shapes import implied_pairs
 from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
 
@@ -18,39 +18,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def snapshot_store(settings, tmp_path):
     settings.SNAPSHOT_STORE = tmp_path / "snapshots"
-
-
-DEMO_TEXT = {"alice": "玉山。", "bob": "玉山，3,952 公尺。"}
-
-
-def label_everything(project, annotator, annotator2):
-    """Alice and Bob each write one demonstration and rank one task: Alice [[best], [tie, tie]], Bob in order."""
-    add_demonstration_task(project, "台灣第一高峰是那一座？")
-    add_ranking_task(
-        project, "What is the highest mountain in the world?", answers=["Everest", "K2", "Everest, aka K2"]
-    )
-    texts = {}
-    for user in (annotator, annotator2):
-        for _ in range(2):
-            lease = leases.task_next_for(annotator=user, project=project)
-            if lease.task.kind == "demonstration":
-                submissions.demonstration_submit(
-                    annotator=user, task_id=lease.task_id, text=DEMO_TEXT[user.username], client_id=new_client_id()
-                )
-                continue
-            by_text = {c.text: c.public_id for c in lease.task.candidates.all()}
-            texts.update({v: k for k, v in by_text.items()})
-            everest, k2, aka = by_text["Everest"], by_text["K2"], by_text["Everest, aka K2"]
-            groups = [[everest], [k2, aka]] if user == annotator else [[everest], [aka], [k2]]
-            submissions.ranking_submit(
-                annotator=user,
-                task_id=lease.task_id,
-                ranking=groups,
-                ratings={everest: 7, k2: 1},
-                flags={k2: ["factually_wrong"]},
-                client_id=new_client_id(),
-            )
-    return texts
 
 
 def build(project, kind, fmt="jsonl", **options):
@@ -147,8 +114,6 @@ def test_date_filter(project, annotator, annotator2):
 
 
 def test_agreement_filter_drops_the_annotator_who_disagrees(project, annotator, annotator2):
-    from tests.conftest import make_user
-
     project.overlap = 3
     project.save()
     carol = make_user("carol", role="annotator")

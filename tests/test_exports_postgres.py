@@ -16,13 +16,13 @@ from django.db import connection
 
 from labeling import imports, leases, services, submissions
 from labeling.models import Ranking
-from tests.conftest import make_user, new_client_id, service_missing
+from tests.factories import make_user, new_client_id, service_missing
 from training.datasets.exports import postgres as export_postgres
 from training.datasets.exports import splice
 from training.datasets.services import snapshot_build, snapshot_create, snapshot_dir
 from training.registry.models import ModelVersion
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 NASTY = [
     'He said "Yushan" \\ is 3,952 m.',
@@ -48,16 +48,18 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(export_postgres, "CHUNK_RANKINGS", 3)
 
 
-def labels(project):
-    """Three annotators rank five tasks in different ways; one import; two model versions."""
-    project.k, project.overlap = 4, 3
-    project.save()
-    versions = [
+def model_versions(project) -> list[ModelVersion]:
+    """The model versions of rounds 1 and 2, for answers of two rounds."""
+    return [
         ModelVersion.objects.create(
             project=project, name=f"round {n}", round_number=n, storage_path=f"v{n}", content_hash=f"{n}" * 64
         )
         for n in (1, 2)
     ]
+
+
+def add_nasty_ranking_tasks(project, versions) -> None:
+    """Five multi-turn prompts with nasty text, each with three model answers and a person's."""
     for index in range(5):
         conversation = [
             {"role": "system", "content": "You answer briefly."},
@@ -71,37 +73,55 @@ def labels(project):
             for j in range(3)
         ] + [{"text": "a person's answer", "source": "demo"}]
         services.ranking_task_create(prompt=prompt, answers=answers)
-    services.prompt_create(project=project, messages="Write a haiku about 玉山.")
-    people = [make_user(name, role="annotator") for name in ("amy", "ben", "cho")]
-    for turn, person in enumerate(people):
-        while (lease := leases.task_next_for(annotator=person, project=project)) is not None:
-            if lease.task.kind == "demonstration":
-                submissions.demonstration_submit(
-                    annotator=person, task_id=lease.task_id, text=NASTY[turn], client_id=new_client_id()
-                )
-                continue
-            ids = [c.public_id for c in lease.task.candidates.order_by("id")]
-            groups = [[ids[0]], [ids[1], ids[2]], [ids[3]]] if turn == 0 else [[i] for i in reversed(ids)]
-            if turn == 2:
-                groups = [ids[:2], ids[2:]]
-            submissions.ranking_submit(
-                annotator=person,
-                task_id=lease.task_id,
-                ranking=groups,
-                ratings={ids[0]: 7, ids[3]: 2} if turn != 1 else {},
-                flags={ids[3]: ["harmful", "factually_wrong"]} if turn == 0 else {},
-                none_acceptable=turn == 1 and lease.task_id % 2 == 0,
-                client_id=new_client_id(),
+
+
+def label_every_task_as(person, turn: int, project) -> None:
+    """Each annotator ranks in a way of their own: ties and flags (0), reversed without ratings and
+    some none acceptable (1), two halves (2)."""
+    while (lease := leases.task_next_for(annotator=person, project=project)) is not None:
+        if lease.task.kind == "demonstration":
+            submissions.demonstration_submit(
+                annotator=person, task_id=lease.task_id, text=NASTY[turn], client_id=new_client_id()
             )
-    # After dropping flagged answers, one ranking is left with a single answer: no row for it.
-    last = Ranking.objects.filter(annotator=people[0]).order_by("id").last()
+            continue
+        ids = [c.public_id for c in lease.task.candidates.order_by("id")]
+        groups = [[ids[0]], [ids[1], ids[2]], [ids[3]]] if turn == 0 else [[i] for i in reversed(ids)]
+        if turn == 2:
+            groups = [ids[:2], ids[2:]]
+        submissions.ranking_submit(
+            annotator=person,
+            task_id=lease.task_id,
+            ranking=groups,
+            ratings={ids[0]: 7, ids[3]: 2} if turn != 1 else {},
+            flags={ids[3]: ["harmful", "factually_wrong"]} if turn == 0 else {},
+            none_acceptable=turn == 1 and lease.task_id % 2 == 0,
+            client_id=new_client_id(),
+        )
+
+
+def leave_one_ranking_with_a_single_unflagged_answer(person) -> None:
+    """After dropping flagged answers, one ranking is left with a single answer: no row for it."""
+    last = Ranking.objects.filter(annotator=person).order_by("id").last()
     ids = [c.public_id for c in last.task.candidates.order_by("id")]
     submissions.ranking_edit(
-        annotator=people[0],
+        annotator=person,
         ranking_id=last.pk,
         ranking=[[ids[0]], [ids[1], ids[2], ids[3]]],
         flags={ids[1]: ["harmful"], ids[2]: ["harmful"], ids[3]: ["harmful"]},
     )
+
+
+def labels(project):
+    """Three annotators rank five tasks in different ways; one import; two model versions."""
+    project.k, project.overlap = 4, 3
+    project.save()
+    versions = model_versions(project)
+    add_nasty_ranking_tasks(project, versions)
+    services.prompt_create(project=project, messages="Write a haiku about 玉山.")
+    people = [make_user(name, role="annotator") for name in ("amy", "ben", "cho")]
+    for turn, person in enumerate(people):
+        label_every_task_as(person, turn, project)
+    leave_one_ranking_with_a_single_unflagged_answer(people[0])
     imports.imported_preference_create(
         project=project,
         messages="Is 玉山 taller than 雪山?",

@@ -5,7 +5,7 @@ import pytest
 import torch
 from datasets import load_dataset
 
-from tests.test_exports import label_everything
+from tests.factories import label_everything
 from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
 from training.ml.tiny import build_tiny_model
 

@@ -2,23 +2,15 @@
 answer, idempotent redelivery, deploys changing where new tasks come from, and a real Celery
 worker over Redis."""
 
-import os
-import uuid
-
 import pytest
-import redis
 from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
 from django.core.management import call_command
-from django.db import connections
 from django.test import override_settings
 
 from labeling import services as labeling_services
 from labeling import validation
 from labeling.models import Candidate, Event, Task
-from tests.conftest import service_missing
-from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
-from tests.test_queue import forget_connections, redis_queue_delete, wait_until
+from tests.factories import api_client, register_copy, wait_until
 from training.ml.generation import BaseGenerator, Sample, SamplingParams, TransformersGenerator, generator_for
 from training.registry import generation as services
 from training.registry import services as registry_services
@@ -26,7 +18,6 @@ from training.registry.models import GeneratedTask, GenerationJob
 from worker import queue as worker_queue
 from worker.celery import app
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PROMPTS = [
     "台灣第一高峰是那一座？",
     "What is the highest mountain in the world?",
@@ -42,7 +33,7 @@ FAST = {"max_new_tokens": 8, "seed": 7}
 # --- the ML core, no database -----------------------------------------------------------------
 
 
-def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_path):  # noqa: F811
+def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_path):
     """Left padding is right: a prompt's answer does not depend on the other prompts in its batch."""
     generator = TransformersGenerator(tiny_model_path, batch_size=8)
     conversations = [validation.messages_clean(p) for p in PROMPTS]
@@ -53,7 +44,7 @@ def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_path):  # noqa: 
     assert all(s.new_tokens <= 12 and s.finish_reason in ("stop", "length") for s in batched)
 
 
-def test_k_distinct_answers_with_their_seeds(tiny_model_path):  # noqa: F811
+def test_k_distinct_answers_with_their_seeds(tiny_model_path):
     generator = generator_for(tiny_model_path)
     conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:2]]
     answers = generator.sample_distinct(conversations, 4, SamplingParams(max_new_tokens=8, seed=11))
@@ -90,7 +81,7 @@ def test_resampling_is_bounded():
     assert len(samples) == 1 and len(generator.calls) == 3  # short: the caller skips this prompt
 
 
-def test_generation_stops_at_the_end_of_turn_token(tiny_model_path):  # noqa: F811
+def test_generation_stops_at_the_end_of_turn_token(tiny_model_path):
     generator = generator_for(tiny_model_path)
     tokenizer = generator.tokenizer
     words = tokenizer.encode("Yushan is high", add_special_tokens=False)
@@ -100,7 +91,7 @@ def test_generation_stops_at_the_end_of_turn_token(tiny_model_path):  # noqa: F8
     assert generator._sample(words, seed=3).finish_reason == "length"
 
 
-def test_a_loaded_model_is_reused(tiny_model_path):  # noqa: F811
+def test_a_loaded_model_is_reused(tiny_model_path):
     assert generator_for(tiny_model_path) is generator_for(tiny_model_path)
 
 
@@ -108,7 +99,7 @@ def test_a_loaded_model_is_reused(tiny_model_path):  # noqa: F811
 
 
 @pytest.fixture
-def policy(project, model_store, tiny_model_path):  # noqa: F811
+def policy(project, model_store, tiny_model_path):
     for prompt in PROMPTS:
         labeling_services.prompt_create(project=project, messages=prompt)
     return register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
@@ -164,7 +155,7 @@ def test_two_workers_racing_on_one_prompt_make_one_task(project, policy):
 
 
 @pytest.mark.django_db
-def test_deploying_a_new_policy_makes_new_tasks_come_from_it(project, policy, model_store, tiny_model_path_b):  # noqa: F811
+def test_deploying_a_new_policy_makes_new_tasks_come_from_it(project, policy, model_store, tiny_model_path_b):
     run_job(project)
     old_answers = {c.pk: c.text for c in Candidate.objects.all()}
     round1 = register_copy(project, tiny_model_path_b, name="round 1", store=model_store, parent=policy, round_number=1)
@@ -247,35 +238,6 @@ def test_admin_page_starts_a_job_and_shows_progress(client, project, policy, adm
 # --- through a real worker ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_gpu_queue():
-    """The app sending to Redis; gpu_* tasks routed to a gpu queue of this test's own."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.exceptions.ConnectionError:
-        service_missing(f"Redis is not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
-    queue = f"gpu-test-{uuid.uuid4().hex}"
-    overrides = {
-        "broker_url": REDIS_URL,
-        "broker_transport_options": {},
-        "task_routes": {"worker.tasks.gpu_*": {"queue": queue}},
-    }
-    saved = {key: app.conf[key] for key in overrides}
-    app.conf.update(overrides)  # Celery rebuilds its router when task_routes changes
-    assert app.amqp.router.route({}, "worker.tasks.gpu_generate_candidates")["queue"].name == queue
-    forget_connections()
-    task_postrun.connect(close_connections)
-    yield queue
-    task_postrun.disconnect(close_connections)
-    app.conf.update(saved)
-    forget_connections()
-    redis_queue_delete(queue)
-
-
-def close_connections(**kwargs) -> None:
-    connections.close_all()
-
-
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_generation_through_a_celery_worker_over_redis(redis_gpu_queue, project, policy):
@@ -294,8 +256,6 @@ def test_generation_through_a_celery_worker_over_redis(redis_gpu_queue, project,
 
 @pytest.mark.django_db
 def test_generation_jobs_api_is_for_admins(project, policy, admin_user, researcher, monkeypatch):
-    from tests.conftest import api_client
-
     monkeypatch.setattr(services, "_generation_enqueue", lambda job_id: None)
     body = {"project": project.pk, "limit": 2, "sampling": {"temperature": 0.5, "max_new_tokens": 8}}
     assert api_client(researcher).post("/api/v1/generation-jobs/", body, format="json").status_code == 403

@@ -7,8 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import Event
-from tests.conftest import api_client
-from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path, tiny_model_path_b  # noqa: F401
+from tests.factories import api_client, register_copy
 from training.registry import selectors, services
 from training.registry.models import DeployedPolicy, Deployment, ModelVersion
 
@@ -16,13 +15,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def versions(project, model_store, tiny_model_path, tiny_model_path_b):  # noqa: F811
+def versions(project, model_store, tiny_model_path, tiny_model_path_b):
     base = register_copy(project, tiny_model_path, name="base", store=model_store)
     round1 = register_copy(project, tiny_model_path_b, name="round 1", store=model_store, parent=base, round_number=1)
     return base, round1
 
 
-def test_registration_records_location_hash_and_config_once(project, model_store, tiny_model_path):  # noqa: F811
+def test_registration_records_location_hash_and_config_once(project, model_store, tiny_model_path):
     version = register_copy(project, tiny_model_path, name="base", store=model_store)
     assert version.storage_path == f"policies/{project.pk}-base"
     assert len(version.content_hash) == 64
@@ -32,7 +31,7 @@ def test_registration_records_location_hash_and_config_once(project, model_store
     assert Event.objects.filter(verb="model_version.registered").count() == 1
 
 
-def test_registration_refuses_a_folder_outside_the_store(project, model_store, tiny_model_path):  # noqa: F811
+def test_registration_refuses_a_folder_outside_the_store(project, model_store, tiny_model_path):
     with pytest.raises(services.LabelingError, match="not inside the model store"):
         services.model_version_register(project=project, path=tiny_model_path, name="elsewhere")
 
@@ -128,7 +127,7 @@ def test_deploy_policy_command_deploys_and_rolls_back(project, versions, capsys)
         call_command("deploy_policy", str(round1.pk))
 
 
-def test_register_base_model_from_a_hf_folder_is_idempotent(project, model_store, tiny_model_path, capsys):  # noqa: F811
+def test_register_base_model_from_a_hf_folder_is_idempotent(project, model_store, tiny_model_path, capsys):
     for _ in range(2):
         call_command("register_base_model", "--hf", str(tiny_model_path), "--project", project.name, "--deploy")
     version = ModelVersion.objects.get()
@@ -138,7 +137,7 @@ def test_register_base_model_from_a_hf_folder_is_idempotent(project, model_store
     assert "Already registered" in out and "Already deployed" in out
 
 
-def test_register_base_model_again_keeps_a_later_deploy(project, versions, model_store, tiny_model_path, capsys):  # noqa: F811
+def test_register_base_model_again_keeps_a_later_deploy(project, versions, model_store, tiny_model_path, capsys):
     call_command("register_base_model", "--hf", str(tiny_model_path), "--project", project.name, "--deploy")
     base = selectors.deployed_policy(project=project)
     services.policy_deploy(version=versions[1])

@@ -9,7 +9,7 @@ from django.urls import reverse
 from labeling import leases, submissions
 from labeling.models import Event, Project
 from labeling.page_selectors import hourly_completions
-from tests.conftest import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id
+from tests.factories import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id
 
 SCRIPT = "<script>alert(1)</script>"
 

@@ -4,7 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from labeling import leases, submissions
-from tests.conftest import add_demonstration_task, add_ranking_task, api_client, new_client_id
+from tests.factories import add_demonstration_task, add_ranking_task, api_client, new_client_id
 
 pytestmark = pytest.mark.django_db
 

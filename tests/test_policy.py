@@ -9,7 +9,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tests.ml_fixtures import smollm2_tokenizer, tiny_model_path  # noqa: F401 - fixtures
 from training.ml.common import TrainingCancelled
 from training.ml.policy import (
     PolicyConfig,
@@ -35,7 +34,7 @@ TINY_RL = {
 
 
 @pytest.fixture(scope="module")
-def tiny_reward_model_path(tmp_path_factory, tiny_model_path):  # noqa: F811
+def tiny_reward_model_path(tmp_path_factory, tiny_model_path):
     rankings = [
         Ranking([{"role": "user", "content": f"Question {i}"}], ["Yes, gladly!", "Maybe.", "No."], [1, 2, 3])
         for i in range(4)
@@ -101,7 +100,7 @@ def test_reward_function_scores_trl_completions_with_the_reward_model(tiny_rewar
 @pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
 def test_rl_trains_against_the_reward_model_and_reports_reward_kl_and_length(
     algorithm, tiny_model_path, tiny_reward_model_path, tmp_path
-):  # noqa: F811
+):
     seen = []
     config = PolicyConfig(algorithm=algorithm, **TINY_RL)
     metrics = optimize_policy(
@@ -125,7 +124,7 @@ def test_rl_trains_against_the_reward_model_and_reports_reward_kl_and_length(
     assert stage["stage"] == "policy" and stage["config"]["algorithm"] == algorithm
 
 
-def test_dpo_learns_the_preferences_against_the_sft_reference(tiny_model_path, tmp_path):  # noqa: F811
+def test_dpo_learns_the_preferences_against_the_sft_reference(tiny_model_path, tmp_path):
     preferences = [
         {
             "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
@@ -152,7 +151,7 @@ def test_dpo_learns_the_preferences_against_the_sft_reference(tiny_model_path, t
     assert changed(tmp_path / "policy", tiny_model_path)
 
 
-def test_cancelling_raises_and_saves_nothing(tiny_model_path, tiny_reward_model_path, tmp_path):  # noqa: F811
+def test_cancelling_raises_and_saves_nothing(tiny_model_path, tiny_reward_model_path, tmp_path):
     steps = []
     config = PolicyConfig(**{**TINY_RL, "steps": 5})
     with pytest.raises(TrainingCancelled):
@@ -174,7 +173,7 @@ def test_generations_per_prompt_must_leave_a_baseline():
         PolicyConfig(generations_per_prompt=1)
 
 
-def test_command_line_runs_rloo_on_sft_rows(tiny_model_path, tiny_reward_model_path, tmp_path):  # noqa: F811
+def test_command_line_runs_rloo_on_sft_rows(tiny_model_path, tiny_reward_model_path, tmp_path):
     data = tmp_path / "sft.jsonl"
     rows = [{"messages": [*p["prompt"], {"role": "assistant", "content": "Sure."}]} for p in PROMPTS]
     data.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))

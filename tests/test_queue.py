@@ -6,80 +6,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
-from django.db import connections
 from django.utils import timezone
 
 from labeling import leases
 from labeling.models import Assignment, Project
-from tests.conftest import add_demonstration_task, service_missing
+from tests.factories import add_demonstration_task, wait_until
 from worker.celery import app
 from worker.tasks import leases_return_expired
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-WAIT_SECONDS = 30
-
-
-def wait_until(condition, *, seconds: float = WAIT_SECONDS, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"gave up after {seconds}s waiting for {what}")
-
-
-def forget_connections() -> None:
-    # The app keeps a pool of broker connections: drop it so the next send uses the current URL.
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def redis_queue():
-    """The project's Celery app, sending to and consuming from a queue of this test's own on Redis."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.exceptions.ConnectionError:
-        service_missing(f"Redis is not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
-    queue = f"test-{uuid.uuid4().hex}"
-    # task_default_queue is where .delay() sends a task that has no route.
-    overrides = {"broker_url": REDIS_URL, "broker_transport_options": {}, "task_default_queue": queue}
-    saved = {key: app.conf[key] for key in overrides}
-    app.conf.update(overrides)
-    forget_connections()
-    # The worker thread opens its own database connection: close it after each task, or it
-    # outlives the test and PostgreSQL refuses to drop the test database.
-    task_postrun.connect(close_connections)
-    yield queue
-    task_postrun.disconnect(close_connections)
-    app.conf.update(saved)
-    forget_connections()
-    redis_queue_delete(queue)
-
-
-def close_connections(**kwargs) -> None:
-    connections.close_all()
-
-
-def redis_queue_delete(queue: str) -> None:
-    """Leave no trace in Redis: the queue, and the bindings kombu keeps for it."""
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"*{queue}*"):
-        client.delete(key)
-    for member in client.zrange("_kombu.binding_deadlines", 0, -1):
-        if queue in member.decode():
-            client.zrem("_kombu.binding_deadlines", member)
 
 
 @pytest.mark.redis

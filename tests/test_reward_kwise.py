@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 
-from tests.ml_fixtures import smollm2_tokenizer, tiny_model_path  # noqa: F401 - fixtures
 from training.ml.reward import (
     Ranking,
     RewardConfig,
@@ -68,7 +67,7 @@ def test_preference_and_ranking_rows_become_rankings():
     assert rankings[2].prompt == [{"role": "user", "content": "a"}]
 
 
-def test_packed_rewards_equal_rewards_scored_alone(tiny_model_path):  # noqa: F811
+def test_packed_rewards_equal_rewards_scored_alone(tiny_model_path):
     model, tokenizer = load_reward_model(str(tiny_model_path), device="cpu", dtype="float32")
     model.eval()
     config = RewardConfig()
@@ -111,7 +110,7 @@ def learnable_rankings(count: int) -> list[Ranking]:
     return rankings
 
 
-def test_training_changes_parameters_lowers_the_loss_and_reports_accuracy(tiny_model_path, tmp_path):  # noqa: F811
+def test_training_changes_parameters_lowers_the_loss_and_reports_accuracy(tiny_model_path, tmp_path):
     config = RewardConfig(epochs=4, learning_rate=3e-3, rankings_per_step=4, eval_fraction=0.25, warmup_ratio=0.0)
     seen = []
     metrics = train_reward_model(
@@ -133,7 +132,7 @@ def test_training_changes_parameters_lowers_the_loss_and_reports_accuracy(tiny_m
     assert json.loads((tmp_path / "rm" / "yushan_stage.json").read_text())["stage"] == "reward"
 
 
-def test_command_line_trains_from_preference_jsonl(tiny_model_path, tmp_path):  # noqa: F811
+def test_command_line_trains_from_preference_jsonl(tiny_model_path, tmp_path):
     data = tmp_path / "prefs.jsonl"
     rows = [
         {

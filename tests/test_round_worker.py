@@ -5,10 +5,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from labeling.models import Task
-from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path  # noqa: F401
-from tests.test_generation import redis_gpu_queue  # noqa: F401 - the gpu route on a queue of this test's own
-from tests.test_queue import wait_until
-from tests.test_rounds import DEMOS, PREFERENCES, TINY
+from tests.factories import DEMOS, PREFERENCES, TINY, register_copy, wait_until
 from training.registry import selectors
 from training.registry.models import GenerationJob
 from training.rounds import services as rounds
@@ -24,7 +21,7 @@ def test_a_round_runs_end_to_end_through_a_worker(
     project,
     model_store,
     tiny_model_path,
-    admin_user,  # noqa: F811
+    admin_user,
     settings,
     tmp_path,
 ):

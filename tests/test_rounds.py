@@ -9,8 +9,7 @@ from django.utils import timezone
 
 from labeling.errors import Conflict, LabelingError
 from labeling.imports import dataset_import
-from tests.conftest import api_client
-from tests.ml_fixtures import model_store, register_copy, smollm2_tokenizer, tiny_model_path  # noqa: F401
+from tests.factories import DEMOS, PREFERENCES, TINY, api_client, register_copy
 from training.registry import selectors
 from training.registry.models import GenerationJob, ModelVersion
 from training.rounds import runner, stages
@@ -20,27 +19,9 @@ from training.rounds.models import Round, RoundMetric, RoundStage
 
 pytestmark = pytest.mark.django_db
 
-DEMOS = "\n".join(
-    f'{{"messages": [{{"role": "user", "content": "Question {i}: how tall is Yushan?"}}, '
-    f'{{"role": "assistant", "content": "Yushan is 3,952 m tall ({i})."}}]}}'
-    for i in range(6)
-)
-PREFERENCES = "\n".join(
-    f'{{"prompt": [{{"role": "user", "content": "Question {i}: capital of Taiwan?"}}], '
-    f'"chosen": [{{"role": "assistant", "content": "Taipei ({i})."}}], '
-    f'"rejected": [{{"role": "assistant", "content": "No idea ({i})."}}]}}'
-    for i in range(6)
-)
-TINY = {  # a few steps of everything, on a tiny model: seconds, not minutes
-    "sft": {"epochs": 1, "max_length": 64, "eval_fraction": 0.0},
-    "reward": {"epochs": 1, "eval_fraction": 0.2, "max_prompt_tokens": 64, "max_answer_tokens": 16},
-    "policy": {"steps": 2, "prompts_per_step": 2, "generations_per_prompt": 2, "max_completion_length": 6},
-    "evaluate": {"prompts": 2, "max_new_tokens": 6},
-}
-
 
 @pytest.fixture
-def labeled(project, model_store, tiny_model_path, settings, tmp_path):  # noqa: F811
+def labeled(project, model_store, tiny_model_path, settings, tmp_path):
     settings.SNAPSHOT_STORE = tmp_path / "snapshots"
     dataset_import(project=project, text=DEMOS, fmt="conversations", source="demos")
     dataset_import(project=project, text=PREFERENCES, fmt="preferences", source="prefs")

@@ -8,7 +8,7 @@ from django.utils import timezone
 from labeling import leases, services, sql, submissions
 from labeling.errors import Conflict, Forbidden, LabelingError
 from labeling.models import Assignment, Demonstration, Event, Ranking, Task
-from tests.conftest import add_demonstration_task, add_ranking_task, make_user, new_client_id
+from tests.factories import add_demonstration_task, add_ranking_task, make_user, new_client_id, service_missing
 
 pytestmark = pytest.mark.django_db
 
@@ -272,6 +272,7 @@ def _assignment_rows_read_per_probe(plan: dict) -> int:
     return most
 
 
+@pytest.mark.postgres
 def test_choosing_a_task_does_not_slow_down_as_an_annotator_finishes_tasks(project, annotator):
     """A lone annotator in a new project: PostgreSQL has no statistics on assignments yet. Each
     queued task the choice passes must be checked by reading that task's few assignments, not all
@@ -281,7 +282,7 @@ def test_choosing_a_task_does_not_slow_down_as_an_annotator_finishes_tasks(proje
     from django.utils import timezone
 
     if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL's planner is what this checks")
+        service_missing("PostgreSQL's planner is what this checks (set DATABASE_URL=postgres://…)")
     for i in range(310):
         add_demonstration_task(project, text=f"Which is mountain number {i}?")
     with connection.cursor() as cursor:

@@ -9,7 +9,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.ml_fixtures import smollm2_tokenizer, tiny_model_path  # noqa: F401 - fixtures
 from training.ml.chat_template import SMOLLM2_TEMPLATE
 from training.ml.common import TrainingCancelled
 from training.ml.sft import SFTStageConfig, build_sft_trainer, conversations_from_records, train_sft
@@ -36,7 +35,7 @@ def repetitive_demonstrations(count: int) -> list[dict]:
     ]
 
 
-def test_labels_cover_the_assistant_turns_and_their_end_of_turn_only(tiny_model_path, tmp_path):  # noqa: F811
+def test_labels_cover_the_assistant_turns_and_their_end_of_turn_only(tiny_model_path, tmp_path):
     rows = conversations_from_records([{"messages": MULTI_TURN}] * 4)
     trainer, original = build_sft_trainer(rows, [], str(tiny_model_path), str(tmp_path), SFTStageConfig())
     example = trainer.train_dataset[0]
@@ -50,7 +49,7 @@ def test_labels_cover_the_assistant_turns_and_their_end_of_turn_only(tiny_model_
     assert original == SMOLLM2_TEMPLATE
 
 
-def test_training_lowers_the_loss_reports_progress_and_saves(tiny_model_path, tmp_path):  # noqa: F811
+def test_training_lowers_the_loss_reports_progress_and_saves(tiny_model_path, tmp_path):
     seen = []
     config = SFTStageConfig(epochs=3, learning_rate=3e-3, per_device_batch_size=2, eval_fraction=0.25)
     metrics = train_sft(
@@ -75,7 +74,7 @@ def test_training_lowers_the_loss_reports_progress_and_saves(tiny_model_path, tm
     assert stage["stage"] == "sft" and stage["config"]["epochs"] == 3 and stage["metrics"]["steps"] == 9
 
 
-def test_cancelling_raises_and_saves_nothing(tiny_model_path, tmp_path):  # noqa: F811
+def test_cancelling_raises_and_saves_nothing(tiny_model_path, tmp_path):
     steps = []
     with pytest.raises(TrainingCancelled):
         train_sft(
@@ -90,7 +89,7 @@ def test_cancelling_raises_and_saves_nothing(tiny_model_path, tmp_path):  # noqa
     assert not (tmp_path / "sft").exists()
 
 
-def test_command_line_trains_with_lora_and_saves_a_merged_model(tiny_model_path, tmp_path):  # noqa: F811
+def test_command_line_trains_with_lora_and_saves_a_merged_model(tiny_model_path, tmp_path):
     data = tmp_path / "sft.jsonl"
     data.write_text("\n".join(json.dumps(row) for row in repetitive_demonstrations(6)))
     result = subprocess.run(

@@ -1,4 +1,4 @@
-from tests.conftest import add_demonstration_task, add_ranking_task, api_client, new_client_id
+from tests.factories import add_demonstration_task, add_ranking_task, api_client, new_client_id
 
 
 def test_annotator_ranks_and_demonstrates_through_api(annotator, project):
