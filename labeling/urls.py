@@ -1,11 +1,10 @@
-"""Labeling: the annotator's and the admin's pages, and the labeling API under /api/v1/."""
+"""Labeling's pages: the annotator's and the admin's (its API is labeling/api/urls.py)."""
 
-from django.urls import include, path
+from django.urls import path
 
 from labeling import views
 
 urlpatterns = [
-    path("api/v1/", include("labeling.api.urls")),
     path("accounts/login/", views.RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
     path("", views.home, name="home"),
