@@ -5,7 +5,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from training.ml.evaluate import evaluate_policies, sequence_logprobs, should_deploy
+from training.ml.evaluate import (
+    bootstrap_interval,
+    evaluate_policies,
+    judge_report,
+    judges_disagree,
+    sequence_logprobs,
+    should_deploy,
+)
 from training.ml.generation import SamplingParams
 from training.ml.reward import RewardConfig, load_reward_model, save_reward_model
 
@@ -104,3 +111,56 @@ def test_deploy_needs_the_win_rate_threshold():
     assert should_deploy({"win_rate": 0.6}, 0.55)
     assert should_deploy({"win_rate": 0.55}, 0.55)
     assert not should_deploy({"win_rate": 0.5}, 0.55)
+
+
+@pytest.fixture(scope="module")
+def other_reward_model_path(tmp_path_factory, tiny_model_path_b):
+    model, tokenizer = load_reward_model(str(tiny_model_path_b), device="cpu", dtype="float32")
+    path = tmp_path_factory.mktemp("models") / "rm-previous"
+    save_reward_model(model, tokenizer, path, RewardConfig(), {})
+    return path
+
+
+def test_each_judge_reports_a_win_rate_with_its_interval(
+    tiny_model_path, tiny_model_path_b, tiny_reward_model_path, other_reward_model_path
+):
+    result = evaluate_policies(
+        PROMPTS,
+        str(tiny_model_path_b),
+        str(tiny_model_path),
+        str(tiny_reward_model_path),
+        previous_reward_model_path=str(other_reward_model_path),
+        sampling=SAMPLING,
+    )
+    assert set(result["judges"]) == {"new_reward_model", "previous_reward_model"}
+    assert result["decided_by"] == "new_reward_model"
+    for judge in result["judges"].values():
+        low, high = judge["win_rate_ci"]
+        assert 0 <= low <= judge["win_rate"] <= high <= 1 and judge["prompts"] == 4
+    assert result["win_rate_ci"] == result["judges"]["new_reward_model"]["win_rate_ci"]
+    verdicts = {judge["verdict"] for judge in result["judges"].values()}
+    assert result["judges_disagree"] == (len(verdicts) > 1)
+
+
+def test_the_interval_is_wide_on_few_prompts_and_narrows_with_more():
+    few = bootstrap_interval([1, 0, 1, 0.5, 1, 0, 1, 1])
+    many = bootstrap_interval([1, 0, 1, 0.5, 1, 0, 1, 1] * 16)
+    assert few[0] < 0.5 < few[1]  # 8 prompts at 0.69 cannot tell a better policy from an equal one
+    assert many[0] > 0.5  # the same rate on 128 prompts can
+    assert many[1] - many[0] < (few[1] - few[0]) / 2
+    assert bootstrap_interval([1.0] * 10) == [1.0, 1.0]
+    assert bootstrap_interval([1, 0, 1, 0]) == bootstrap_interval([1, 0, 1, 0])  # a fixed seed: a stable report
+
+
+def test_judges_that_reach_different_verdicts_disagree():
+    better = judge_report([1.0] * 20, [0.0] * 20)
+    worse = judge_report([0.0] * 20, [1.0] * 20)
+    assert (better["verdict"], worse["verdict"]) == ("better", "worse")
+    assert judges_disagree({"new_reward_model": better, "previous_reward_model": worse})
+    assert not judges_disagree({"new_reward_model": better, "previous_reward_model": dict(better)})
+
+
+def test_the_deploy_gate_uses_the_lower_bound_and_waits_when_judges_disagree():
+    assert not should_deploy({"win_rate": 0.7, "win_rate_ci": [0.45, 0.9]}, 0.55)  # a lucky sample
+    assert should_deploy({"win_rate": 0.8, "win_rate_ci": [0.6, 0.95]}, 0.55)
+    assert not should_deploy({"win_rate": 0.9, "win_rate_ci": [0.8, 1.0], "judges_disagree": True}, 0.55)

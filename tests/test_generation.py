@@ -11,7 +11,15 @@ from labeling import services as labeling_services
 from labeling import validation
 from labeling.models import Candidate, Event, Task
 from tests.factories import api_client, register_copy, wait_until
-from training.ml.generation import BaseGenerator, Sample, SamplingParams, TransformersGenerator, generator_for
+from training.ml.generation import (
+    BaseGenerator,
+    Sample,
+    SamplingParams,
+    TransformersGenerator,
+    answer_near_duplicate,
+    answer_text_clean,
+    generator_for,
+)
 from training.registry import generation as services
 from training.registry import services as registry_services
 from training.registry.models import GeneratedTask, GenerationJob
@@ -79,6 +87,27 @@ def test_resampling_is_bounded():
     generator = ScriptedGenerator(["same"] * 100)
     [samples] = generator.sample_distinct([[{"role": "user", "content": "hi"}]], 3, SamplingParams(), max_resamples=2)
     assert len(samples) == 1 and len(generator.calls) == 3  # short: the caller skips this prompt
+
+
+def test_invalid_text_and_near_duplicates_are_drawn_again():
+    script = ["台灣\ufffd高峰", "玉山", "玉山。", "Yushan", "  yushan!", "", "雪山"]
+    generator = ScriptedGenerator(script)
+    [samples] = generator.sample_distinct([[{"role": "user", "content": "台灣第一高峰？"}]], 3, SamplingParams(seed=5))
+    assert [s.text for s in samples] == ["玉山", "Yushan", "雪山"]
+    assert answer_near_duplicate("Mount Everest, the highest.", "Mount Everest — the highest!")
+    assert not answer_near_duplicate("玉山，3,952 公尺", "雪山，3,886 公尺")
+
+
+def test_an_answer_cut_inside_a_character_keeps_no_replacement_character(tiny_model_path):
+    generator = generator_for(tiny_model_path)
+    tokens = generator.tokenizer.encode("台灣第一高峰是玉山", add_special_tokens=False)
+    cut = [tokens[:n] for n in range(1, len(tokens)) if generator.tokenizer.decode(tokens[:n]).endswith("\ufffd")]
+    assert cut, "the tokenizer splits these characters over tokens"
+    for prefix in cut:
+        sample = generator._sample(prefix, seed=0)
+        assert "\ufffd" not in sample.text and sample.finish_reason == "length"
+        assert "台灣第一高峰是玉山".startswith(sample.text)
+    assert answer_text_clean(" 玉山\ufffd\ufffd ") == "玉山"
 
 
 def test_generation_stops_at_the_end_of_turn_token(tiny_model_path):

@@ -224,3 +224,17 @@ def test_the_round_form_and_the_api_refuse_an_out_of_range_setting_by_name(clien
     assert answer.json()["errors"]["config.sft.epochs"] == ["must be a whole number from 1 to 100"]
     assert "config.reward.learning_rate" in answer.json()["errors"]
     assert not Round.objects.filter(project=project).exists()
+
+
+def test_the_next_round_is_judged_by_the_previous_rounds_reward_model_too(labeled, admin_user):
+    project, base = labeled
+    deploy_anything = {**TINY, "deploy": {"threshold": 0.0}}
+    first = run_all(rounds.round_start(project=project, config=deploy_anything, actor=admin_user, enqueue=False))
+    assert first.deployed and set(first.evaluation["judges"]) == {"new_reward_model"}  # a base policy has no round
+    GenerationJob.objects.filter(project=project).delete()  # the job the deploy queued; no worker runs here
+    second = run_all(rounds.round_start(project=project, config=deploy_anything, actor=admin_user, enqueue=False))
+    assert second.base_policy == first.policy_version
+    assert set(second.evaluation["judges"]) == {"new_reward_model", "previous_reward_model"}
+    low, high = second.evaluation["win_rate_ci"]
+    assert 0 <= low <= second.evaluation["win_rate"] <= high <= 1
+    assert "95% interval" in second.stages.get(name="deploy").log

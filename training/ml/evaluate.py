@@ -2,7 +2,10 @@
 
 Both policies answer every prompt (batched, with the same sampling settings and seeds); the new
 reward model scores every answer. The report: each policy's mean reward and mean answer length
-(tokens), the new policy's win rate over the old one (a tie counts half), and the KL of the new
+(tokens), the new policy's win rate over the old one (a tie counts half) with a 95% bootstrap
+interval over the prompts, under the new reward model and, when given, the previous round's (a
+second judge the new policy was not trained against: when their verdicts differ the report says
+so and nothing deploys by itself), and the KL of the new
 policy from a reference (by default the old policy), estimated on the new policy's own answers:
 
     KL ≈ mean over answers of Σ_t [log p_new(y_t | x, y_<t) − log p_ref(y_t | x, y_<t)]
@@ -20,7 +23,7 @@ evaluation needs the memory of one model.
 import gc
 from dataclasses import dataclass
 
-from training.ml.generation import SamplingParams
+from training.ml.generation import SamplingParams, answer_text_clean
 from training.ml.options import SEED_RANGE, setting
 
 
@@ -80,6 +83,7 @@ def evaluate_policies(
     old_policy_path: str,
     reward_model_path: str,
     *,
+    previous_reward_model_path: str | None = None,
     sampling: SamplingParams | None = None,
     reference_path: str | None = None,
     batch_size: int = 8,
@@ -87,6 +91,8 @@ def evaluate_policies(
     """Metrics for the round page and the deploy decision, plus one row per prompt.
 
     `prompts` are conversations (lists of messages) or plain strings (one user message each).
+    Each judge (the new reward model; the previous round's too, when given) reports a win rate
+    with a 95% bootstrap interval; the new reward model's decides (should_deploy).
     """
     from training.ml.reward import RewardScorer
 
@@ -100,13 +106,11 @@ def evaluate_policies(
         conversations, new_policy_path, old_policy_path, reference_path, sampling, batch_size
     )
 
-    scorer = RewardScorer(reward_model_path, batch_size=batch_size)
-    new_rewards = scorer.score(conversations, [a.text for a in new])
-    old_rewards = scorer.score(conversations, [a.text for a in old])
-    del scorer
-    _release_memory()
-
-    wins = sum(1.0 if n > o else 0.5 if n == o else 0.0 for n, o in zip(new_rewards, old_rewards, strict=True))
+    new_rewards, old_rewards = _scores(RewardScorer, reward_model_path, conversations, new, old, batch_size)
+    judges = {"new_reward_model": judge_report(new_rewards, old_rewards)}
+    if previous_reward_model_path and str(previous_reward_model_path) != str(reward_model_path):
+        previous = _scores(RewardScorer, previous_reward_model_path, conversations, new, old, batch_size)
+        judges["previous_reward_model"] = judge_report(*previous)
     rows = [
         {"prompt": c, "new_answer": n.text, "old_answer": o.text, "new_reward": nr, "old_reward": orr}
         for c, n, o, nr, orr in zip(conversations, new, old, new_rewards, old_rewards, strict=True)
@@ -115,7 +119,11 @@ def evaluate_policies(
         "prompts": len(conversations),
         "new_mean_reward": _mean(new_rewards),
         "old_mean_reward": _mean(old_rewards),
-        "win_rate": wins / len(conversations),
+        "win_rate": judges["new_reward_model"]["win_rate"],
+        "win_rate_ci": judges["new_reward_model"]["win_rate_ci"],
+        "judges": judges,
+        "judges_disagree": judges_disagree(judges),
+        "decided_by": "new_reward_model",
         "new_mean_length": _mean(len(a.token_ids) for a in new),
         "old_mean_length": _mean(len(a.token_ids) for a in old),
         "kl": _mean(p - r for p, r in zip(new_logps, reference_logps, strict=True)),
@@ -124,13 +132,55 @@ def evaluate_policies(
     }
 
 
-def should_deploy(metrics: dict, threshold: float) -> bool:
-    """Deploy the new policy automatically when its win rate over the deployed one reaches `threshold`.
+def _scores(scorer_class, path, conversations, new, old, batch_size) -> tuple[list[float], list[float]]:
+    scorer = scorer_class(str(path), batch_size=batch_size)
+    scores = scorer.score(conversations, [a.text for a in new]), scorer.score(conversations, [a.text for a in old])
+    del scorer
+    _release_memory()
+    return scores
 
-    The win rate counts ties as half a win, so 0.5 means "as good as the deployed policy" and a
-    threshold such as 0.55 asks for a clear improvement; below it, the round waits for an admin.
+
+def bootstrap_interval(outcomes, *, rounds: int = 2000, level: float = 0.95, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of per-prompt outcomes (prompts resampled with
+    replacement, `rounds` times, a fixed seed so a round's report does not change on a re-read)."""
+    import numpy as np
+
+    values = np.asarray(list(outcomes), dtype=float)
+    if values.size == 0:
+        return [0.0, 0.0]
+    draws = np.random.default_rng(seed).integers(0, values.size, size=(rounds, values.size))
+    tail = (1 - level) / 2
+    low, high = np.quantile(values[draws].mean(axis=1), [tail, 1 - tail])
+    return [float(low), float(high)]
+
+
+def judge_report(new_rewards: list[float], old_rewards: list[float]) -> dict:
+    """One judge's comparison: per prompt a win (1), tie (0.5) or loss (0) of the new policy's
+    answer; the win rate, its 95% interval, and the verdict the interval allows."""
+    outcomes = [1.0 if n > o else 0.5 if n == o else 0.0 for n, o in zip(new_rewards, old_rewards, strict=True)]
+    low, high = bootstrap_interval(outcomes)
+    verdict = "better" if low > 0.5 else "worse" if high < 0.5 else "no clear difference"
+    return {"win_rate": _mean(outcomes), "win_rate_ci": [low, high], "verdict": verdict, "prompts": len(outcomes)}
+
+
+def judges_disagree(judges: dict) -> bool:
+    """Two judges whose intervals reach different verdicts (one says better, the other not): the
+    new reward model may be rewarding what the policy learned to exploit, or the gain is noise."""
+    return len({judge["verdict"] for judge in judges.values()}) > 1
+
+
+def should_deploy(metrics: dict, threshold: float) -> bool:
+    """Deploy the new policy automatically when the lower bound of its win rate's 95% interval
+    (under the new reward model) reaches `threshold`, and no other judge disagrees.
+
+    The win rate counts ties as half a win, so 0.5 means "as good as the deployed policy"; asking
+    the lower bound for 0.55 asks to be sure of a clear improvement, not to have drawn a lucky
+    sample of prompts. Below it, the round waits for an admin. An evaluation stored without an
+    interval (before intervals existed) is judged on its win rate.
     """
-    return metrics["win_rate"] >= threshold
+    if metrics.get("judges_disagree"):
+        return False
+    return metrics.get("win_rate_ci", [metrics["win_rate"]])[0] >= threshold
 
 
 def _mean(values) -> float:
@@ -206,7 +256,7 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
             tokens = output[row, width:].tolist()
             stop = next((i for i, token in enumerate(tokens) if token in stop_ids), None)
             kept = tokens if stop is None else tokens[: stop + 1]
-            text = tokenizer.decode(kept if stop is None else kept[:-1], skip_special_tokens=True).strip()
+            text = answer_text_clean(tokenizer.decode(kept if stop is None else kept[:-1], skip_special_tokens=True))
             answers[index] = Answer(text, prompt_ids[index], kept, "length" if stop is None else "stop")
     return answers
 

@@ -9,10 +9,12 @@ transformers is the default backend. Where `vllm` imports and CUDA is present, `
 picks vLLM behind the same interface.
 """
 
+import difflib
 import gc
 import importlib.util
 import os
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -109,12 +111,12 @@ class BaseGenerator:
     ) -> list[list[Sample]]:
         """K distinct, non-empty answers per conversation.
 
-        Duplicates (after trimming whitespace) and empty answers are drawn again, at most
-        `max_resamples` more times; a conversation that still has fewer than K comes back short
-        and the caller decides (generation skips it rather than show a padded task).
+        Empty answers, answers with invalid text (a U+FFFD replacement character: bytes that are
+        no UTF-8) and near-duplicates of an answer already kept (answer_near_duplicate) are drawn
+        again, at most `max_resamples` more times; a conversation that still has fewer than K
+        comes back short and the caller decides (generation skips it rather than show a padded task).
         """
         kept: list[list[Sample]] = [[] for _ in conversations]
-        seen: list[set[str]] = [set() for _ in conversations]
         for attempt in range(max_resamples + 1):
             wanted = [index for index, answers in enumerate(kept) for _ in range(k - len(answers))]
             if not wanted:
@@ -123,10 +125,41 @@ class BaseGenerator:
             samples = self.generate([conversations[i] for i in wanted], params, seed=seed, on_step=on_step)
             for index, sample in zip(wanted, samples, strict=True):
                 sample.attempt = attempt
-                if sample.text and sample.text not in seen[index] and len(kept[index]) < k:
-                    seen[index].add(sample.text)
+                if len(kept[index]) < k and answer_acceptable(sample.text, kept[index]):
                     kept[index].append(sample)
         return kept
+
+
+REPLACEMENT_CHARACTER = "\ufffd"
+NEAR_DUPLICATE_RATIO = 0.9
+
+
+def answer_text_clean(text: str) -> str:
+    """Decoded answer text without a cut-off last character: byte-level BPE splits a CJK character
+    over several tokens, so an answer cut at max_new_tokens can end in the first bytes of one,
+    which decode to U+FFFD. Those are dropped; whitespace is trimmed."""
+    return text.strip().rstrip(REPLACEMENT_CHARACTER).strip()
+
+
+def _normalised(text: str) -> str:
+    kept = (c for c in unicodedata.normalize("NFKC", text).casefold() if unicodedata.category(c)[0] in "LNS")
+    return "".join(kept)
+
+
+def answer_near_duplicate(a: str, b: str) -> bool:
+    """The same answer but for case, spacing and punctuation (「玉山。」 and 「玉山」), or nine tenths
+    the same characters (difflib's ratio): annotators cannot rank two of those against each other."""
+    a, b = _normalised(a), _normalised(b)
+    if a == b:
+        return True
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= NEAR_DUPLICATE_RATIO
+
+
+def answer_acceptable(text: str, kept: list["Sample"]) -> bool:
+    """Worth showing beside `kept`: not empty, valid text, and no near-duplicate of one of them."""
+    if not text or REPLACEMENT_CHARACTER in text:
+        return False
+    return not any(answer_near_duplicate(text, other.text) for other in kept)
 
 
 class TransformersGenerator(BaseGenerator):
@@ -227,7 +260,7 @@ class TransformersGenerator(BaseGenerator):
     def _sample(self, tokens: list[int], seed: int) -> Sample:
         stop = next((i for i, token in enumerate(tokens) if token in self.stop_ids), None)
         kept = tokens if stop is None else tokens[:stop]
-        text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+        text = answer_text_clean(self.tokenizer.decode(kept, skip_special_tokens=True))
         return Sample(
             text=text,
             finish_reason="length" if stop is None else "stop",
@@ -290,7 +323,7 @@ class VLLMGenerator(BaseGenerator):
             completion = output.outputs[0]
             samples.append(
                 Sample(
-                    text=completion.text.strip(),
+                    text=answer_text_clean(completion.text),
                     finish_reason="stop" if completion.finish_reason == "stop" else "length",
                     new_tokens=len(completion.token_ids),
                     seed=seed + i,

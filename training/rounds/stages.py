@@ -172,6 +172,20 @@ def _evaluation_prompts(round_, count: int, seed: int) -> tuple[list[list[dict]]
     return random.Random(seed).sample(chosen, min(count, len(chosen))), is_held_out
 
 
+def _previous_reward_model_path(round_) -> str | None:
+    """The reward model of the round that made the deployed policy: a second judge, one the new
+    policy never trained against. None for a base policy (no round made it)."""
+    made_it = (
+        Round.objects.filter(project=round_.project_id, policy_version=round_.base_policy_id)
+        .exclude(reward_version=None)
+        .select_related("reward_version")
+        .first()
+    )
+    if made_it is None or not made_it.reward_version.path.is_dir():
+        return None
+    return str(made_it.reward_version.path)
+
+
 def _run_evaluate(round_, stage, reporter) -> str:
     from training.ml.evaluate import evaluate_policies
     from training.ml.generation import SamplingParams
@@ -184,6 +198,7 @@ def _run_evaluate(round_, stage, reporter) -> str:
         str(round_.policy_version.path),
         str(round_.base_policy.path),
         str(round_.reward_version.path),
+        previous_reward_model_path=_previous_reward_model_path(round_),
         sampling=SamplingParams(
             temperature=settings_["temperature"], max_new_tokens=settings_["max_new_tokens"], seed=settings_["seed"]
         ),
@@ -203,15 +218,18 @@ def _run_deploy(round_, stage, reporter) -> str:
 
     round_.refresh_from_db()
     threshold = round_.config["deploy"]["threshold"]
-    wins = should_deploy(round_.evaluation, threshold)
-    reporter.progress(1, 1, {"win_rate": round_.evaluation.get("win_rate", 0.0), "threshold": threshold})
+    evaluation = round_.evaluation
+    wins = should_deploy(evaluation, threshold)
+    low = evaluation.get("win_rate_ci", [evaluation.get("win_rate", 0.0)])[0]
+    reporter.progress(1, 1, {"win_rate": evaluation.get("win_rate", 0.0), "win_rate_low": low, "threshold": threshold})
+    verdict = f"win rate {evaluation.get('win_rate', 0):.2f} (95% interval from {low:.2f}) under the new reward model"
+    if evaluation.get("judges_disagree"):
+        verdict += "; the previous round's reward model disagrees"
     if wins and round_.config["deploy"]["auto"]:
         round_deploy_and_generate(round_, actor=round_.created_by)
-        reporter.log(
-            f"deployed {round_.policy_version}: win rate {round_.evaluation.get('win_rate'):.2f} ≥ {threshold}"
-        )
+        reporter.log(f"deployed {round_.policy_version}: {verdict}; lower bound ≥ {threshold}")
         return "succeeded"
-    reporter.log(f"win rate {round_.evaluation.get('win_rate', 0):.2f} vs threshold {threshold}: waiting for an admin")
+    reporter.log(f"{verdict}, threshold {threshold} for the lower bound: waiting for an admin")
     return "waiting"
 
 

@@ -120,17 +120,20 @@ function evaluation(result) {
     ["mean reward (new reward model)", result.new_mean_reward, result.old_mean_reward],
     ["mean answer length (tokens)", result.new_mean_length, result.old_mean_length],
     ["win rate of new over deployed", result.win_rate, ""],
+    ["95% interval of the win rate", result.win_rate_ci ? `${number(result.win_rate_ci[0])} – ${number(result.win_rate_ci[1])}` : undefined, ""],
     ["KL(new ‖ deployed), nats per answer", result.kl, ""],
   ];
   for (const r of rows) {
     const tr = el("tr");
-    tr.append(el("th", r[0]), el("td", r[1] === undefined ? "" : number(r[1])), el("td", r[2] === "" || r[2] === undefined ? "" : number(r[2])));
+    const shown = (value) => (value === "" || value === undefined ? "" : typeof value === "string" ? value : number(value));
+    tr.append(el("th", r[0]), el("td", shown(r[1])), el("td", shown(r[2])));
     table.append(tr);
   }
   box.append(table);
+  box.append(judges(result));
   box.append(el("p", result.held_out_prompts ? "On prompts the round did not train on." :
     "Too few unseen prompts: evaluated on a fixed sample of all prompts.", "muted small"));
-  for (const sample of (result.samples || []).slice(0, 8)) {
+  for (const sample of (result.rows || []).slice(0, 8)) {
     const item = el("details");
     const prompt = sample.prompt && sample.prompt.length ? sample.prompt[sample.prompt.length - 1].content : "";
     item.append(el("summary", `${prompt.slice(0, 120)} — new ${number(sample.new_reward)} vs deployed ${number(sample.old_reward)}`));
@@ -138,6 +141,23 @@ function evaluation(result) {
     item.append(el("h4", "Deployed policy"), el("p", sample.old_answer, "md"));
     box.append(item);
   }
+}
+
+const JUDGE_NAMES = { new_reward_model: "this round's reward model", previous_reward_model: "the previous round's reward model" };
+
+function judges(result) {
+  const box = el("div");
+  const names = Object.keys(result.judges || {});
+  if (!names.length) return box;
+  const list = el("ul");
+  for (const name of names) {
+    const judge = result.judges[name];
+    const ci = judge.win_rate_ci || [];
+    list.append(el("li", `${JUDGE_NAMES[name] || name}: win rate ${number(judge.win_rate)} (95% interval ${number(ci[0])} – ${number(ci[1])}), ${judge.verdict}`));
+  }
+  box.append(el("p", `Judges (${JUDGE_NAMES[result.decided_by] || result.decided_by} decides, on the interval's lower bound):`, "small"), list);
+  if (result.judges_disagree) box.append(el("p", "The judges disagree: nothing deploys by itself; an admin decides.", "notice"));
+  return box;
 }
 
 function models(data) {
