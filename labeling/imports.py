@@ -221,10 +221,12 @@ def _import_key(project: Project, *parts) -> uuid.UUID:
 def _imported_task(*, project, messages: list[dict], source: str, kind: str, now) -> Task:
     """A task finished at birth, on the prompt with these messages (shared if it exists): nobody is
     ever offered it; its one completion is the imported label."""
+    content_hash = services.messages_hash(messages)
+    held_out = services.prompt_held_out(project=project, content_hash=content_hash)
     prompt, _ = Prompt.objects.get_or_create(
         project=project,
-        content_hash=services.messages_hash(messages),
-        defaults={"messages": messages, "source": source},
+        content_hash=content_hash,
+        defaults={"messages": messages, "source": source, "held_out": held_out},
     )
     return Task.objects.create(
         project=project, prompt=prompt, kind=kind, state=Task.State.COMPLETED, completions=1, completed_at=now

@@ -36,6 +36,12 @@ class Project(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="A round's new policy is deployed by itself when its win rate over the deployed one reaches this.",
     )
+    held_out_share = models.FloatField(
+        default=0.2,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of new prompts set aside, by a hash of their text, as the frozen evaluation split: "
+        "labeled like any other, never trained on, the same prompts for every round.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -52,6 +58,9 @@ class Prompt(models.Model):
     messages = models.JSONField()
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of the messages; dedupes imports.")
     source = models.CharField(max_length=200, blank=True)
+    held_out = models.BooleanField(
+        default=False, help_text="In the project's frozen evaluation split: rounds evaluate on it, never train on it."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -26,15 +26,26 @@ def messages_hash(messages: list[dict]) -> str:
 
 
 @transaction.atomic
+def prompt_held_out(*, project: Project, content_hash: str) -> bool:
+    """Whether a prompt belongs to the frozen evaluation split: decided once, when it is created,
+    from its content hash (the same text is held out in every installation at the same share)."""
+    return int(content_hash[:15], 16) / 16**15 < project.held_out_share
+
+
 def prompt_create(
     *, project: Project, messages, source: str = "", actor=None, demonstration_task: bool = True
 ) -> tuple[Prompt, bool]:
     """Add a prompt (deduplicated by content) and, by default, a demonstration task for it."""
     messages = validation.messages_clean(messages)
+    content_hash = messages_hash(messages)
     prompt, created = Prompt.objects.get_or_create(
         project=project,
-        content_hash=messages_hash(messages),
-        defaults={"messages": messages, "source": source},
+        content_hash=content_hash,
+        defaults={
+            "messages": messages,
+            "source": source,
+            "held_out": prompt_held_out(project=project, content_hash=content_hash),
+        },
     )
     if created:
         if demonstration_task:

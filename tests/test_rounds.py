@@ -9,7 +9,11 @@ from django.utils import timezone
 
 from labeling.errors import Conflict, LabelingError
 from labeling.imports import dataset_import
+from labeling.models import Project, Prompt
+from labeling.services import prompt_create
 from tests.factories import DEMOS, PREFERENCES, TINY, api_client, register_copy
+from training.datasets.services import snapshot_file
+from training.ml.common import load_records
 from training.registry import selectors
 from training.registry.models import GenerationJob, ModelVersion
 from training.rounds import runner, stages
@@ -238,3 +242,38 @@ def test_the_next_round_is_judged_by_the_previous_rounds_reward_model_too(labele
     low, high = second.evaluation["win_rate_ci"]
     assert 0 <= low <= second.evaluation["win_rate"] <= high <= 1
     assert "95% interval" in second.stages.get(name="deploy").log
+
+
+def test_the_frozen_evaluation_split_never_enters_training_and_is_what_rounds_evaluate_on(labeled, admin_user):
+    project, _ = labeled
+    Prompt.objects.filter(project=project).update(held_out=False)
+    split = list(Prompt.objects.filter(project=project).order_by("id")[:12:6])  # a demonstration and a ranking
+    Prompt.objects.filter(pk__in=[p.pk for p in split]).update(held_out=True)
+    held_out_texts = {p.messages[-1]["content"] for p in split}
+    round_ = run_all(
+        rounds.round_start(
+            project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user, enqueue=False
+        )
+    )
+    assert round_.status == Round.Status.SUCCEEDED, round_.error
+    trained = set()
+    for snapshot in round_.snapshots.all():
+        assert snapshot.filters["exclude_held_out"] is True
+        for row in load_records(snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0]):
+            trained.add((row.get("prompt") or row["messages"][:-1])[-1]["content"])
+    assert trained and not trained & held_out_texts
+    assert round_.evaluation["evaluation_split"] == "frozen"
+    assert [row["prompt"][-1]["content"] for row in round_.evaluation["rows"]] == [
+        p.messages[-1]["content"] for p in split
+    ]
+
+
+def test_new_prompts_join_the_split_by_their_text_at_the_projects_share(project):
+    project.held_out_share = 0.25
+    project.save()
+    prompts = [prompt_create(project=project, messages=f"Which peak is number {i}?")[0] for i in range(400)]
+    share = sum(p.held_out for p in prompts) / len(prompts)
+    assert 0.18 < share < 0.32
+    again = Project.objects.create(name="Same prompts elsewhere", held_out_share=0.25)
+    twins = [prompt_create(project=again, messages=p.messages)[0] for p in prompts[:50]]
+    assert [t.held_out for t in twins] == [p.held_out for p in prompts[:50]]  # decided by the text, not by chance

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 1.0
 STALE_AFTER = timedelta(hours=1)
-BOOLEAN_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "margin")
+BOOLEAN_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "exclude_held_out", "margin")
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 

@@ -39,6 +39,7 @@ def _run_snapshot(round_, stage, reporter) -> str:
     """Freeze what the round trains on, with the same code as the research exports."""
     data = round_.config["data"]
     filters = {k: v for k, v in data.items() if v not in (None, False)}
+    filters["exclude_held_out"] = True  # the frozen evaluation split never enters training
     round_.snapshots.clear()
     counts = {}
     kinds = ["sft", "ranking"] + (["preference"] if round_.config["policy"]["algorithm"] == "dpo" else [])
@@ -159,8 +160,15 @@ def _run_policy(round_, stage, reporter) -> str:
     return "succeeded"
 
 
-def _evaluation_prompts(round_, count: int, seed: int) -> tuple[list[list[dict]], bool]:
-    """Prompts the round did not train on, where there are enough; else a fixed sample of all."""
+def _evaluation_prompts(round_, count: int, seed: int) -> tuple[list[list[dict]], str]:
+    """The project's frozen evaluation split ("frozen"): the same prompts, lowest ids first, for
+    every round, so round N and N+1 are compared on the same ground. A project without one (its
+    held-out share is 0) falls back to prompts this round did not train on ("unseen"), else to a
+    fixed sample of all ("all")."""
+    split = Prompt.objects.filter(project=round_.project, held_out=True).order_by("id")
+    frozen = list(split.values_list("messages", flat=True)[:count])
+    if frozen:
+        return frozen, "frozen"
     trained_on = set()
     for snapshot in round_.snapshots.all():
         for row in load_records(snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0]):
@@ -168,8 +176,8 @@ def _evaluation_prompts(round_, count: int, seed: int) -> tuple[list[list[dict]]
             trained_on.add(repr(prompt))
     prompts = [p.messages for p in Prompt.objects.filter(project=round_.project).order_by("id")]
     held_out = [p for p in prompts if repr(p) not in trained_on]
-    chosen, is_held_out = (held_out, True) if len(held_out) >= count else (prompts, False)
-    return random.Random(seed).sample(chosen, min(count, len(chosen))), is_held_out
+    chosen, split = (held_out, "unseen") if len(held_out) >= count else (prompts, "all")
+    return random.Random(seed).sample(chosen, min(count, len(chosen))), split
 
 
 def _previous_reward_model_path(round_) -> str | None:
@@ -191,7 +199,7 @@ def _run_evaluate(round_, stage, reporter) -> str:
     from training.ml.generation import SamplingParams
 
     settings_ = round_.config["evaluate"]
-    prompts, held_out = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
+    prompts, split = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
     reporter.progress(0, 1, {})
     result = evaluate_policies(
         prompts,
@@ -203,7 +211,8 @@ def _run_evaluate(round_, stage, reporter) -> str:
             temperature=settings_["temperature"], max_new_tokens=settings_["max_new_tokens"], seed=settings_["seed"]
         ),
     )
-    result["held_out_prompts"] = held_out
+    result["held_out_prompts"] = split != "all"
+    result["evaluation_split"] = split
     summary = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
     reporter.progress(1, 1, summary)
     Round.objects.filter(pk=round_.pk).update(evaluation=result)

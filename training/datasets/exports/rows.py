@@ -50,9 +50,14 @@ def agreement_scores(project) -> dict[int, float]:
     return annotator_agreement(stream)
 
 
+def _training_split(queryset, filters: dict):
+    """`exclude_held_out`: leave out the project's frozen evaluation split (what rounds train on)."""
+    return queryset.filter(task__prompt__held_out=False) if filters.get("exclude_held_out") else queryset
+
+
 def rankings_selected(snapshot):
     filters = snapshot.filters
-    queryset = _dated(Ranking.objects.filter(task__project=snapshot.project), filters)
+    queryset = _training_split(_dated(Ranking.objects.filter(task__project=snapshot.project), filters), filters)
     if filters.get("exclude_none_acceptable"):
         queryset = queryset.filter(none_acceptable=False)
     version_match = Q()
@@ -67,6 +72,7 @@ def rankings_selected(snapshot):
 
 def demonstrations_selected(snapshot):
     queryset = _dated(Demonstration.objects.filter(task__project=snapshot.project), snapshot.filters)
+    queryset = _training_split(queryset, snapshot.filters)
     if snapshot.filters.get("model_version") is not None or snapshot.filters.get("round") is not None:
         # Demonstrations are written by people, not by a model version or round.
         return queryset.none()

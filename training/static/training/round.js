@@ -131,8 +131,12 @@ function evaluation(result) {
   }
   box.append(table);
   box.append(judges(result));
-  box.append(el("p", result.held_out_prompts ? "On prompts the round did not train on." :
-    "Too few unseen prompts: evaluated on a fixed sample of all prompts.", "muted small"));
+  const SPLITS = {
+    frozen: "On the project's frozen evaluation split: prompts no round trains on, the same for every round.",
+    unseen: "On prompts this round did not train on (the project has no frozen evaluation split).",
+    all: "Too few unseen prompts: evaluated on a fixed sample of all prompts.",
+  };
+  box.append(el("p", SPLITS[result.evaluation_split || (result.held_out_prompts ? "unseen" : "all")], "muted small"));
   for (const sample of (result.rows || []).slice(0, 8)) {
     const item = el("details");
     const prompt = sample.prompt && sample.prompt.length ? sample.prompt[sample.prompt.length - 1].content : "";
