@@ -277,3 +277,26 @@ def test_new_prompts_join_the_split_by_their_text_at_the_projects_share(project)
     again = Project.objects.create(name="Same prompts elsewhere", held_out_share=0.25)
     twins = [prompt_create(project=again, messages=p.messages)[0] for p in prompts[:50]]
     assert [t.held_out for t in twins] == [p.held_out for p in prompts[:50]]  # decided by the text, not by chance
+
+
+def test_a_queued_round_says_what_it_waits_for(client, labeled, admin_user):
+    project, base = labeled
+    job = GenerationJob.objects.create(
+        project=project,
+        model_version=base,
+        status=GenerationJob.Status.RUNNING,
+        prompts_total=40,
+        prompts_done=10,
+        started_at=timezone.now() - timedelta(minutes=5),
+        heartbeat_at=timezone.now(),
+    )
+    round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+    detail = api_client(admin_user).get(f"/api/v1/rounds/{round_.pk}/").json()
+    assert f"generation job {job.pk}" in detail["waiting_for"]
+    assert "10 / 40 prompts, about 15 min left" in detail["waiting_for"]
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
+    Round.objects.filter(pk=round_.pk).update(created_at=timezone.now() - timedelta(minutes=3))
+    detail = api_client(admin_user).get(f"/api/v1/rounds/{round_.pk}/").json()
+    assert "no gpu worker has taken it yet" in detail["waiting_for"]
+    client.force_login(admin_user)
+    assert b'id="round-waiting"' in client.get(f"/rounds/{round_.pk}/").content

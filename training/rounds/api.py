@@ -10,6 +10,7 @@ from labeling.api.permissions import IsStaffAdmin
 from labeling.models import Project
 from training.rounds import services as rounds
 from training.rounds.models import Round, RoundMetric
+from training.rounds.selectors import round_waiting_for
 
 
 class RoundInSerializer(serializers.Serializer):
@@ -46,6 +47,7 @@ def round_data(round_: Round, *, points: bool = False) -> dict:
         "reward_version": _version(round_.reward_version),
         "policy_version": _version(round_.policy_version),
         "snapshots": list(round_.snapshots.values_list("id", flat=True)),
+        "waiting_for": round_waiting_for(round_=round_),
         "created_at": round_.created_at,
         "started_at": round_.started_at,
         "finished_at": round_.finished_at,

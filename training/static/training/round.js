@@ -180,6 +180,9 @@ function buttons(data) {
   $("#deploy-round").hidden = $("#keep-round").hidden = data.status !== "awaiting_decision";
   const status = $("#round-status");
   status.textContent = data.status.replace("_", " ") + (data.cancel_requested && active ? " (cancelling)" : "") + (data.deployed ? " · deployed" : "");
+  const waiting = $("#round-waiting");
+  waiting.hidden = !data.waiting_for;
+  waiting.textContent = data.waiting_for || "";
   const error = $("#round-error");
   error.hidden = !data.error;
   error.textContent = data.error || "";
