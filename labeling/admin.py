@@ -86,7 +86,8 @@ class CandidateInline(admin.TabularInline):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "kind", "state", "completions", "created_at"]
+    list_display = ["id", "project", "kind", "state", "priority", "completions", "created_at"]
+    list_editable = ["priority"]
     list_filter = ["project", "kind", "state"]
     inlines = [CandidateInline]
 

@@ -86,6 +86,11 @@ class Task(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN)
     completions = models.PositiveIntegerField(default=0)
+    priority = models.IntegerField(
+        default=0,
+        help_text="Higher is served first. Ranking tasks from a policy take the number of its deployment, "
+        "so the newly deployed policy's answers are labeled before older ones.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -93,7 +98,7 @@ class Task(models.Model):
         ordering = ["id"]
         # The order in which tasks are handed out (labeling.sql.NEXT_TASK): with it, choosing the
         # next task reads the first few open tasks instead of sorting all of them.
-        indexes = [models.Index(fields=["project", "state", "-completions", "id"], name="task_queue_idx")]
+        indexes = [models.Index(fields=["project", "state", "-priority", "-completions", "id"], name="task_queue_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} task {self.pk}"

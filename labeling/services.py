@@ -58,7 +58,13 @@ def prompt_create(
 
 @transaction.atomic
 def ranking_task_create(
-    *, prompt: Prompt, answers: list[dict], actor=None, k: int | None = None, metadata: dict | None = None
+    *,
+    prompt: Prompt,
+    answers: list[dict],
+    actor=None,
+    k: int | None = None,
+    metadata: dict | None = None,
+    priority: int = 0,
 ) -> Task:
     """A ranking task over K answers, each {"text", "source", optional "generation", "demonstration",
     "model_version"}. K is the project's unless given (the arena's pairwise votes are K=2);
@@ -73,7 +79,7 @@ def ranking_task_create(
     for text in texts:
         if not isinstance(text, str) or not text.strip():
             raise LabelingError("every answer needs non-empty text.", field="answers")
-    task = Task.objects.create(project=project, prompt=prompt, kind=Task.Kind.RANKING)
+    task = Task.objects.create(project=project, prompt=prompt, kind=Task.Kind.RANKING, priority=priority)
     Candidate.objects.bulk_create(
         Candidate(
             task=task,

@@ -136,7 +136,7 @@ PROJECT_AND_LEASE = f"""
     FROM labeling_project p WHERE p.id = %(project)s
 """
 
-# The first task in queue order (most completions first, then oldest) that I may take, with its
+# The first task in queue order (highest priority, then most completions, then oldest) that I may take, with its
 # prompt. Written out because the ORM cannot say the per-task probe below, whose shape keeps the
 # plan on the task_queue_idx index (see tests/test_services.py's EXPLAIN test).
 NEXT_TASK = f"""
@@ -156,7 +156,7 @@ NEXT_TASK = f"""
       AND NOT EXISTS (SELECT 1 FROM labeling_candidate c JOIN labeling_demonstration d ON d.id = c.demonstration_id
                       WHERE c.task_id = t.id AND d.annotator_id = %(me)s
                       LIMIT 1 OFFSET 0)
-    ORDER BY t.completions DESC, t.id
+    ORDER BY t.priority DESC, t.completions DESC, t.id
     LIMIT 1
 """
 

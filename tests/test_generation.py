@@ -2,15 +2,17 @@
 answer, idempotent redelivery, deploys changing where new tasks come from, and a real Celery
 worker over Redis."""
 
+import re
+
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.core.management import call_command
 from django.test import override_settings
 
+from labeling import leases, validation
 from labeling import services as labeling_services
-from labeling import validation
 from labeling.models import Candidate, Event, Task
-from tests.factories import api_client, register_copy, wait_until
+from tests.factories import add_ranking_task, api_client, register_copy, wait_until
 from training.ml.generation import (
     BaseGenerator,
     Sample,
@@ -334,3 +336,33 @@ def test_replace_fails_jobs_left_by_stopped_workers(project, policy):
     assert stuck.status == "failed" and "Replaced" in stuck.error
     assert services.candidates_generate(job_id=fresh.pk).tasks_created == 3
     assert services.candidates_generate(job_id=stuck.pk) is None  # its old message claims nothing
+
+
+@pytest.mark.django_db
+def test_the_newly_deployed_policys_tasks_are_served_before_older_ones(project, policy, annotator, model_store):
+    older = add_ranking_task(project, text="An older ranking task, from before the deploy")
+    job = run_job(project, limit=1)
+    [new] = [g.task for g in GeneratedTask.objects.filter(job=job)]
+    assert new.priority > older.priority == 0
+    lease = leases.task_next_for(annotator=annotator, project=project)
+    assert lease.task_id == new.pk  # although the older task came first
+    leases.task_skip(annotator=annotator, task_id=lease.task_id)
+    assert leases.task_next_for(annotator=annotator, project=project).task_id != new.pk  # the rest still come
+
+
+@pytest.mark.django_db
+def test_an_admin_can_raise_an_older_tasks_priority(project, policy, annotator2, admin_user, client):
+    older = add_ranking_task(project, text="An older ranking task the admin wants done first")
+    run_job(project, limit=1)
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    page = client.get("/admin/labeling/task/").content.decode()
+    rows = dict((int(task), int(form)) for form, task in re.findall(r'name="form-(\d+)-id" value="(\d+)"', page))
+    form = {"form-TOTAL_FORMS": len(rows), "form-INITIAL_FORMS": len(rows), "_save": "Save"}
+    for task in Task.objects.filter(pk__in=rows):
+        form[f"form-{rows[task.pk]}-id"] = task.pk
+        form[f"form-{rows[task.pk]}-priority"] = 10_000 if task.pk == older.pk else task.priority
+    assert client.post("/admin/labeling/task/", form).status_code == 302
+    assert Task.objects.get(pk=older.pk).priority == 10_000
+    assert leases.task_next_for(annotator=annotator2, project=project).task_id == older.pk

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from labeling import services as labeling_services
@@ -20,7 +20,7 @@ from labeling.events import event_record
 from labeling.models import Project, Prompt
 from training.ml.generation import Sample, SamplingParams, default_cpu_threads, generator_for, vllm_usable
 from training.registry import selectors
-from training.registry.models import GeneratedTask, GenerationJob, ModelVersion
+from training.registry.models import Deployment, GeneratedTask, GenerationJob, ModelVersion
 from worker.queue import enqueue
 
 # A mild repetition penalty: the 135M base otherwise often loops until max_new_tokens, which
@@ -206,6 +206,7 @@ def _generate(job: GenerationJob) -> None:
     generator = version_generator(version, batch_size=settings.GENERATION_BATCH_SIZE)
     _job_touch(job, prompts_total=len(prompts), prompts_done=0, prompts_skipped=0, backend=generator.describe())
     heartbeat = _Heartbeat(job)
+    priority = deployment_priority(version)
     k = project.k
     for start, chunk in _prompt_groups(prompts, max(1, settings.GENERATION_BATCH_SIZE // k)):
         # Each group draws its own random stream; each answer records the seed it was drawn with.
@@ -216,7 +217,7 @@ def _generate(job: GenerationJob) -> None:
             if len(samples) < k:
                 skipped += 1
             elif _generated_task_create(
-                job=job, prompt=prompt, samples=samples, params=params, backend=generator.describe()
+                job=job, prompt=prompt, samples=samples, params=params, backend=generator.describe(), priority=priority
             ):
                 created += 1
         _job_touch(
@@ -237,8 +238,14 @@ def _prompt_groups(prompts: list, size: int):
         start += step
 
 
+def deployment_priority(version: ModelVersion) -> int:
+    """The number of the version's latest deployment (0 if never deployed): ranking tasks from
+    the policy deployed last are served before older ones, which still get finished after."""
+    return Deployment.objects.filter(model_version=version).aggregate(n=Max("id"))["n"] or 0
+
+
 def _generated_task_create(
-    *, job, prompt: Prompt, samples: list[Sample], params: SamplingParams, backend: dict
+    *, job, prompt: Prompt, samples: list[Sample], params: SamplingParams, backend: dict, priority: int = 0
 ) -> bool:
     """One ranking task with lineage on every answer. False if this prompt already has one from this version."""
     version = job.model_version
@@ -263,7 +270,10 @@ def _generated_task_create(
     try:
         with transaction.atomic():
             task = labeling_services.ranking_task_create(
-                prompt=prompt, answers=answers, metadata={"generation_job_id": job.pk, "model_version_id": version.pk}
+                prompt=prompt,
+                answers=answers,
+                metadata={"generation_job_id": job.pk, "model_version_id": version.pk},
+                priority=priority,
             )
             GeneratedTask.objects.create(prompt=prompt, model_version=version, task=task, job=job)
     except IntegrityError:
