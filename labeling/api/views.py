@@ -11,8 +11,9 @@ from rest_framework.views import APIView
 
 from labeling import leases, selectors, services, submissions
 from labeling.api import serializers as s
+from labeling.api.params import project_id_param
+from labeling.api.parsers import PARSERS
 from labeling.api.permissions import CanSeeProjects, IsAnnotator, IsStaffAdmin
-from labeling.errors import LabelingError
 from labeling.markdown import markdown_to_html
 from labeling.models import Project
 
@@ -24,6 +25,7 @@ class TokenView(ObtainAuthToken):
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+    parser_classes = PARSERS  # ObtainAuthToken names its own; these are the same with the deep-JSON fix
 
 
 class ProjectListView(APIView):
@@ -34,15 +36,8 @@ class ProjectListView(APIView):
         return Response(s.ProjectSerializer(selectors.projects_for_annotator(request.user), many=True).data)
 
 
-def _project_id_param(request) -> int:
-    raw = request.query_params.get("project")
-    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise LabelingError("Pass ?project=ID (a number).", field="project")
-    return int(raw)
-
-
 def _project_param(request) -> Project:
-    return get_object_or_404(Project, pk=_project_id_param(request))
+    return get_object_or_404(Project, pk=project_id_param(request, required=True))
 
 
 class NextTaskView(APIView):
@@ -56,7 +51,7 @@ class NextTaskView(APIView):
         responses={200: s.LeasedTaskSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
     )
     def get(self, request):
-        assignment = leases.task_next(annotator=request.user, project_id=_project_id_param(request))
+        assignment = leases.task_next(annotator=request.user, project_id=project_id_param(request, required=True))
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         html = request.query_params.get("render") == "html"

@@ -14,6 +14,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from labeling.api import permissions
+from labeling.api.params import project_id_param
 from labeling.models import Project
 from training.datasets.models import DatasetSnapshot
 from training.datasets.services import snapshot_build_enqueue, snapshot_create, snapshot_file, snapshot_manifest
@@ -76,9 +77,9 @@ class SnapshotListView(APIView):
     @extend_schema(parameters=[OpenApiParameter("project", int)], responses=SnapshotSerializer(many=True))
     def get(self, request):
         snapshots = DatasetSnapshot.objects.select_related("project")
-        project = request.query_params.get("project")
-        if project is not None:
-            snapshots = snapshots.filter(project_id=int(project) if project.isdigit() else -1)
+        project_id = project_id_param(request, required=False)
+        if project_id is not None:
+            snapshots = snapshots.filter(project_id=project_id)
         return Response(SnapshotSerializer(snapshots[:500], many=True, context={"request": request}).data)
 
     @extend_schema(request=SnapshotInSerializer, responses={202: SnapshotSerializer})

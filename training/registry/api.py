@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.api import permissions
+from labeling.api.params import project_id_param
 from labeling.api.permissions import IsStaffAdmin
-from labeling.errors import LabelingError
 from labeling.models import Project
 from training.registry import generation, selectors, services
 from training.registry.models import GenerationJob, ModelVersion
@@ -77,12 +77,8 @@ def _deployed_ids(projects) -> set[int]:
 
 
 def _project_from_query(request) -> Project | None:
-    raw = request.query_params.get("project")
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise LabelingError("Pass ?project=ID (a number).", field="project")
-    return get_object_or_404(Project, pk=int(raw))
+    project_id = project_id_param(request, required=False)
+    return None if project_id is None else get_object_or_404(Project, pk=project_id)
 
 
 class ModelVersionListView(APIView):

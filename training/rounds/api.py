@@ -6,6 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labeling.api.params import project_id_param
 from labeling.api.permissions import IsStaffAdmin
 from labeling.models import Project
 from training.rounds import services as rounds
@@ -91,9 +92,9 @@ class RoundListView(APIView):
     @extend_schema(parameters=[OpenApiParameter("project", int)], responses={200: None})
     def get(self, request):
         queryset = Round.objects.select_related("base_policy", "sft_version", "reward_version", "policy_version")
-        project = request.query_params.get("project")
-        if project is not None:
-            queryset = queryset.filter(project_id=int(project) if project.isdigit() else -1)
+        project_id = project_id_param(request, required=False)
+        if project_id is not None:
+            queryset = queryset.filter(project_id=project_id)
         return Response([round_data(r) for r in queryset[:100]])
 
     @extend_schema(request=RoundInSerializer, responses={202: None})
