@@ -8,6 +8,7 @@ tests/factories.py.
 """
 
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -29,24 +30,33 @@ def redis_reachable() -> None:
         service_missing(f"Redis is not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
 
 
+@contextmanager
+def _app_on_redis(queue: str, **overrides):
+    """The project's Celery app sending to Redis with these settings, put back afterwards."""
+    overrides = {"broker_url": REDIS_URL, "broker_transport_options": {}, **overrides}
+    saved = {key: app.conf[key] for key in overrides}
+    app.conf.update(overrides)  # Celery rebuilds its router when task_routes changes
+    forget_connections()
+    # The worker thread opens its own database connection: close it after each task, or it
+    # outlives the test and PostgreSQL refuses to drop the test database.
+    task_postrun.connect(close_connections)
+    try:
+        yield queue
+    finally:
+        task_postrun.disconnect(close_connections)
+        app.conf.update(saved)
+        forget_connections()
+        redis_queue_delete(queue)
+
+
 @pytest.fixture
 def redis_queue():
     """The project's Celery app, sending to and consuming from a queue of this test's own on Redis."""
     redis_reachable()
     queue = f"test-{uuid.uuid4().hex}"
     # task_default_queue is where .delay() sends a task that has no route.
-    overrides = {"broker_url": REDIS_URL, "broker_transport_options": {}, "task_default_queue": queue}
-    saved = {key: app.conf[key] for key in overrides}
-    app.conf.update(overrides)
-    forget_connections()
-    # The worker thread opens its own database connection: close it after each task, or it
-    # outlives the test and PostgreSQL refuses to drop the test database.
-    task_postrun.connect(close_connections)
-    yield queue
-    task_postrun.disconnect(close_connections)
-    app.conf.update(saved)
-    forget_connections()
-    redis_queue_delete(queue)
+    with _app_on_redis(queue, task_default_queue=queue):
+        yield queue
 
 
 @pytest.fixture
@@ -54,18 +64,6 @@ def redis_gpu_queue():
     """The app sending to Redis; gpu_* tasks routed to a gpu queue of this test's own."""
     redis_reachable()
     queue = f"gpu-test-{uuid.uuid4().hex}"
-    overrides = {
-        "broker_url": REDIS_URL,
-        "broker_transport_options": {},
-        "task_routes": {"worker.tasks.gpu_*": {"queue": queue}},
-    }
-    saved = {key: app.conf[key] for key in overrides}
-    app.conf.update(overrides)  # Celery rebuilds its router when task_routes changes
-    assert app.amqp.router.route({}, "worker.tasks.gpu_generate_candidates")["queue"].name == queue
-    forget_connections()
-    task_postrun.connect(close_connections)
-    yield queue
-    task_postrun.disconnect(close_connections)
-    app.conf.update(saved)
-    forget_connections()
-    redis_queue_delete(queue)
+    with _app_on_redis(queue, task_routes={"worker.tasks.gpu_*": {"queue": queue}}):
+        assert app.amqp.router.route({}, "worker.tasks.gpu_generate_candidates")["queue"].name == queue
+        yield queue
