@@ -366,3 +366,14 @@ def test_an_admin_can_raise_an_older_tasks_priority(project, policy, annotator2,
     assert client.post("/admin/labeling/task/", form).status_code == 302
     assert Task.objects.get(pk=older.pk).priority == 10_000
     assert leases.task_next_for(annotator=annotator2, project=project).task_id == older.pk
+
+
+@pytest.mark.django_db
+def test_non_finite_or_out_of_range_sampling_is_refused_by_name(project, policy, admin_user):
+    body = '{"project": PK, "sampling": {"temperature": 1e400, "top_k": -1}}'.replace("PK", str(project.pk))
+    refused = api_client(admin_user).post("/api/v1/generation-jobs/", body, content_type="application/json")
+    assert refused.status_code == 400
+    errors = refused.json()["errors"]
+    assert errors["sampling.temperature"] == ["must be a finite number"]
+    assert "sampling.top_k" in errors
+    assert not GenerationJob.objects.exists()

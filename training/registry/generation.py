@@ -18,6 +18,7 @@ from labeling import services as labeling_services
 from labeling.errors import Conflict, LabelingError
 from labeling.events import event_record
 from labeling.models import Project, Prompt
+from training.ml import options
 from training.ml.generation import Sample, SamplingParams, default_cpu_threads, generator_for, vllm_usable
 from training.registry import selectors
 from training.registry.models import Deployment, GeneratedTask, GenerationJob, ModelVersion
@@ -29,13 +30,17 @@ JOB_SAMPLING_DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "repetition_penalty"
 
 
 def sampling_params_from(raw: dict | None) -> SamplingParams:
-    raw = {**JOB_SAMPLING_DEFAULTS, **(raw or {})}
-    raw.setdefault("max_new_tokens", settings.GENERATION_MAX_NEW_TOKENS)
-    raw.setdefault("seed", random.randrange(2**31))
+    """A job's sampling settings over the defaults, checked against SamplingParams' declared types
+    and ranges (an infinite temperature, say, would not even store in a JSON column)."""
+    defaults = {
+        **JOB_SAMPLING_DEFAULTS,
+        "max_new_tokens": settings.GENERATION_MAX_NEW_TOKENS,
+        "seed": random.randrange(2**31),
+    }
     try:
-        return SamplingParams(**raw)
-    except (TypeError, ValueError) as error:
-        raise LabelingError(f"Invalid sampling parameters: {error}", field="sampling") from None
+        return SamplingParams(**options.settings_validate(SamplingParams, raw, where="sampling", defaults=defaults))
+    except options.SettingsError as error:
+        raise LabelingError(f"Invalid sampling parameters: {error}.", field="sampling", errors=error.errors) from None
 
 
 def generation_job_start(
