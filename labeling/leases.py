@@ -21,7 +21,6 @@ from labeling.events import event_record, insert_with_event
 from labeling.models import Assignment, Event, Project, Task
 
 CHOOSE_ATTEMPTS = 8
-BIGGEST_ID = 2**63 - 1  # ids are 64-bit integers
 
 
 def _lease_until(project: Project, now):
@@ -150,7 +149,7 @@ def lease_lock(*, annotator, task_id, kind: str | None = None) -> tuple[Task, As
     """Lock the task then this annotator's assignment; the task comes with its project and, as
     `candidate_ids`, the public ids of its answers."""
     task_id = int(task_id)
-    if not 0 < task_id <= BIGGEST_ID:  # no such row, and SQLite cannot even compare with it
+    if not 0 < task_id <= validation.BIGGEST_ID:  # no such row, and SQLite cannot even compare with it
         raise NotFound(f"There is no task {task_id}.")
     row = sql.one(sql.locked_lease(), {"me": annotator.pk, "task": task_id})
     if row is None:

@@ -8,6 +8,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from labeling.models import Assignment, Demonstration, Event, Project, Ranking, Task
+from labeling.validation import row_id
 
 SUBMIT_VERBS = ("demonstration.submitted", "ranking.submitted")
 
@@ -99,6 +100,6 @@ def project_stats(*, project: Project) -> dict:
 def project_by_name_or_id(value: str) -> Project | None:
     """For the command line: a project by its exact name, else by its id."""
     project = Project.objects.filter(name=value).first()
-    if project is None and str(value).isdigit():
-        project = Project.objects.filter(pk=int(value)).first()
+    if project is None and (project_id := row_id(value)) is not None:
+        project = Project.objects.filter(pk=project_id).first()
     return project

@@ -5,6 +5,18 @@ from django.conf import settings
 from labeling.errors import LabelingError
 
 ROLES = ("system", "user", "assistant")
+BIGGEST_ID = 2**63 - 1  # ids are 64-bit integers
+
+
+def row_id(raw) -> int | None:
+    """A row id written as text ("42"), or None: ASCII digits only (`str.isdigit()` alone takes
+    "²" and "①", which int() refuses) and no bigger than a 64-bit id (SQLite cannot compare one)."""
+    text = str(raw)
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= BIGGEST_ID:
+        return None
+    return int(text)
+
+
 FLAGS = {
     "fails_instruction": "Fails to follow the instruction",
     "factually_wrong": "Factually wrong",

@@ -37,3 +37,10 @@ def test_a_project_id_that_is_not_a_plain_number_is_a_400_naming_it(admin_user, 
 def test_a_good_project_id_still_filters(admin_user, project):
     for path in ("/api/v1/rounds/", "/api/v1/datasets/", "/api/v1/model-versions/", "/api/v1/generation-jobs/"):
         assert api_client(admin_user).get(path, {"project": project.pk}).json() == []
+
+
+@pytest.mark.parametrize("value", ["abc", "²", "", "9" * 30])
+def test_the_datasets_form_with_a_project_that_is_not_an_id_asks_for_one(client, researcher, value):
+    client.force_login(researcher)
+    page = client.post("/datasets/", {"project": value, "kind": "sft"}, follow=True)
+    assert page.status_code == 200 and "Choose a project." in page.content.decode()

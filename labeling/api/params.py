@@ -2,8 +2,7 @@
 500 (`str.isdigit()` alone accepts "²" and "①", which `int()` refuses) nor a silent empty list."""
 
 from labeling.errors import LabelingError
-
-BIGGEST_ID_DIGITS = 18  # ids are 64-bit integers
+from labeling.validation import row_id
 
 
 def project_id_param(request, *, required: bool) -> int | None:
@@ -11,6 +10,7 @@ def project_id_param(request, *, required: bool) -> int | None:
     raw = request.query_params.get("project")
     if raw is None and not required:
         return None
-    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > BIGGEST_ID_DIGITS:
+    project_id = None if raw is None else row_id(raw)
+    if project_id is None:
         raise LabelingError("Pass ?project=ID (a number).", field="project")
-    return int(raw)
+    return project_id

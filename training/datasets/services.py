@@ -56,7 +56,12 @@ def _date(value, field: str) -> str:
 
 
 def _whole(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | str)
+        or not str(value).isascii()
+        or not str(value).isdigit()
+    ):
         raise LabelingError(f"{field} must be a whole number.", field=field)
     return int(value)
 

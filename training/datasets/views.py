@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from labeling.errors import LabelingError
 from labeling.models import Project
 from labeling.roles import researcher_page
+from labeling.validation import row_id
 from training.datasets.models import DatasetSnapshot
 from training.datasets.services import snapshot_build_enqueue, snapshot_create
 
@@ -22,7 +23,8 @@ def _filters_from(post) -> dict:
 @researcher_page("Only researchers and admins can export datasets.")
 def datasets(request):
     if request.method == "POST":
-        project = Project.objects.filter(pk=request.POST.get("project") or 0).first()
+        project_id = row_id(request.POST.get("project", ""))
+        project = Project.objects.filter(pk=project_id).first() if project_id else None
         try:
             if project is None:
                 raise LabelingError("Choose a project.", field="project")

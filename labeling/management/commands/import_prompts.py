@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.imports import prompts_import
-from labeling.models import Project
+from labeling.selectors import project_by_name_or_id
 
 
 class Command(BaseCommand):
@@ -15,8 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["jsonl", "csv"], help="Default: from the file's extension.")
 
     def handle(self, *args, file: Path, project: str, format: str | None, **options):
-        target = Project.objects.filter(pk=int(project)).first() if project.isdigit() else None
-        target = target or Project.objects.filter(name=project).first()
+        target = project_by_name_or_id(project)
         if target is None:
             raise CommandError(f"No project {project!r}.")
         if not file.exists():

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
-from labeling.models import Project
+from labeling.selectors import project_by_name_or_id
 from training.datasets.services import snapshot_build, snapshot_copy, snapshot_create
 
 
@@ -29,9 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--exclude-none-acceptable", action="store_true")
 
     def handle(self, *args, **opts):
-        project = Project.objects.filter(name=opts["project"]).first()
-        if project is None and opts["project"].isdigit():
-            project = Project.objects.filter(pk=int(opts["project"])).first()
+        project = project_by_name_or_id(opts["project"])
         if project is None:
             raise CommandError(f"No project {opts['project']!r}.")
         filters = {

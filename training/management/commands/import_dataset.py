@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
 from labeling.imports import DATASET_FORMATS, dataset_import
-from labeling.models import Project
+from labeling.selectors import project_by_name_or_id
 
 
 class Command(BaseCommand):
@@ -21,9 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", required=True, choices=DATASET_FORMATS)
 
     def handle(self, *args, file: Path, project: str, format: str, **options):
-        target = Project.objects.filter(name=project).first()
-        if target is None and project.isdigit():
-            target = Project.objects.filter(pk=int(project)).first()
+        target = project_by_name_or_id(project)
         if target is None:
             raise CommandError(f"No project {project!r}.")
         if not file.exists():

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.errors import LabelingError
-from labeling.models import Project
+from labeling.selectors import project_by_name_or_id
 from training.rounds.models import Round
 from training.rounds.runner import round_stage_run
 from training.rounds.services import round_start
@@ -24,9 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="Wait for the round to finish, printing progress.")
 
     def handle(self, *args, project: str, config: Path | None, here: bool, wait: bool, **options):
-        target = Project.objects.filter(name=project).first()
-        if target is None and project.isdigit():
-            target = Project.objects.filter(pk=int(project)).first()
+        target = project_by_name_or_id(project)
         if target is None:
             raise CommandError(f"No project {project!r}.")
         try:
