@@ -187,6 +187,21 @@ def test_dataset_card_documents_the_snapshot(project, annotator, annotator2):
     assert "chosen" in card and "rows: 5" in card and project.guidelines in card
 
 
+@pytest.mark.parametrize("kind", ["sft", "ranking"])
+def test_the_frozen_evaluation_split_exports_apart_from_the_training_split(project, annotator, annotator2, kind):
+    from labeling.models import Prompt
+
+    label_everything(project, annotator, annotator2)
+    Prompt.objects.filter(project=project).update(held_out=False)
+    _, everything = build(project, kind)
+    Prompt.objects.filter(project=project).update(held_out=True)
+    _, evaluation = build(project, kind, filters={"only_held_out": True})
+    training = snapshot_create(project=project, kind=kind, filters={"exclude_held_out": True})
+    snapshot_build(snapshot_id=training.pk)
+    training.refresh_from_db()
+    assert len(evaluation) == len(everything) >= 1 and training.counts["rows"] == 0
+
+
 def test_bad_filters_are_refused_with_the_field(project):
     from labeling.errors import LabelingError
 
@@ -196,6 +211,7 @@ def test_bad_filters_are_refused_with_the_field(project):
         ({"colour": "red"}, "filters"),
         ({"round": "x"}, "round"),
         ({"margin": "yes"}, "margin"),
+        ({"exclude_held_out": True, "only_held_out": True}, "only_held_out"),
     ]:
         with pytest.raises(LabelingError) as error:
             snapshot_create(project=project, kind="sft", filters=filters)

@@ -84,7 +84,7 @@ def test_the_messages_say_the_range():
         "sft.learning_rate": "must be a float greater than 0 and at most 1"
     }
     assert refused(PolicyConfig, {"algorithm": "ppo"}, where="policy") == {
-        "policy.algorithm": "must be rloo, grpo or dpo"
+        "policy.algorithm": "must be rloo, grpo, dpo or iterative_dpo"
     }
 
 

@@ -160,7 +160,7 @@ def test_one_round_at_a_time_and_a_deployed_policy_is_needed(labeled, admin_user
     "config, words",
     [
         ({"sft": {"epochz": 1}}, "no setting 'epochz'"),
-        ({"policy": {"algorithm": "ppo"}}, "rloo, grpo or dpo"),
+        ({"policy": {"algorithm": "ppo"}}, "rloo, grpo, dpo or iterative_dpo"),
         ({"reward": {"learning_rate": "fast"}}, "must be a float"),
         ({"stages": {}}, "no section"),
         ({"deploy": {"threshold": 2}}, "win rate from 0 to 1"),
@@ -266,6 +266,11 @@ def test_the_frozen_evaluation_split_never_enters_training_and_is_what_rounds_ev
     assert [row["prompt"][-1]["content"] for row in round_.evaluation["rows"]] == [
         p.messages[-1]["content"] for p in split
     ]
+    # The split's human rankings judge the reward model and the policy, each with an interval.
+    for judge in ("reward_model_accuracy", "implicit_reward_accuracy"):
+        judged = round_.evaluation[judge]
+        assert judged["pairs"] >= 1 and judged["rankings"] >= 1
+        assert 0 <= judged["accuracy_ci"][0] <= judged["accuracy"] <= judged["accuracy_ci"][1] <= 1
 
 
 def test_new_prompts_join_the_split_by_their_text_at_the_projects_share(project):

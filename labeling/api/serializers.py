@@ -20,7 +20,17 @@ class StrictCharField(serializers.CharField):
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["id", "name", "guidelines", "k", "overlap", "lease_seconds", "paused"]
+        fields = [
+            "id",
+            "name",
+            "guidelines",
+            "k",
+            "overlap",
+            "lease_seconds",
+            "paused",
+            "held_out_share",
+            "deploy_threshold",
+        ]
 
 
 class MessageSerializer(serializers.Serializer):

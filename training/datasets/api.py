@@ -30,7 +30,8 @@ class SnapshotInSerializer(serializers.Serializer):
     filters = serializers.JSONField(
         required=False,
         help_text="date_from, date_to (YYYY-MM-DD), round, model_version, min_agreement (0-1), "
-        "exclude_flagged, exclude_none_acceptable, margin (booleans).",
+        "exclude_flagged, exclude_none_acceptable, margin, exclude_held_out, only_held_out (booleans; "
+        "the last two leave out, or keep only, the project's frozen evaluation split).",
     )
 
 

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 1.0
 STALE_AFTER = timedelta(hours=1)
-BOOLEAN_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "exclude_held_out", "margin")
+BOOLEAN_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "exclude_held_out", "only_held_out", "margin")
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
@@ -99,6 +99,8 @@ def snapshot_filters_clean(raw) -> dict:
                 raise LabelingError(f"{key} must be true or false.", field=key)
             if raw[key]:
                 clean[key] = True
+    if clean.get("exclude_held_out") and clean.get("only_held_out"):
+        raise LabelingError("exclude_held_out and only_held_out cannot both be true.", field="only_held_out")
     return clean
 
 

@@ -11,12 +11,15 @@ from training.datasets.models import DatasetSnapshot
 from training.datasets.services import snapshot_build_enqueue, snapshot_create
 
 BOOLEAN_FIELDS = ("exclude_flagged", "exclude_none_acceptable", "margin")
+SPLITS = ("exclude_held_out", "only_held_out")  # the "Prompts" choice: the training or the evaluation split
 VALUE_FIELDS = ("date_from", "date_to", "round", "model_version", "min_agreement")
 
 
 def _filters_from(post) -> dict:
     filters = {key: post[key].strip() for key in VALUE_FIELDS if post.get(key, "").strip()}
     filters.update({key: True for key in BOOLEAN_FIELDS if post.get(key)})
+    if post.get("split") in SPLITS:
+        filters[post["split"]] = True
     return filters
 
 

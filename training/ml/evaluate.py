@@ -32,12 +32,22 @@ class EvaluateConfig:
     """A round's evaluation settings: how many held-out prompts, and how both policies sample."""
 
     prompts: int = setting(8, "held-out prompts both policies answer", range=(1, 10_000))
+    rankings: int = setting(
+        512, "held-out human rankings the reward model and the policy are scored on, at most", range=(0, 1_000_000)
+    )
     max_new_tokens: int = setting(256, "tokens sampled per answer at most", range=(1, 32768))
     temperature: float = setting(0.8, "sampling temperature (0: greedy)", range=(0, 10))
     seed: int = setting(0, range=SEED_RANGE)
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, max_new_tokens=self.max_new_tokens, seed=self.seed)
+
+
+def sampling_from(settings: dict) -> SamplingParams:
+    """How both policies sample, from a round's stored evaluation settings."""
+    return SamplingParams(
+        temperature=settings["temperature"], max_new_tokens=settings["max_new_tokens"], seed=settings["seed"]
+    )
 
 
 @dataclass
@@ -61,19 +71,19 @@ def _answers_and_logprobs(conversations, new_path: str, old_path: str, reference
     new_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
     reference_logps = new_logps if reference_path == new_path else None
     del model
-    _release_memory()
+    release_memory()
 
     model, tokenizer = load_policy(old_path)
     old = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
     if reference_path == old_path:
         reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
     del model
-    _release_memory()
+    release_memory()
     if reference_logps is None:
         model, _ = load_policy(reference_path)
         reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
         del model
-        _release_memory()
+        release_memory()
     return new, old, new_logps, reference_logps
 
 
@@ -136,7 +146,7 @@ def _scores(scorer_class, path, conversations, new, old, batch_size) -> tuple[li
     scorer = scorer_class(str(path), batch_size=batch_size)
     scores = scorer.score(conversations, [a.text for a in new]), scorer.score(conversations, [a.text for a in old])
     del scorer
-    _release_memory()
+    release_memory()
     return scores
 
 
@@ -188,7 +198,7 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     gc.collect()
     import torch
 

@@ -1,6 +1,6 @@
 """What the TRL-based stages (SFT, policy optimization) share: device settings for a trainer, the
 LoRA configuration of a causal LM, quieting a trainer's own console output, and saving a stage's
-checkpoint with its `yushan_stage.json`."""
+checkpoint with its `yushan_stage.json`, and the settings and logs of the DPO-based trainers."""
 
 import json
 from pathlib import Path
@@ -51,3 +51,28 @@ def save_stage_checkpoint(
         json.dumps({"stage": stage, "config": config, "metrics": metrics}, indent=2), encoding="utf-8"
     )
     return out_dir
+
+
+def dpo_metrics(logs: dict) -> dict:
+    """What a DPO step reports: loss, and the implicit-reward margin and accuracy on its batch."""
+    return {
+        "loss": logs.get("loss"),
+        "reward_margin": logs.get("rewards/margins"),
+        "accuracy": logs.get("rewards/accuracies"),
+    }
+
+
+def common_arguments(work_dir: str, config) -> dict:
+    """TRL trainer settings every policy trainer shares (config: a training.ml.policy.PolicyConfig)."""
+    return {
+        "output_dir": work_dir,
+        "learning_rate": config.learning_rate,
+        "seed": config.seed,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "model_init_kwargs": {"dtype": "float32"},
+        **device_arguments(),
+    }

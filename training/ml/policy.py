@@ -9,16 +9,23 @@ The SFT model is both the starting policy and the reference the KL is measured a
   per-token loss term (weight kl_beta).
 - "dpo": TRL's DPOTrainer directly on the preferences (offline, no sampling, no reward model);
   kl_beta is DPO's β.
+- "iterative_dpo": on-policy DPO (training.ml.iterative_dpo): each of `iterations` samples answers
+  from the current policy, pairs each prompt's best against its worst under the reward model, and
+  runs DPO on those pairs.
 
-Progress reports, per step: reward (mean reward-model score of the sampled answers), kl (mean
-per-token log-ratio to the reference), mean_length (answer tokens — growth is the usual sign of
-reward hacking) and loss; for DPO: loss, reward_margin and accuracy.
+Reward-model scores are shaped first (training.ml.reward_shaping): standardised on the SFT model's
+own samples, and with any positive dependence on answer length removed. A KL budget (nats per
+answer) stops the stage early once the policy has moved that far from the SFT model.
+
+Progress reports, per step: reward (mean shaped reward of the sampled answers), kl (KL to the
+reference in nats per answer: TRL's per-token mean times the mean answer length, the same
+definition as the evaluation's), mean_length (answer tokens — growth is the usual sign of reward
+hacking) and loss; for DPO: loss, reward_margin and accuracy.
 
     python -m training.ml.policy --algorithm rloo --data prompts.jsonl --model SFT --reward RM --out DIR
 """
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -35,21 +42,25 @@ from training.ml.common import (
     seed_everything,
     trainer_callback,
 )
-from training.ml.modeling import device_arguments, lora_config, quiet_trainer, save_stage_checkpoint
+from training.ml.modeling import common_arguments, dpo_metrics, lora_config, quiet_trainer, save_stage_checkpoint
 from training.ml.options import SEED_RANGE, setting
-from training.ml.reward_data import answer_text, implicit_prompt, preference_pairs, rankings_from_records
+from training.ml.reward_data import answer_text, preference_pairs, prompts_from_records, rankings_from_records
+from training.ml.reward_shaping import RewardShaper
 
-ALGORITHMS = ("rloo", "grpo", "dpo")
+ALGORITHMS = ("rloo", "grpo", "dpo", "iterative_dpo")
 
 
 @dataclass
 class PolicyConfig:
     algorithm: str = setting(
-        "rloo", "rloo and grpo sample against the reward model; dpo learns from preferences", choices=ALGORITHMS
+        "rloo",
+        "rloo, grpo and iterative_dpo sample against the reward model; dpo learns from the human preferences",
+        choices=ALGORITHMS,
     )
     learning_rate: float = setting(1e-6, "peak learning rate", range=(0, 1), min_exclusive=True, aliases=("--lr",))
     steps: int = setting(100, "rloo/grpo: optimizer steps, each on fresh samples", range=(1, 1_000_000))
-    epochs: int = setting(1, "dpo: passes over the preferences", range=(1, 100))
+    epochs: int = setting(1, "dpo, iterative_dpo: passes over the preferences", range=(1, 100))
+    iterations: int = setting(2, "iterative_dpo: rounds of sample, score, DPO", range=(1, 1000))
     prompts_per_step: int = setting(4, "rloo/grpo: prompts per step; dpo: preference pairs per step", range=(1, 4096))
     generations_per_prompt: int = setting(
         4, "answers sampled per prompt (the group the baseline comes from)", range=(2, 1024), aliases=("--generations",)
@@ -58,6 +69,11 @@ class PolicyConfig:
     max_length: int = setting(1024, "dpo: tokens of prompt + answer kept (from the start)", range=(1, 32768))
     kl_beta: float = setting(0.05, "weight of the KL penalty towards the SFT model (DPO's beta)", range=(0, 100))
     temperature: float = setting(1.0, "rloo/grpo: sampling temperature", range=(0, 10), min_exclusive=True)
+    kl_budget: float = setting(
+        0.0, "stop early once the KL to the SFT model passes this, in nats per answer (0: no budget)", range=(0, 1e6)
+    )
+    reward_normalize: bool = setting(True, "standardise reward-model scores on the SFT model's own samples")
+    length_control: bool = setting(True, "remove any positive dependence of the reward on answer length")
     lora: bool = setting(False, "train LoRA adapters (merged into the saved model) instead of every weight")
     lora_rank: int = setting(16, "LoRA rank", range=(1, 1024))
     seed: int = setting(0, range=SEED_RANGE)
@@ -74,35 +90,6 @@ class PolicyConfig:
 # --- data ----------------------------------------------------------------------------------------
 
 
-def _prompt_of(record: dict, number: int):
-    if record.get("prompt") is not None:
-        return record["prompt"]
-    if record.get("messages"):
-        messages = record["messages"]
-        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
-        if last == 0:
-            raise ValueError(f"row {number}: the conversation has no prompt before the assistant's answer")
-        return messages[:last]
-    if "chosen" in record and "rejected" in record:
-        return implicit_prompt(record["chosen"], record["rejected"])[0]
-    raise ValueError(f"row {number}: expected prompt, messages, or chosen+rejected")
-
-
-def prompts_from_records(records: list[dict]) -> list[dict]:
-    """`{"prompt": ...}` rows from any snapshot rows: prompt rows, `sft` conversations (everything
-    before the last assistant turn), ranking and preference rows. Repeated prompts are kept once."""
-    seen, rows = set(), []
-    for number, record in enumerate(records, start=1):
-        prompt = _prompt_of(record, number)
-        if isinstance(prompt, list):
-            prompt = [{"role": m["role"], "content": m["content"]} for m in prompt]
-        key = json.dumps(prompt, sort_keys=True, ensure_ascii=False)
-        if key not in seen:
-            seen.add(key)
-            rows.append({"prompt": prompt})
-    return rows
-
-
 def preferences_from_records(records: list[dict]) -> list[dict]:
     """TRL preference rows {prompt, chosen, rejected}: every ordered pair a ranking implies (ties make
     none); conversational prompts get conversational answers."""
@@ -114,48 +101,47 @@ class RewardModelFunction:
 
     __name__ = "reward_model"  # the name TRL logs it under (rewards/reward_model/mean)
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, shaper: RewardShaper | None = None):
         from training.ml.reward import RewardScorer
 
         self.scorer = RewardScorer(path)
+        self.shaper = shaper or RewardShaper(normalize=False, length_control=False)
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        return self.scorer.score(list(prompts), [answer_text(c) for c in completions])
+        texts = [answer_text(c) for c in completions]
+        scores = self.scorer.score(list(prompts), texts)
+        lengths = [len(self.scorer.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        return self.shaper(scores, lengths)
 
 
 # --- training ------------------------------------------------------------------------------------
 
 
 def _rl_metrics(logs: dict) -> dict:
+    kl, length = logs.get("kl"), logs.get("completions/mean_length")
     return {
         "reward": logs.get("reward"),
-        "kl": logs.get("kl"),
-        "mean_length": logs.get("completions/mean_length"),
+        "kl": kl * length if kl is not None and length is not None else None,  # nats per answer
+        "mean_length": length,
         "loss": logs.get("loss"),
     }
 
 
-def _dpo_metrics(logs: dict) -> dict:
-    return {
-        "loss": logs.get("loss"),
-        "reward_margin": logs.get("rewards/margins"),
-        "accuracy": logs.get("rewards/accuracies"),
-    }
+def kl_budget_callback(budget: float, metrics_from_logs):
+    """Stops training after the step whose KL (nats per answer) passed `budget`; `.stopped_at`
+    says which step, None when the budget held."""
+    from transformers import TrainerCallback
 
+    class KLBudget(TrainerCallback):
+        stopped_at = None
 
-def _common_arguments(work_dir: str, config: PolicyConfig) -> dict:
-    return {
-        "output_dir": work_dir,
-        "learning_rate": config.learning_rate,
-        "seed": config.seed,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": [],
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "model_init_kwargs": {"dtype": "float32"},
-        **device_arguments(),
-    }
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            kl = metrics_from_logs(logs or {}).get("kl") if logs and "loss" in logs else None
+            if budget > 0 and kl is not None and kl > budget:
+                self.stopped_at = state.global_step
+                control.should_training_stop = True
+
+    return KLBudget()
 
 
 def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config: PolicyConfig, peft, callbacks):
@@ -166,7 +152,7 @@ def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config:
     if not rows:
         raise ValueError("DPO needs preferences (chosen/rejected rows, or rankings that are not all ties)")
     args = DPOConfig(
-        **_common_arguments(work_dir, config),
+        **common_arguments(work_dir, config),
         num_train_epochs=config.epochs,
         beta=config.kl_beta,
         per_device_train_batch_size=config.prompts_per_step,
@@ -195,7 +181,7 @@ def _sampling_trainer(
         raise ValueError(f"{config.algorithm} needs a reward model")
     per_step = min(config.prompts_per_step, len(rows))
     arguments = {
-        **_common_arguments(work_dir, config),
+        **common_arguments(work_dir, config),
         "max_steps": config.steps,
         "per_device_train_batch_size": per_step * config.generations_per_prompt,
         "gradient_accumulation_steps": 1,
@@ -213,7 +199,9 @@ def _sampling_trainer(
     # The reference is the model the policy starts from (the SFT model): with beta > 0 TRL loads a frozen copy.
     return Trainer(
         model=sft_model_path,
-        reward_funcs=RewardModelFunction(reward_model_path),
+        reward_funcs=RewardModelFunction(
+            reward_model_path, RewardShaper(normalize=config.reward_normalize, length_control=config.length_control)
+        ),
         args=Config(**arguments),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
@@ -252,10 +240,14 @@ def optimize_policy(
     """Improve the SFT policy against the reward model (or on preferences, for DPO); save it to out_dir."""
     config = config or PolicyConfig()
     seed_everything(config.seed)
-    callback = trainer_callback(progress, should_stop, _dpo_metrics if config.algorithm == "dpo" else _rl_metrics)
+    metrics_from_logs = dpo_metrics if config.algorithm == "dpo" else _rl_metrics
+    callback = trainer_callback(progress, should_stop, metrics_from_logs)
+    budget = kl_budget_callback(config.kl_budget, metrics_from_logs)
     started = time.perf_counter()
+    if config.algorithm == "iterative_dpo":
+        return _optimize_iteratively(records, sft_model_path, reward_model_path, out_dir, config, progress, should_stop)
     with tempfile.TemporaryDirectory(prefix="yushan-policy-") as work_dir:
-        trainer = build_policy_trainer(records, sft_model_path, reward_model_path, work_dir, config, [callback])
+        trainer = build_policy_trainer(records, sft_model_path, reward_model_path, work_dir, config, [callback, budget])
         if should_stop():
             raise TrainingCancelled("policy optimization was cancelled")
         trainer.train()
@@ -263,6 +255,8 @@ def optimize_policy(
             raise TrainingCancelled("policy optimization was cancelled")
         metrics = summarize(callback.history, config.algorithm)
         metrics.update(steps=trainer.state.global_step, seconds=time.perf_counter() - started)
+        if budget.stopped_at is not None:
+            metrics["stopped_early"] = f"KL passed the budget of {config.kl_budget:g} nats per answer"
         progress(trainer.state.global_step, trainer.state.max_steps, metrics)
         if trainer.accelerator.is_main_process:
             save_stage_checkpoint(
@@ -274,6 +268,27 @@ def optimize_policy(
                 asdict(config),
                 metrics,
             )
+    return metrics
+
+
+def _optimize_iteratively(records, sft_model_path, reward_model_path, out_dir, config, progress, should_stop) -> dict:
+    from training.ml.iterative_dpo import iterative_dpo
+
+    if reward_model_path is None:
+        raise ValueError("iterative_dpo needs a reward model")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="yushan-policy-") as work_dir:
+        model, tokenizer, history, cancelled, note = iterative_dpo(
+            records, sft_model_path, reward_model_path, work_dir, config, progress, should_stop
+        )
+    if cancelled:
+        raise TrainingCancelled("policy optimization was cancelled")
+    metrics = summarize(history, config.algorithm)
+    metrics.update(steps=len(history), seconds=time.perf_counter() - started)
+    if note:
+        metrics["stopped_early"] = note
+    progress(len(history), config.iterations, metrics)
+    save_stage_checkpoint(model, tokenizer, Path(out_dir), "policy", sft_model_path, asdict(config), metrics)
     return metrics
 
 

@@ -1,6 +1,7 @@
-"""The reward model's data: rankings read from snapshot rows, the pairs a ranking implies, token ids,
-and the batches the forward passes take, packed (one sequence per ranking, with a block attention
-mask) or separate (one sequence per answer). See training.ml.reward for the model and the loss."""
+"""The reward model's and the policy stage's data: rankings and prompts read from snapshot rows,
+the pairs a ranking implies, token ids, and the batches the forward passes take, packed (one
+sequence per ranking, with a block attention mask) or separate (one sequence per answer). See
+training.ml.reward for the model and the loss."""
 
 import json
 import random
@@ -104,6 +105,35 @@ def split_held_out(rankings: list[Ranking], fraction: float, seed: int) -> tuple
     train = [r for r in rankings if json.dumps(r.prompt, sort_keys=True, ensure_ascii=False) not in held]
     test = [r for r in rankings if json.dumps(r.prompt, sort_keys=True, ensure_ascii=False) in held]
     return train, test
+
+
+def _prompt_of(record: dict, number: int):
+    if record.get("prompt") is not None:
+        return record["prompt"]
+    if record.get("messages"):
+        messages = record["messages"]
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+        if last == 0:
+            raise ValueError(f"row {number}: the conversation has no prompt before the assistant's answer")
+        return messages[:last]
+    if "chosen" in record and "rejected" in record:
+        return implicit_prompt(record["chosen"], record["rejected"])[0]
+    raise ValueError(f"row {number}: expected prompt, messages, or chosen+rejected")
+
+
+def prompts_from_records(records: list[dict]) -> list[dict]:
+    """`{"prompt": ...}` rows from any snapshot rows: prompt rows, `sft` conversations (everything
+    before the last assistant turn), ranking and preference rows. Repeated prompts are kept once."""
+    seen, rows = set(), []
+    for number, record in enumerate(records, start=1):
+        prompt = _prompt_of(record, number)
+        if isinstance(prompt, list):
+            prompt = [{"role": m["role"], "content": m["content"]} for m in prompt]
+        key = json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            rows.append({"prompt": prompt})
+    return rows
 
 
 # --- tokens ------------------------------------------------------------------------------------

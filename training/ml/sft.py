@@ -6,6 +6,11 @@ template, so training goes through the training copy of the model's template
 (training.ml.chat_template), which renders exactly the same text. The checkpoint is saved with the
 model's ORIGINAL template, so generation is unchanged.
 
+Early stopping: with held-out demonstrations (eval_fraction), the validation loss is measured
+after every epoch; when it rises above the best so far, training stops and the weights of the
+best epoch are put back, so a small set of demonstrations cannot be over-fitted into a model that
+has forgotten how to answer anything else.
+
     python -m training.ml.sft --data sft.jsonl --model PATH --out DIR
 """
 
@@ -101,7 +106,7 @@ def build_sft_trainer(train_rows, eval_rows, model_path: str, work_dir: str, con
         seed=config.seed,
         logging_steps=1,
         save_strategy="no",
-        eval_strategy="no",
+        eval_strategy="epoch" if eval_rows else "no",
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -120,6 +125,34 @@ def build_sft_trainer(train_rows, eval_rows, model_path: str, work_dir: str, con
     return quiet_trainer(trainer), original_template
 
 
+def early_stop_callback():
+    """Stops after the epoch whose validation loss rose above the best, and restores the best
+    epoch's weights (kept on the CPU). `.best_loss`, `.best_epoch`, `.stopped_at_epoch`."""
+    from transformers import TrainerCallback
+
+    class EarlyStop(TrainerCallback):
+        best_loss = best_epoch = stopped_at_epoch = None
+        best_state = None
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            loss = (metrics or {}).get("eval_loss")
+            if loss is None or model is None:
+                return
+            epoch = round(state.epoch or 0)
+            if self.best_loss is None or loss < self.best_loss:
+                self.best_loss, self.best_epoch = loss, epoch
+                if state.epoch < args.num_train_epochs:  # a later epoch may need undoing
+                    self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                return
+            self.stopped_at_epoch = epoch
+            control.should_training_stop = True
+            if self.best_state is not None:
+                model.load_state_dict(self.best_state)
+                self.best_state = None
+
+    return EarlyStop()
+
+
 def train_sft(
     records: list[dict],
     model_path: str,
@@ -134,9 +167,12 @@ def train_sft(
     seed_everything(config.seed)
     train_rows, eval_rows = split_rows(conversations_from_records(records), config.eval_fraction, config.seed)
     callback = trainer_callback(progress, should_stop, lambda logs: {"loss": logs["loss"]})
+    early = early_stop_callback()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="yushan-sft-") as work_dir:
-        trainer, original_template = build_sft_trainer(train_rows, eval_rows, model_path, work_dir, config, [callback])
+        trainer, original_template = build_sft_trainer(
+            train_rows, eval_rows, model_path, work_dir, config, [callback, early]
+        )
         if should_stop():
             raise TrainingCancelled("SFT was cancelled")
         trainer.train()
@@ -151,7 +187,12 @@ def train_sft(
             "held_out_conversations": len(eval_rows),
         }
         if eval_rows:
-            metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+            metrics["eval_loss"] = early.best_loss
+            metrics["best_epoch"] = early.best_epoch
+            if early.stopped_at_epoch is not None:
+                metrics["stopped_early"] = (
+                    f"validation loss rose in epoch {early.stopped_at_epoch}; kept epoch {early.best_epoch}"
+                )
         metrics["seconds"] = time.perf_counter() - started
         progress(trainer.state.global_step, trainer.state.max_steps, metrics)
         if trainer.accelerator.is_main_process:

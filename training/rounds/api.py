@@ -18,7 +18,7 @@ class RoundInSerializer(serializers.Serializer):
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
     config = serializers.JSONField(
         required=False,
-        help_text="Optional per-stage settings: data, sft, reward, policy (algorithm rloo|grpo|dpo), evaluate, deploy. "
+        help_text="Optional per-stage settings: data, sft, reward, policy (algorithm rloo|grpo|dpo|iterative_dpo), evaluate, deploy. "
         "Unknown settings are refused; missing ones take their defaults.",
     )
 

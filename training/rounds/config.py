@@ -55,8 +55,9 @@ ROUND_DEFAULTS = {
         "prompts_per_step": 2,
         "generations_per_prompt": 4,
         "max_completion_length": 48,
+        "kl_budget": 10.0,
     },
-    "evaluate": {"prompts": 8, "max_new_tokens": 96, "temperature": 0.7, "seed": 0},
+    "evaluate": {"prompts": 64, "max_new_tokens": 96, "temperature": 0.7, "seed": 0},
 }
 
 

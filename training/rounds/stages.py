@@ -194,27 +194,67 @@ def _previous_reward_model_path(round_) -> str | None:
     return str(made_it.reward_version.path)
 
 
+def _held_out_rankings(round_, limit: int):
+    """The frozen split's human rankings (the same rows a researcher's `only_held_out` export holds),
+    lowest task ids first, at most `limit`."""
+    from types import SimpleNamespace
+
+    from training.datasets.exports.rows import ranking_rows
+    from training.ml.reward_data import rankings_from_records
+
+    selection = SimpleNamespace(
+        project=round_.project, filters={"only_held_out": True, "exclude_none_acceptable": True}
+    )
+    rows = []
+    for row in ranking_rows(selection, lambda done: None):
+        if len(rows) >= limit:
+            break
+        rows.append(row)
+    return rankings_from_records(rows)
+
+
+def _held_out_judges(round_, reporter, limit: int) -> dict:
+    """The reward models' accuracy and the policy's implicit-reward accuracy on the held-out human
+    rankings, each with a 95% interval."""
+    from training.ml.held_out import implicit_reward_accuracy, reward_model_accuracy
+
+    rankings = _held_out_rankings(round_, limit) if limit else []
+    reporter.log(f"held-out human rankings: {len(rankings)}")
+    judged = {
+        "reward_model_accuracy": reward_model_accuracy(rankings, round_.reward_version.path),
+        "implicit_reward_accuracy": implicit_reward_accuracy(
+            rankings, round_.policy_version.path, round_.sft_version.path
+        ),
+    }
+    previous = _previous_reward_model_path(round_)
+    if previous:
+        judged["previous_reward_model_accuracy"] = reward_model_accuracy(rankings, previous)
+    return judged
+
+
 def _run_evaluate(round_, stage, reporter) -> str:
-    from training.ml.evaluate import evaluate_policies
-    from training.ml.generation import SamplingParams
+    from training.ml.evaluate import evaluate_policies, sampling_from
 
     settings_ = round_.config["evaluate"]
     prompts, split = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
-    reporter.progress(0, 1, {})
+    reporter.progress(0, 2, {})
     result = evaluate_policies(
         prompts,
         str(round_.policy_version.path),
         str(round_.base_policy.path),
         str(round_.reward_version.path),
         previous_reward_model_path=_previous_reward_model_path(round_),
-        sampling=SamplingParams(
-            temperature=settings_["temperature"], max_new_tokens=settings_["max_new_tokens"], seed=settings_["seed"]
-        ),
+        sampling=sampling_from(settings_),
     )
     result["held_out_prompts"] = split != "all"
     result["evaluation_split"] = split
+    reporter.progress(1, 2, {"win_rate": result["win_rate"]})
+    result.update(_held_out_judges(round_, reporter, settings_.get("rankings", 512)))
     summary = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
-    reporter.progress(1, 1, summary)
+    summary.update(
+        {k: result[k]["accuracy"] for k in ("reward_model_accuracy", "implicit_reward_accuracy") if k in result}
+    )
+    reporter.progress(2, 2, summary)
     Round.objects.filter(pk=round_.pk).update(evaluation=result)
     ModelVersion.objects.filter(pk=round_.policy_version_id).update(
         metrics={**round_.policy_version.metrics, "evaluation": summary}

@@ -51,8 +51,13 @@ def agreement_scores(project) -> dict[int, float]:
 
 
 def _training_split(queryset, filters: dict):
-    """`exclude_held_out`: leave out the project's frozen evaluation split (what rounds train on)."""
-    return queryset.filter(task__prompt__held_out=False) if filters.get("exclude_held_out") else queryset
+    """`exclude_held_out`: leave out the project's frozen evaluation split (what rounds train on);
+    `only_held_out`: keep only that split (what rounds are evaluated on)."""
+    if filters.get("exclude_held_out"):
+        return queryset.filter(task__prompt__held_out=False)
+    if filters.get("only_held_out"):
+        return queryset.filter(task__prompt__held_out=True)
+    return queryset
 
 
 def rankings_selected(snapshot):

@@ -131,6 +131,7 @@ function evaluation(result) {
   }
   box.append(table);
   box.append(judges(result));
+  box.append(heldOut(result));
   const SPLITS = {
     frozen: "On the project's frozen evaluation split: prompts no round trains on, the same for every round.",
     unseen: "On prompts this round did not train on (the project has no frozen evaluation split).",
@@ -161,6 +162,28 @@ function judges(result) {
   }
   box.append(el("p", `Judges (${JUDGE_NAMES[result.decided_by] || result.decided_by} decides, on the interval's lower bound):`, "small"), list);
   if (result.judges_disagree) box.append(el("p", "The judges disagree: nothing deploys by itself; an admin decides.", "notice"));
+  return box;
+}
+
+const HELD_OUT = [
+  ["reward_model_accuracy", "this round's reward model orders them as people did"],
+  ["previous_reward_model_accuracy", "the previous round's reward model"],
+  ["implicit_reward_accuracy", "the new policy itself (its log-probability ratio to the SFT model, as DPO reads a policy)"],
+];
+
+function heldOut(result) {
+  const box = el("div");
+  const shown = HELD_OUT.filter(([key]) => result[key] && result[key].pairs);
+  if (!shown.length) {
+    box.append(el("p", "No held-out human rankings yet: label ranking tasks of the evaluation split to see the reward model's accuracy.", "muted small"));
+    return box;
+  }
+  const list = el("ul");
+  for (const [key, label] of shown) {
+    const judged = result[key];
+    list.append(el("li", `${label}: ${number(judged.accuracy)} (95% interval ${number(judged.accuracy_ci[0])} – ${number(judged.accuracy_ci[1])}, ${judged.pairs} pairs from ${judged.rankings} rankings)`));
+  }
+  box.append(el("p", "Accuracy on the frozen split's human rankings (0.5 is chance; people agree with each other 63–77% of the time):", "small"), list);
   return box;
 }
 

@@ -1,0 +1,149 @@
+"""What keeps a round's policy stage honest: shaped rewards, the KL budget, SFT early stopping,
+on-policy iterative DPO, and the judges on held-out human rankings."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, TrainerControl, TrainerState, TrainingArguments
+
+from training.ml.held_out import implicit_reward_accuracy, reward_model_accuracy
+from training.ml.policy import PolicyConfig, optimize_policy
+from training.ml.reward import Ranking, RewardConfig, train_reward_model
+from training.ml.reward_shaping import RewardShaper
+from training.ml.sft import early_stop_callback
+
+PROMPTS = [{"prompt": [{"role": "user", "content": f"Can you help me with task {i}?"}]} for i in range(3)]
+ANSWERS = ["Yes, gladly!", "Maybe.", "No."]
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory, tiny_model_path):
+    """A tiny reward model trained to prefer "Yes, gladly!" over "Maybe." over "No."."""
+    rankings = [Ranking([{"role": "user", "content": f"Question {i}"}], ANSWERS, [1, 2, 3]) for i in range(6)]
+    path = tmp_path_factory.mktemp("models") / "rm"
+    train_reward_model(
+        rankings, str(tiny_model_path), str(path), RewardConfig(epochs=3, learning_rate=1e-3, eval_fraction=0)
+    )
+    return path
+
+
+def test_rewards_are_standardised_on_the_first_samples_and_stay_calibrated():
+    shaper = RewardShaper(normalize=True, length_control=False)
+    assert shaper([1.0, 3.0], [5, 5]) == pytest.approx([-1.0, 1.0])
+    # a later, better batch shows as better: the calibration does not move with it
+    assert shaper([5.0, 5.0], [5, 5]) == pytest.approx([3.0, 3.0])
+
+
+def test_length_cannot_raise_the_reward_but_can_lower_it():
+    longer_wins = RewardShaper(normalize=False, length_control=True)([1.0, 2.0, 3.0], [10, 20, 30])
+    assert longer_wins == pytest.approx([2.0, 2.0, 2.0])  # what length explained is gone
+    shorter_wins = RewardShaper(normalize=False, length_control=True)([3.0, 2.0, 1.0], [10, 20, 30])
+    assert shorter_wins == pytest.approx([3.0, 2.0, 1.0])  # a preference for brevity is kept
+
+
+def test_rl_stops_once_the_kl_passes_its_budget(tiny_model_path, reward_model, tmp_path):
+    config = PolicyConfig(
+        algorithm="rloo",
+        steps=6,
+        prompts_per_step=2,
+        generations_per_prompt=2,
+        max_completion_length=8,
+        learning_rate=1e-2,
+        kl_beta=0.1,
+        kl_budget=1e-6,
+    )
+    seen = []
+    metrics = optimize_policy(
+        PROMPTS,
+        str(tiny_model_path),
+        str(reward_model),
+        str(tmp_path / "p"),
+        config,
+        progress=lambda step, total, m: seen.append(m),
+    )
+    # step 1 starts at the reference (KL 0); step 2 has moved, past the budget: the stage stops there
+    assert metrics["steps"] == 2 and "budget" in metrics["stopped_early"]
+    kls = [m["kl"] for m in seen if "kl" in m and "loss" in m]
+    assert kls[0] == pytest.approx(0.0, abs=1e-6) and kls[1] > 1e-6
+
+
+def test_sft_early_stop_restores_the_best_epochs_weights():
+    model = torch.nn.Linear(2, 2)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    callback = early_stop_callback()
+    args = TrainingArguments(output_dir="/tmp/unused", num_train_epochs=3, report_to=[])
+    state, control = TrainerState(), TrainerControl()
+    state.epoch = 1.0
+    callback.on_evaluate(args, state, control, metrics={"eval_loss": 1.0}, model=model)
+    with torch.no_grad():
+        model.weight.add_(5.0)  # epoch 2 over-fits
+    state.epoch = 2.0
+    callback.on_evaluate(args, state, control, metrics={"eval_loss": 1.5}, model=model)
+    assert control.should_training_stop
+    assert torch.equal(model.weight, best["weight"])
+    assert (callback.best_epoch, callback.stopped_at_epoch, callback.best_loss) == (1, 2, 1.0)
+
+
+def test_iterative_dpo_samples_on_policy_pairs_and_trains(tiny_model_path, reward_model, tmp_path):
+    config = PolicyConfig(
+        algorithm="iterative_dpo",
+        iterations=2,
+        generations_per_prompt=3,
+        prompts_per_step=2,
+        max_completion_length=8,
+        learning_rate=1e-3,
+        kl_beta=0.1,
+    )
+    seen = []
+    metrics = optimize_policy(
+        PROMPTS,
+        str(tiny_model_path),
+        str(reward_model),
+        str(tmp_path / "policy"),
+        config,
+        progress=lambda step, total, m: seen.append((step, total, m)),
+    )
+    per_iteration = [(step, total) for step, total, m in seen if "pairs" in m]
+    assert per_iteration == [(1, 2), (2, 2)]
+    assert metrics["kl_first"] == pytest.approx(0.0, abs=1e-5)  # the first samples come from the reference
+    assert metrics["kl_last"] > 0  # the second from the trained policy
+    assert {"reward_first", "mean_length_first", "loss_last"} <= metrics.keys()
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "policy").state_dict()
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_path).state_dict()
+    assert any(not torch.equal(trained[k], original[k]) for k in original)
+    stage = json.loads((tmp_path / "policy" / "yushan_stage.json").read_text())
+    assert stage["config"]["algorithm"] == "iterative_dpo"
+
+
+def held_out(order: list[int]) -> list[Ranking]:
+    return [Ranking([{"role": "user", "content": f"Held-out question {i}"}], ANSWERS, order) for i in range(5)]
+
+
+def test_reward_model_accuracy_on_held_out_rankings_has_an_interval(reward_model):
+    agreeing = reward_model_accuracy(held_out([1, 2, 3]), reward_model)
+    assert agreeing["pairs"] == 15 and agreeing["rankings"] == 5
+    assert agreeing["accuracy"] > 0.8
+    low, high = agreeing["accuracy_ci"]
+    assert low <= agreeing["accuracy"] <= high
+    reversed_ = reward_model_accuracy(held_out([3, 2, 1]), reward_model)
+    assert reversed_["accuracy"] == pytest.approx(1 - agreeing["accuracy"])
+    assert reward_model_accuracy(held_out([1, 1, 1]), reward_model)["pairs"] == 0  # all ties: nothing to judge
+
+
+def test_implicit_reward_accuracy_is_chance_for_an_unchanged_policy(tiny_model_path, tmp_path):
+    unchanged = implicit_reward_accuracy(held_out([1, 2, 3]), tiny_model_path, tiny_model_path)
+    assert unchanged["accuracy"] == 0.5 and unchanged["pairs"] == 15
+    preferences = [
+        {
+            "prompt": r.prompt,
+            "chosen": [{"role": "assistant", "content": a}],
+            "rejected": [{"role": "assistant", "content": b}],
+        }
+        for r in held_out([1, 2, 3])
+        for a, b in [(ANSWERS[0], ANSWERS[1]), (ANSWERS[0], ANSWERS[2]), (ANSWERS[1], ANSWERS[2])]
+    ]
+    config = PolicyConfig(algorithm="dpo", epochs=3, prompts_per_step=5, learning_rate=1e-3, kl_beta=0.1)
+    optimize_policy(preferences, str(tiny_model_path), None, str(tmp_path / "dpo"), config)
+    learned = implicit_reward_accuracy(held_out([1, 2, 3]), tmp_path / "dpo", tiny_model_path)
+    assert learned["accuracy"] > 0.8

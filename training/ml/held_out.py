@@ -1,0 +1,106 @@
+"""Judges on the frozen evaluation split's human rankings, rankings no round trained on.
+
+- The reward model's accuracy: the share of the ordered pairs a ranking implies (ties make none)
+  that the model orders as the people did.
+- The policy's own preference accuracy, as DPO reads a policy: its implicit reward of an answer is
+  log π(y | x) − log π_ref(y | x), the answer's log-probability ratio to the reference (the model
+  the round started the policy stage from); a pair counts as right when the better answer gets
+  the larger implicit reward. It says whether the policy itself moved toward what people prefer,
+  without any reward model in the way.
+
+Both report a 95% percentile-bootstrap interval over rankings (a ranking's pairs are resampled
+together: the pairs of one ranking share a prompt and an annotator, so they are not independent).
+A model near 0.7 is at the human ceiling (labelers agree with each other 63–77% of the time).
+"""
+
+from training.ml.evaluate import load_policy, release_memory, sequence_logprobs
+from training.ml.reward_data import Ranking, ordered_pairs
+
+
+def _report(per_ranking: list[tuple[float, int]]) -> dict:
+    """Accuracy over all pairs, and its interval from resampling whole rankings (the ratio of right
+    pairs to pairs in each resample)."""
+    import numpy as np
+
+    kept = [(right, total) for right, total in per_ranking if total]
+    if not kept:
+        return {"accuracy": None, "accuracy_ci": None, "pairs": 0, "rankings": 0}
+    right = np.array([r for r, _ in kept], dtype=float)
+    total = np.array([t for _, t in kept], dtype=float)
+    draws = np.random.default_rng(0).integers(0, len(kept), size=(2000, len(kept)))
+    ratios = right[draws].sum(axis=1) / total[draws].sum(axis=1)
+    low, high = np.quantile(ratios, [0.025, 0.975])
+    return {
+        "accuracy": float(right.sum() / total.sum()),
+        "accuracy_ci": [float(low), float(high)],
+        "pairs": int(total.sum()),
+        "rankings": len(kept),
+    }
+
+
+def _pairs_right(scores: list[float], ranks: list[int]) -> tuple[float, int]:
+    """Right pairs (an exact tie counts half: a model with no preference scores 0.5) and pairs."""
+    pairs = ordered_pairs(ranks)
+    right = sum(1.0 if scores[b] > scores[w] else 0.5 if scores[b] == scores[w] else 0.0 for b, w in pairs)
+    return right, len(pairs)
+
+
+def reward_model_accuracy(rankings: list[Ranking], reward_model_path: str, *, batch_size: int = 8) -> dict:
+    """The reward model's pairwise accuracy on held-out human rankings, with a 95% interval."""
+    from training.ml.reward import RewardScorer
+
+    rankings = [r for r in rankings if ordered_pairs(r.ranks)]
+    if not rankings:
+        return _report([])
+    scorer = RewardScorer(str(reward_model_path), batch_size=batch_size)
+    prompts = [r.prompt for r in rankings for _ in r.completions]
+    scores = scorer.score(prompts, [c for r in rankings for c in r.completions])
+    del scorer
+    return _report(list(_per_ranking(rankings, scores)))
+
+
+def _per_ranking(rankings: list[Ranking], flat_scores: list[float]):
+    start = 0
+    for ranking in rankings:
+        scores = flat_scores[start : start + len(ranking.completions)]
+        start += len(ranking.completions)
+        yield _pairs_right(scores, ranking.ranks)
+
+
+def _answer_sequences(tokenizer, rankings: list[Ranking], max_tokens: int) -> list[tuple[list[int], int]]:
+    """Token ids of prompt + answer + end of turn, and where the answer starts, for every answer."""
+    from training.ml.chat_template import end_of_turn_ids, render
+
+    stop = end_of_turn_ids(tokenizer)[:1]
+    sequences = []
+    for ranking in rankings:
+        conversation = (
+            [{"role": "user", "content": ranking.prompt}] if isinstance(ranking.prompt, str) else ranking.prompt
+        )
+        prompt_ids = tokenizer(render(tokenizer, conversation, add_generation_prompt=True), add_special_tokens=False)[
+            "input_ids"
+        ]
+        for answer in ranking.completions:
+            answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"][:max_tokens] + stop
+            sequences.append((prompt_ids + answer_ids, len(prompt_ids)))
+    return sequences
+
+
+def implicit_reward_accuracy(
+    rankings: list[Ranking], policy_path: str, reference_path: str, *, max_answer_tokens: int = 256, batch_size: int = 8
+) -> dict:
+    """How often the policy's implicit reward (log-ratio to the reference) orders held-out human
+    pairs as people did, with a 95% interval. Loads one model at a time."""
+    rankings = [r for r in rankings if ordered_pairs(r.ranks)]
+    if not rankings:
+        return _report([])
+    logps = {}
+    for name, path in (("policy", policy_path), ("reference", reference_path)):
+        model, tokenizer = load_policy(str(path))
+        logps[name] = sequence_logprobs(
+            model, _answer_sequences(tokenizer, rankings, max_answer_tokens), batch_size=batch_size
+        )
+        del model
+        release_memory()
+    implicit = [p - r for p, r in zip(logps["policy"], logps["reference"], strict=True)]
+    return _report(list(_per_ranking(rankings, implicit)))
