@@ -132,6 +132,36 @@ def test_training_changes_parameters_lowers_the_loss_and_reports_accuracy(tiny_m
     assert json.loads((tmp_path / "rm" / "yushan_stage.json").read_text())["stage"] == "reward"
 
 
+def test_length_grouped_batches_pad_less_and_keep_every_ranking_once():
+    import random
+
+    from training.ml.reward import epoch_batches, packed_length
+    from training.ml.reward_data import Encoded
+
+    rng = random.Random(1)
+    lengths = [rng.choice([20, 300]) for _ in range(64)]
+    train = [Encoded(list(range(n)), [[1], [2]], [1, 2]) for n in lengths]
+
+    def padding(batches):
+        return sum(max(map(packed_length, b)) * len(b) - sum(map(packed_length, b)) for b in batches)
+
+    grouped = epoch_batches(train, RewardConfig(rankings_per_step=4), random.Random(0))
+    plain = epoch_batches(train, RewardConfig(rankings_per_step=4, group_by_length=False), random.Random(0))
+    assert sorted(map(id, (e for b in grouped for e in b))) == sorted(map(id, train))
+    assert padding(grouped) < padding(plain) / 4
+
+
+def test_gradient_checkpointing_trains_to_the_same_loss(tiny_model_path, tmp_path):
+    losses = {}
+    for checkpointing in (False, True):
+        config = RewardConfig(epochs=1, learning_rate=3e-3, eval_fraction=0, gradient_checkpointing=checkpointing)
+        metrics = train_reward_model(
+            learnable_rankings(8), str(tiny_model_path), str(tmp_path / str(checkpointing)), config
+        )
+        losses[checkpointing] = (metrics["train_loss_first"], metrics["train_loss_last"])
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
 def test_command_line_trains_from_preference_jsonl(tiny_model_path, tmp_path):
     data = tmp_path / "prefs.jsonl"
     rows = [
