@@ -1,7 +1,8 @@
 """Synthetic, learnable rankings for benchmarks/reward_kwise.py, generated with a fixed seed: each
 question has answers graded by construction (correct + polite + detailed > … > vague > wrong > wrong
 and rude). Scenarios: k4 and k9 (K answers to a short question), k2-long (K = 2 behind a multi-turn
-conversation of a few hundred tokens, like Anthropic HH)."""
+conversation of a few hundred tokens), hh (K = 2, shaped like Anthropic HH: multi-turn prompts of
+very different lengths, median ~140 tokens and p90 ~300, answers of 30–40 tokens)."""
 
 import random
 
@@ -115,13 +116,40 @@ def long_conversation(rng: random.Random, country: str, turns: int = 3) -> list[
     return messages
 
 
+# Earlier turns of an HH-like conversation: most have one or two, a few none or three.
+HH_TURNS = [0, 1, 1, 1, 1, 1, 1, 2, 2, 3]
+
+
+def hh_conversation(rng: random.Random, country: str) -> list[dict]:
+    """A conversation of 0–4 earlier turns of 1–3 sentences each, ending with the question."""
+    topic = rng.choice(TOPICS)
+    messages = []
+    for turn in range(rng.choice(HH_TURNS)):
+        opener = f"I need help with {topic}. " if turn == 0 else ""
+        messages.append({"role": "user", "content": opener + " ".join(rng.sample(CHATTER, rng.randint(1, 3)))})
+        messages.append({"role": "assistant", "content": " ".join(rng.sample(REPLIES, rng.randint(1, 3)))})
+    messages.append({"role": "user", "content": f"Also, what is the capital of {country}?"})
+    return messages
+
+
+def hh_answers(rng: random.Random, country: str, right: str, wrong: str) -> list[str]:
+    """A better and a worse answer of similar length (30–40 tokens): length says nothing here."""
+    close, detail = rng.choice(POLITE_CLOSE), rng.choice(DETAIL)
+    return [
+        f"{rng.choice(POLITE_OPEN)} The capital of {country} is {right}. {detail} {close} {rng.choice(POLITE_CLOSE)}",
+        f"The capital of {country} is {wrong}. {detail} {rng.choice(RUDE)} {close}",
+    ]
+
+
 def make_rankings(scenario: str, count: int, seed: int) -> list[Ranking]:
     rng = random.Random(seed)
-    k = {"k4": 4, "k9": 9, "k2-long": 2}[scenario]
+    k = {"k4": 4, "k9": 9, "k2-long": 2, "hh": 2}[scenario]
     rankings = []
     for i in range(count):
         country, right, wrong = FACTS[i % len(FACTS)]
-        if scenario == "k2-long":
+        if scenario == "hh":
+            prompt, answers = hh_conversation(rng, country), hh_answers(rng, country, right, wrong)
+        elif scenario == "k2-long":
             prompt = long_conversation(rng, country)
         else:
             asks = [
@@ -130,7 +158,8 @@ def make_rankings(scenario: str, count: int, seed: int) -> list[Ranking]:
                 f"Tell me the capital city of {country}, please.",
             ]
             prompt = [{"role": "user", "content": f"{rng.choice(asks)} (question {i})"}]
-        answers = graded_answers(rng, country, right, wrong, k)
+        if scenario != "hh":
+            answers = graded_answers(rng, country, right, wrong, k)
         order = list(range(k))
         rng.shuffle(order)  # the best answer is not always first
         rankings.append(Ranking(prompt, [answers[j] for j in order], [j + 1 for j in order]))
