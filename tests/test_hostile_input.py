@@ -44,3 +44,24 @@ def test_the_datasets_form_with_a_project_that_is_not_an_id_asks_for_one(client,
     client.force_login(researcher)
     page = client.post("/datasets/", {"project": value, "kind": "sft"}, follow=True)
     assert page.status_code == 200 and "Choose a project." in page.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/token/", "/api/v1/rounds/"])
+def test_an_oversized_body_is_a_json_413_not_an_html_page(admin_user, path):
+    body = '{"username": "' + "a" * (3 * 1024 * 1024) + '"}'
+    response = api_client(admin_user).post(path, body, content_type="application/json")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json" and "larger than" in response.json()["detail"]
+
+
+def test_a_pause_form_without_paused_is_refused_and_changes_nothing(admin_user, project):
+    project.paused = True
+    project.save()
+    response = api_client(admin_user).post(f"/api/v1/projects/{project.pk}/pause/", {}, format="multipart")
+    assert response.status_code == 400 and "paused" in response.json()["errors"]
+    project.refresh_from_db()
+    assert project.paused  # not resumed by a form that forgot the field
+    resumed = api_client(admin_user).post(
+        f"/api/v1/projects/{project.pk}/pause/", {"paused": "false"}, format="multipart"
+    )
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False

@@ -1,6 +1,8 @@
 """Every API error is a JSON object with a `detail` message and, where it applies, `errors`
 keyed by field — and never a 500 for bad input."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -8,7 +10,23 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from labeling.errors import LabelingError
 
 
+def _too_big(exc) -> Response:
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return Response(
+            {"detail": f"The request has more than {limit} form fields.", "code": "too_many_fields"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return Response(
+        {"detail": f"The request body is larger than {limit / 2**20:g} MiB.", "code": "too_large"},
+        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig | TooManyFieldsSent):
+        return _too_big(exc)  # Django's own answer would be its HTML 400 page
     if isinstance(exc, LabelingError):
         body = {"detail": exc.message, "code": exc.code}
         errors = {exc.field: [exc.message]} if exc.field else {}

@@ -173,5 +173,12 @@ class MarkdownInSerializer(serializers.Serializer):
     text = StrictCharField(trim_whitespace=False, allow_blank=True, max_length=200_000)
 
 
+class RequiredBooleanField(serializers.BooleanField):
+    """A boolean that must be sent: DRF reads a form without the field as an unticked checkbox
+    (false), which would resume a project whenever a form forgot `paused`."""
+
+    default_empty_html = serializers.empty
+
+
 class PauseInSerializer(serializers.Serializer):
-    paused = serializers.BooleanField()
+    paused = RequiredBooleanField()
