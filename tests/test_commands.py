@@ -43,6 +43,17 @@ def test_seed_demo_twice_adds_nothing_and_the_printed_logins_work():
 
 
 @pytest.mark.django_db
+def test_the_demo_has_a_frozen_evaluation_split_big_enough_to_judge_a_round_on():
+    from labeling.models import Ranking
+
+    run("seed_demo")
+    held_out = Prompt.objects.filter(held_out=True)
+    assert held_out.count() >= 64  # a win rate on 64 prompts has an interval about ±0.12 wide
+    assert Ranking.objects.filter(task__prompt__held_out=True).count() >= 64  # the reward model's test
+    assert Prompt.objects.filter(held_out=False).count() >= 48  # and enough left to train on
+
+
+@pytest.mark.django_db
 def test_seed_demo_keeps_a_changed_password():
     run("seed_demo")
     admin = get_user_model().objects.get(username="admin")

@@ -1,5 +1,11 @@
 """The demo project: users for every role, prompts in Chinese and English, ranking tasks whose
-answers ship with the demo data. Safe to run twice."""
+answers ship with the demo data. Safe to run twice.
+
+The shipped labels: demonstrations written for every prompt, and preferences, most of them a
+written answer preferred over what the base model (SmolLM2-135M-Instruct, temperature 0.7, at
+most 96 tokens) answered to the same prompt. Half of the prompts (by a hash of their text) are
+the frozen evaluation split, about 80: enough for a win rate and a reward-model accuracy whose
+intervals say something."""
 
 from pathlib import Path
 
@@ -17,6 +23,7 @@ DEMO_FILE = DEMO_DIR / "demo_prompts.jsonl"
 # run at once: demonstrations for SFT and pairwise preferences for the reward model.
 DEMO_LABELS = [("demo_demonstrations.jsonl", "conversations"), ("demo_preferences.jsonl", "preferences")]
 DEMO_PROJECT = "Yushan demo"
+DEMO_HELD_OUT = 0.5  # the share of prompts in the frozen evaluation split
 GUIDELINES = """\
 # How to label
 
@@ -55,7 +62,14 @@ class Command(BaseCommand):
             if role != "admin":
                 roles.role_grant(user=user, role=role)
         project, _ = Project.objects.get_or_create(
-            name=DEMO_PROJECT, defaults={"guidelines": GUIDELINES, "k": 4, "overlap": 2, "lease_seconds": 600}
+            name=DEMO_PROJECT,
+            defaults={
+                "guidelines": GUIDELINES,
+                "k": 4,
+                "overlap": 2,
+                "lease_seconds": 600,
+                "held_out_share": DEMO_HELD_OUT,
+            },
         )
         report = prompts_import(project=project, text=DEMO_FILE.read_text(encoding="utf-8"), fmt="jsonl", source="demo")
         self.stdout.write(
@@ -67,5 +81,7 @@ class Command(BaseCommand):
                 project=project, text=(DEMO_DIR / name).read_text(encoding="utf-8"), fmt=fmt, source=f"demo:{name}"
             )
             self.stdout.write(f"  {fmt}: {labels.created} new, {labels.duplicates} already there")
+        held_out = project.prompts.filter(held_out=True).count()
+        self.stdout.write(f"  {held_out} of {project.prompts.count()} prompts are the frozen evaluation split")
         for username, password, role in DEMO_USERS:
             self.stdout.write(f"  {role:<11} {username} / {password}")

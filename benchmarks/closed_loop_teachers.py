@@ -1,0 +1,326 @@
+"""The simulated teachers of benchmarks/closed_loop.py: two known preference rules, the ranking a
+rule implies, and a teacher that labels through the REST API exactly as a browser annotator does.
+
+Rules score one answer to one prompt from 0 to 1, deterministically, in pure Python:
+
+- `language`: the share of the answer's letters that are in the prompt's script: CJK ideographs
+  for a Chinese prompt (a Simplified-only character such as 这 or 湾 counts as out of script, so
+  Traditional Chinese, Taiwan usage, scores best), Latin letters for an English one. An answer
+  with no letters at all (empty, only digits or punctuation) scores 0.
+- `concise`: the language share times a length factor: 1 up to L_min, falling linearly to 0 at
+  L_max, with the length in characters (Chinese, spaces not counted) or words (English). A one- or
+  two-sentence answer in the right language scores about 1, a 96-token ramble about 0.
+
+A teacher ranks the K answers of a ranking task by the rule, best first; answers within TIE of
+the best score of their group share it (a tie). Demonstrations are the bank's reference answers,
+which score 1 under both rules.
+"""
+
+import json
+import time
+import unicodedata
+import uuid
+from collections import Counter
+from pathlib import Path
+
+TIE = 0.02
+# (L_min, L_max): at or under L_min the length factor is 1, at or over L_max it is 0. SmolLM2's
+# tokenizer spends about 1.9 tokens per Chinese character and 1.4 per English word, so a 96-token
+# answer is about 50 characters or 68 words; the bank's answers are at most 35 characters or 28
+# words.
+LENGTH_LIMITS = {"zh": (30, 55), "en": (30, 70)}
+
+# Common characters that exist only in Simplified Chinese (their Traditional forms differ:
+# 这/這, 湾/灣, 国/國 …). Characters shared by both scripts (台, 里, 后, 面 …) are not listed.
+SIMPLIFIED_ONLY = frozenset(
+    "这们个说国为会时来对东过还发经学习实现开关机从体长书车马鸟鱼语话读写见电点钱买卖爱气热头脑产业运动"
+    "线红级纪给认识让谢请谁应该变观觉亲样问间门闻听岁华汉币么没进边处员区题无与专万亿价众优传伤儿兰内"
+    "军农决况净减击则刚创别办务劳势医单卫厂历压县参双号吗围园图圣场坏块声备复头夺奋妈宁宽导将尔尽层岛"
+    "师带帮广庆库张归当录彻径总恋恶悬惊惯戏战户执扩扫护报担拥择换数断旧显晓暂术杀权条极构树桥梦检欢汤"
+    "济测浓湾满灯灵炼烦爷状独环画疗离种积称税稳笔简类纸组细终结绝统继续维绿网罗职联肃胜艺节药营虽视览"
+    "论设证评词试诗误课谈质购资赛赶轻较辆输达迁迟选适递邮针钟铁银错阳阴际陆险随难顺须顾领风飞饭馆验鲜"
+    "鸡黄龙丽乐乡争亚仅侧俭养兴凤刘"
+)
+
+_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2EBEF), (0x2F800, 0x2FA1F))
+
+
+def is_cjk_ideograph(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _CJK_RANGES)
+
+
+def is_latin_letter(char: str) -> bool:
+    return unicodedata.name(char, "").startswith("LATIN ")
+
+
+def _in_script(char: str, lang: str) -> bool:
+    if lang == "zh":
+        return is_cjk_ideograph(char) and char not in SIMPLIFIED_ONLY
+    return is_latin_letter(char)
+
+
+def language_score(answer: str, lang: str) -> float:
+    """Share of the answer's letters (Unicode category L*) written in the prompt's script."""
+    letters = [c for c in answer if unicodedata.category(c).startswith("L")]
+    if not letters:
+        return 0.0
+    return sum(_in_script(c, lang) for c in letters) / len(letters)
+
+
+def answer_length(answer: str, lang: str) -> int:
+    """Characters other than whitespace for Chinese, whitespace-separated words for English."""
+    if lang == "zh":
+        return sum(not c.isspace() for c in answer)
+    return len(answer.split())
+
+
+def concise_score(answer: str, lang: str) -> float:
+    """language_score × clamp((L_max − n) / (L_max − L_min), 0, 1)."""
+    low, high = LENGTH_LIMITS[lang]
+    factor = min(1.0, max(0.0, (high - answer_length(answer, lang)) / (high - low)))
+    return language_score(answer, lang) * factor
+
+
+RULES = {"language": language_score, "concise": concise_score}
+
+
+def rank_groups(scores: dict[str, float], tie: float = TIE) -> list[list[str]]:
+    """Answer ids in groups, best first: an answer joins the current group when it scores less
+    than `tie` below that group's best answer."""
+    ordered = sorted(scores, key=lambda answer_id: (-scores[answer_id], answer_id))
+    groups: list[list[str]] = []
+    for answer_id in ordered:
+        if groups and scores[groups[-1][0]] - scores[answer_id] < tie:
+            groups[-1].append(answer_id)
+        else:
+            groups.append([answer_id])
+    return groups
+
+
+def rating(score: float) -> int:
+    """The 1-7 rating a teacher gives an answer with this rule score."""
+    return 1 + round(6 * min(1.0, max(0.0, score)))
+
+
+# --- the prompt bank ---------------------------------------------------------------------------
+
+
+def bank_load(path: Path) -> dict[str, dict]:
+    """Rows {"prompt", "lang", "answer"} of the JSONL bank, by prompt text."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {row["prompt"]: row for row in rows}
+
+
+def prompt_text(messages: list[dict]) -> str:
+    return messages[-1]["content"] if messages else ""
+
+
+def prompt_lang(text: str, bank: dict[str, dict]) -> str:
+    """The bank's language for a prompt; for one not in the bank, zh if it has any CJK ideograph."""
+    if text in bank:
+        return bank[text]["lang"]
+    return "zh" if any(is_cjk_ideograph(c) for c in text) else "en"
+
+
+# --- a teacher at work ---------------------------------------------------------------------------
+
+
+class Teacher:
+    """One annotator account labeling through /api/v1/ with its own token."""
+
+    def __init__(self, api, username: str, *, project: int, rule: str, bank: dict[str, dict]):
+        self.api, self.username, self.project = api, username, project
+        self.rule, self.bank = RULES[rule], bank
+
+    def label_all(self) -> Counter:
+        """Take the next task until none is left (204); returns what was submitted."""
+        done: Counter = Counter()
+        while True:
+            task = self.api.get("/api/v1/tasks/next/", params={"project": self.project}, expect=(200, 204))
+            if task is None:
+                return done
+            done[self.label(task)] += 1
+
+    def label(self, task: dict) -> str:
+        text = prompt_text(task["messages"])
+        if task["kind"] == "demonstration":
+            if text not in self.bank:
+                self.api.post(f"/api/v1/tasks/{task['id']}/skip/", {"reason": "prompt not in the bank"})
+                return "skipped"
+            body = {"text": self.bank[text]["answer"], "client_id": str(uuid.uuid4())}
+            self.api.post(f"/api/v1/tasks/{task['id']}/demonstration/", body, expect=(201,))
+            return "demonstration"
+        lang = prompt_lang(text, self.bank)
+        scores = {c["id"]: self.rule(c["text"], lang) for c in task["candidates"]}
+        body = {
+            "ranking": rank_groups(scores),
+            "ratings": {answer_id: rating(score) for answer_id, score in scores.items()},
+            "none_acceptable": False,
+            "client_id": str(uuid.uuid4()),
+        }
+        self.api.post(f"/api/v1/tasks/{task['id']}/ranking/", body, expect=(201,))
+        return "ranking"
+
+
+def labeling_pass(teachers: list[Teacher]) -> dict:
+    """All teachers at once, one thread each, until no task is left for any of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(teachers)) as pool:
+        results = list(pool.map(lambda teacher: teacher.label_all(), teachers))
+    return {
+        "seconds": time.monotonic() - started,
+        "by_teacher": {t.username: dict(counts) for t, counts in zip(teachers, results, strict=True)},
+        "total": dict(sum(results, Counter())),
+    }
+
+
+# --- the rule as the judge of policies -------------------------------------------------------------
+
+
+def interval_summary(values) -> dict:
+    """Mean and 95% bootstrap interval over the prompts (the rounds' own bootstrap)."""
+    from training.ml.evaluate import bootstrap_interval
+
+    values = list(values)
+    return {"mean": sum(values) / len(values) if values else 0.0, "ci": bootstrap_interval(values)}
+
+
+def paired_difference(new: list[float], old: list[float]) -> dict:
+    """Per-prompt differences new − old: their mean and 95% bootstrap interval."""
+    return interval_summary(n - o for n, o in zip(new, old, strict=True))
+
+
+def policy_score(path: Path, conversations: list[list[dict]], langs: list[str], rule: str, sampling) -> dict:
+    """One answer per conversation from the checkpoint at `path`, scored by the rule."""
+    from training.ml.evaluate import load_policy, release_memory, sample_answers
+
+    started = time.monotonic()
+    model, tokenizer = load_policy(str(path))
+    answers = sample_answers(model, tokenizer, conversations, sampling)
+    del model
+    release_memory()
+    scores = [RULES[rule](answer.text, lang) for answer, lang in zip(answers, langs, strict=True)]
+    return {
+        **interval_summary(scores),
+        "scores": scores,
+        "mean_tokens": sum(len(a.token_ids) for a in answers) / max(1, len(answers)),
+        "seconds": time.monotonic() - started,
+        "answers": [answer.text for answer in answers],
+    }
+
+
+def policies_to_score(record: dict, store: Path) -> dict[str, dict]:
+    """The base policy and each round's policy (deployed or not): version id and folder."""
+    versions = {v["id"]: v for v in record["versions"]}
+    base = next(v for v in record["versions"] if v["kind"] == "policy" and v["round_number"] is None)
+    chosen = {"base": base["id"]}
+    chosen.update({f"round {r['number']}": r["policy_version"] for r in record["rounds"] if r["policy_version"]})
+    return {name: {"version": vid, "path": store / versions[vid]["storage_path"]} for name, vid in chosen.items()}
+
+
+def evaluation_sampling(record: dict):
+    """How the rounds' evaluation samples (temperature, max_new_tokens, seed), defaults filled in."""
+    from training.ml.evaluate import sampling_from
+    from training.rounds.config import ROUND_DEFAULTS
+
+    stored = record["rounds"][0]["evaluate_settings"] if record["rounds"] else {}
+    return sampling_from({**ROUND_DEFAULTS["evaluate"], **stored})
+
+
+def policies_score(record: dict, conversations: list[list[dict]], *, store: Path, bank: dict, rule: str) -> dict:
+    """Every policy of policies_to_score answers every conversation once; the rule scores the answers."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)  # the stack is stopped: every core is ours
+    langs = [prompt_lang(prompt_text(c), bank) for c in conversations]
+    sampling = evaluation_sampling(record)
+    scored = {}
+    for name, policy in policies_to_score(record, store).items():
+        print(f"scoring {name} (version {policy['version']}) on {len(conversations)} held-out prompts", flush=True)
+        scored[name] = {
+            "version": policy["version"],
+            **policy_score(policy["path"], conversations, langs, rule, sampling),
+        }
+    return {
+        "prompts": [prompt_text(c) for c in conversations],
+        "langs": langs,
+        "sampling": sampling.as_dict(),
+        "policies": scored,
+    }
+
+
+def interval_text(summary: dict, signed: bool = False) -> str:
+    form = "{:+.3f}" if signed else "{:.3f}"
+    low, high = summary["ci"]
+    return f"{form.format(summary['mean'])} [{form.format(low)}, {form.format(high)}]"
+
+
+# --- the targets ---------------------------------------------------------------------------------
+
+
+def interval_verdict(low: float, high: float, *, even: float) -> str:
+    """What an interval allows, as the rounds' judges say it: better, worse or no clear difference."""
+    return "better" if low > even else "worse" if high < even else "no clear difference"
+
+
+def round_verdict(evaluation: dict) -> str | None:
+    """The verdict of the judge that decided the round, or what its win rate's interval allows."""
+    judge = evaluation.get("judges", {}).get(evaluation.get("decided_by", ""), {})
+    if "verdict" in judge:
+        return judge["verdict"]
+    if "win_rate" not in evaluation:
+        return None
+    return interval_verdict(*evaluation.get("win_rate_ci", [evaluation["win_rate"]] * 2), even=0.5)
+
+
+def verdict_target(record: dict, round_: dict) -> dict:
+    """The round's verdict on its policy against the one it started from, and the rule's verdict
+    from the paired interval on the same pair: they agree when both say better, both worse, or
+    both no clear difference."""
+    policies = record["scoring"]["policies"]
+    name = f"round {round_['number']}'s own verdict agrees in sign with the rule"
+    start = next((p for p in policies.values() if p["version"] == round_["base_policy"]), None)
+    new = policies.get(f"round {round_['number']}")
+    verdict = round_verdict(round_["evaluation"])
+    if start is None or new is None or verdict is None:
+        return _target(name, False, f"round {round_['status']}, nothing to compare")
+    difference = paired_difference(new["scores"], start["scores"])
+    rule = interval_verdict(*difference["ci"], even=0.0)
+    detail = (
+        f"round: {verdict} (win rate {round_['evaluation']['win_rate']:.2f}); rule: {rule} "
+        f"({interval_text(difference, True)}), against version {round_['base_policy']}"
+    )
+    return _target(name, verdict == rule, detail)
+
+
+def _target(name: str, passed: bool, detail: str) -> dict:
+    return {"name": name, "passed": bool(passed), "detail": detail}
+
+
+def targets_check(record: dict, *, rounds: int) -> list[dict]:
+    """The benchmark's targets; one whose round did not produce a policy fails."""
+    policies = record["scoring"]["policies"]
+    base, first, second = policies["base"], policies.get("round 1"), policies.get("round 2")
+    name = "round 1 raises the rule score by >= +0.10, paired interval above 0"
+    if first is None:
+        targets = [_target(name, False, "round 1 made no policy")]
+    else:
+        gain = paired_difference(first["scores"], base["scores"])
+        targets = [_target(name, gain["mean"] >= 0.10 and gain["ci"][0] > 0, interval_text(gain, True))]
+    if rounds >= 2:
+        name = "round 2 scores above round 1"
+        if first is None or second is None:
+            targets.append(_target(name, False, "no policy from round 1 or round 2"))
+        else:
+            paired = interval_text(paired_difference(second["scores"], first["scores"]), True)
+            detail = f"{second['mean']:.3f} vs {first['mean']:.3f}; paired {paired}"
+            targets.append(_target(name, second["mean"] > first["mean"], detail))
+    targets += [verdict_target(record, round_) for round_ in record["rounds"]]
+    minutes = record["total_seconds"] / 60
+    targets.append(_target("total time under 40 min", minutes < 40, f"{minutes:.1f} min"))
+    return targets
