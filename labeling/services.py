@@ -99,6 +99,14 @@ def ranking_task_create(
 
 
 @transaction.atomic
+def project_create(*, fields: dict, actor) -> Project:
+    """A new project from validated fields (the API's ProjectSerializer)."""
+    project = Project.objects.create(**fields)
+    event_record(actor=actor, verb="project.created", project=project, payload={"name": project.name})
+    return project
+
+
+@transaction.atomic
 def project_pause(*, project: Project, paused: bool, actor) -> Project:
     Project.objects.filter(pk=project.pk).update(paused=paused)
     project.paused = paused

@@ -289,3 +289,17 @@ def test_openapi_schema_and_docs_are_served(annotator):
     assert "/api/v1/tasks/next/" in paths and "/api/v1/tasks/{task_id}/ranking/" in paths
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_admins_create_projects_through_the_api_with_checked_settings(admin_user, annotator):
+    body = {"name": "Closed loop", "k": 4, "overlap": 1, "held_out_share": 0.5}
+    assert api_client(annotator).post("/api/v1/projects/", body, format="json").status_code == 403
+    created = api_client(admin_user).post("/api/v1/projects/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["held_out_share"] == 0.5 and created.json()["deploy_threshold"] == 0.55
+    again = api_client(admin_user).post("/api/v1/projects/", body, format="json")
+    assert again.status_code == 400 and "name" in again.json()["errors"]
+    too_many = api_client(admin_user).post(
+        "/api/v1/projects/", {**body, "name": "Other", "held_out_share": 0.9}, format="json"
+    )
+    assert too_many.status_code == 400 and "held_out_share" in too_many.json()["errors"]

@@ -29,11 +29,21 @@ class TokenView(ObtainAuthToken):
 
 
 class ProjectListView(APIView):
-    permission_classes = [CanSeeProjects]
+    """GET: the projects this account works in. POST (admins): create a project."""
+
+    def get_permissions(self):
+        return [IsStaffAdmin()] if self.request.method == "POST" else [CanSeeProjects()]
 
     @extend_schema(responses=s.ProjectSerializer(many=True))
     def get(self, request):
         return Response(s.ProjectSerializer(selectors.projects_for_annotator(request.user), many=True).data)
+
+    @extend_schema(request=s.ProjectSerializer, responses={201: s.ProjectSerializer})
+    def post(self, request):
+        data = s.ProjectSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(fields=data.validated_data, actor=request.user)
+        return Response(s.ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
 def _project_param(request) -> Project:
