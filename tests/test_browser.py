@@ -236,3 +236,44 @@ def test_a_paused_project_says_so(browser, live_server, annotator, project):
     browser.get(f"{live_server.url}/projects/{project.pk}/label/")
     WebDriverWait(browser, WAIT_SECONDS).until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "paused"))
     assert not browser.find_element(By.ID, "task").is_displayed()
+
+
+def test_the_round_page_shows_every_judge_with_its_interval(
+    browser, live_server, admin_user, project, tiny_model_path, model_store
+):
+    from tests.factories import register_copy
+    from training.rounds.models import Round
+
+    base = register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    accuracy = {"accuracy": 0.71, "accuracy_ci": [0.62, 0.79], "pairs": 96, "rankings": 64}
+    judge = {"win_rate": 0.58, "win_rate_ci": [0.47, 0.69], "verdict": "no clear difference", "prompts": 64}
+    row = {"prompt": [{"role": "user", "content": "台灣第一高峰？"}], "new_answer": "玉山。", "old_answer": "K2"}
+    round_ = Round.objects.create(
+        project=project,
+        number=1,
+        status=Round.Status.AWAITING_DECISION,
+        base_policy=base,
+        evaluation={
+            "win_rate": 0.58,
+            "win_rate_ci": [0.47, 0.69],
+            "judges": {"new_reward_model": judge},
+            "decided_by": "new_reward_model",
+            "kl": 3.2,
+            "evaluation_split": "frozen",
+            "reward_model_accuracy": accuracy,
+            "implicit_reward_accuracy": {**accuracy, "accuracy": 0.55},
+            "rows": [{**row, "new_reward": 1.0, "old_reward": -1.0}],
+        },
+    )
+    browser.get(f"{live_server.url}/accounts/login/")
+    browser.find_element(By.NAME, "username").send_keys(admin_user.username)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
+    WebDriverWait(browser, WAIT_SECONDS).until(EC.url_changes(f"{live_server.url}/accounts/login/"))
+    browser.get(f"{live_server.url}/rounds/{round_.pk}/")
+    evaluation = (By.ID, "evaluation")
+    WebDriverWait(browser, WAIT_SECONDS).until(EC.text_to_be_present_in_element(evaluation, "human rankings"))
+    text = browser.find_element(*evaluation).text
+    assert "this round's reward model decides" in text  # which judge decided
+    assert "0.710 (95% interval 0.620 – 0.790, 96 pairs from 64 rankings)" in text
+    assert "log-probability ratio to the SFT model" in text and "0.550" in text
+    assert "0.470 – 0.690" in text and "frozen evaluation split" in text

@@ -42,26 +42,28 @@ def test_length_cannot_raise_the_reward_but_can_lower_it():
     assert shorter_wins == pytest.approx([3.0, 2.0, 1.0])  # a preference for brevity is kept
 
 
-def test_rl_stops_once_the_kl_passes_its_budget(tiny_model_path, reward_model, tmp_path):
-    config = PolicyConfig(
-        algorithm="rloo",
-        steps=6,
-        prompts_per_step=2,
-        generations_per_prompt=2,
-        max_completion_length=8,
-        learning_rate=1e-2,
-        kl_beta=0.1,
-        kl_budget=1e-6,
-    )
+def train_policy(model, reward_model, out, **settings) -> tuple[dict, list]:
+    """optimize_policy on PROMPTS with tiny sampling; (metrics, every progress report)."""
+    config = PolicyConfig(prompts_per_step=2, max_completion_length=8, kl_beta=0.1, **settings)
     seen = []
     metrics = optimize_policy(
-        PROMPTS,
-        str(tiny_model_path),
-        str(reward_model),
-        str(tmp_path / "p"),
-        config,
-        progress=lambda step, total, m: seen.append(m),
+        PROMPTS, str(model), str(reward_model), str(out), config, progress=lambda *report: seen.append(report)
     )
+    return metrics, seen
+
+
+def test_rl_stops_once_the_kl_passes_its_budget(tiny_model_path, reward_model, tmp_path):
+    metrics, reports = train_policy(
+        tiny_model_path,
+        reward_model,
+        tmp_path / "p",
+        algorithm="rloo",
+        steps=6,
+        generations_per_prompt=2,
+        learning_rate=1e-2,
+        kl_budget=1e-6,
+    )
+    seen = [m for _, _, m in reports]
     # step 1 starts at the reference (KL 0); step 2 has moved, past the budget: the stage stops there
     assert metrics["steps"] == 2 and "budget" in metrics["stopped_early"]
     kls = [m["kl"] for m in seen if "kl" in m and "loss" in m]
@@ -86,23 +88,14 @@ def test_sft_early_stop_restores_the_best_epochs_weights():
 
 
 def test_iterative_dpo_samples_on_policy_pairs_and_trains(tiny_model_path, reward_model, tmp_path):
-    config = PolicyConfig(
+    metrics, seen = train_policy(
+        tiny_model_path,
+        reward_model,
+        tmp_path / "policy",
         algorithm="iterative_dpo",
         iterations=2,
         generations_per_prompt=3,
-        prompts_per_step=2,
-        max_completion_length=8,
         learning_rate=1e-3,
-        kl_beta=0.1,
-    )
-    seen = []
-    metrics = optimize_policy(
-        PROMPTS,
-        str(tiny_model_path),
-        str(reward_model),
-        str(tmp_path / "policy"),
-        config,
-        progress=lambda step, total, m: seen.append((step, total, m)),
     )
     per_iteration = [(step, total) for step, total, m in seen if "pairs" in m]
     assert per_iteration == [(1, 2), (2, 2)]
