@@ -11,7 +11,7 @@ from training.ml.held_out import implicit_reward_accuracy, reward_model_accuracy
 from training.ml.policy import PolicyConfig, optimize_policy
 from training.ml.reward import Ranking, RewardConfig, train_reward_model
 from training.ml.reward_shaping import RewardShaper
-from training.ml.sft import early_stop_callback
+from training.ml.sft import early_stop_callback, keep_best_epoch
 
 PROMPTS = [{"prompt": [{"role": "user", "content": f"Can you help me with task {i}?"}]} for i in range(3)]
 ANSWERS = ["Yes, gladly!", "Maybe.", "No."]
@@ -85,6 +85,23 @@ def test_sft_early_stop_restores_the_best_epochs_weights():
     assert control.should_training_stop
     assert torch.equal(model.weight, best["weight"])
     assert (callback.best_epoch, callback.stopped_at_epoch, callback.best_loss) == (1, 2, 1.0)
+
+
+def test_sft_checks_the_final_weights_even_when_the_trainer_did_not_evaluate_them():
+    from types import SimpleNamespace
+
+    model = torch.nn.Linear(2, 2)
+    best = model.weight.detach().clone()
+    early = early_stop_callback()
+    args = TrainingArguments(output_dir="/tmp/unused", num_train_epochs=2, report_to=[])
+    state = TrainerState()
+    state.epoch = 1.0
+    early.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": 1.0}, model=model)
+    with torch.no_grad():
+        model.weight.add_(5.0)  # the last epoch over-fits, and the trainer never evaluated it
+    trainer = SimpleNamespace(model=model, state=SimpleNamespace(epoch=2.0), evaluate=lambda: {"eval_loss": 1.4})
+    keep_best_epoch(trainer, early)
+    assert torch.equal(model.weight, best) and (early.best_epoch, early.stopped_at_epoch) == (1, 2)
 
 
 def test_iterative_dpo_samples_on_policy_pairs_and_trains(tiny_model_path, reward_model, tmp_path):

@@ -153,6 +153,23 @@ def early_stop_callback():
     return EarlyStop()
 
 
+def keep_best_epoch(trainer, early) -> None:
+    """After training: the final weights' validation loss against the best epoch's. The trainer
+    does not always evaluate after its last epoch, so this does; worse final weights give way
+    to the best epoch's."""
+    if early.stopped_at_epoch is not None:
+        return  # the callback already stopped and put the best epoch's weights back
+    final = trainer.evaluate()["eval_loss"]
+    epoch = round(trainer.state.epoch or 0)
+    if early.best_loss is None or final <= early.best_loss:
+        early.best_loss, early.best_epoch, early.best_state = final, epoch, None
+        return
+    if early.best_state is not None:
+        trainer.model.load_state_dict(early.best_state)
+        early.best_state = None
+        early.stopped_at_epoch = epoch
+
+
 def train_sft(
     records: list[dict],
     model_path: str,
@@ -187,6 +204,7 @@ def train_sft(
             "held_out_conversations": len(eval_rows),
         }
         if eval_rows:
+            keep_best_epoch(trainer, early)
             metrics["eval_loss"] = early.best_loss
             metrics["best_epoch"] = early.best_epoch
             if early.stopped_at_epoch is not None:
