@@ -58,7 +58,8 @@ class Answer:
     finish_reason: str  # "stop" or "length"
 
 
-def _conversation(prompt) -> list[dict]:
+def as_conversation(prompt) -> list[dict]:
+    """A prompt as messages: a plain string becomes one user message."""
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
 
 
@@ -107,7 +108,7 @@ def evaluate_policies(
     from training.ml.reward import RewardScorer
 
     sampling = sampling or SamplingParams()
-    conversations = [_conversation(p) for p in prompts]
+    conversations = [as_conversation(p) for p in prompts]
     if not conversations:
         raise ValueError("evaluation needs at least one held-out prompt")
     new_policy_path, old_policy_path = str(new_policy_path), str(old_policy_path)

@@ -13,7 +13,7 @@ together: the pairs of one ranking share a prompt and an annotator, so they are 
 A model near 0.7 is at the human ceiling (labelers agree with each other 63–77% of the time).
 """
 
-from training.ml.evaluate import load_policy, release_memory, sequence_logprobs
+from training.ml.evaluate import as_conversation, load_policy, release_memory, sequence_logprobs
 from training.ml.reward_data import Ranking, ordered_pairs
 
 
@@ -74,9 +74,7 @@ def _answer_sequences(tokenizer, rankings: list[Ranking], max_tokens: int) -> li
     stop = end_of_turn_ids(tokenizer)[:1]
     sequences = []
     for ranking in rankings:
-        conversation = (
-            [{"role": "user", "content": ranking.prompt}] if isinstance(ranking.prompt, str) else ranking.prompt
-        )
+        conversation = as_conversation(ranking.prompt)
         prompt_ids = tokenizer(render(tokenizer, conversation, add_generation_prompt=True), add_special_tokens=False)[
             "input_ids"
         ]

@@ -18,10 +18,6 @@ from training.ml.reward_data import preference_pairs, prompts_from_records
 from training.ml.reward_shaping import RewardShaper
 
 
-def _conversation(prompt) -> list[dict]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-
-
 def _sample(model, tokenizer, conversations, config, iteration: int):
     from training.ml.evaluate import sample_answers
     from training.ml.generation import SamplingParams
@@ -91,11 +87,12 @@ def iterative_dpo(records, sft_model_path: str, reward_model_path: str, work_dir
     iteration with reward (mean shaped reward of its samples), kl, mean_length, pairs and loss."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from training.ml.evaluate import as_conversation
     from training.ml.generation import pick_device
     from training.ml.modeling import dpo_metrics
     from training.ml.reward import RewardScorer
 
-    conversations = [_conversation(row["prompt"]) for row in prompts_from_records(records)]
+    conversations = [as_conversation(row["prompt"]) for row in prompts_from_records(records)]
     if not conversations:
         raise ValueError("iterative_dpo needs at least one prompt")
     device = pick_device()[0]
