@@ -213,7 +213,7 @@ def _held_out_rankings(round_, limit: int):
     return rankings_from_records(rows)
 
 
-def _held_out_judges(round_, reporter, limit: int) -> dict:
+def _held_out_judges(round_, reporter, limit: int, previous: str | None) -> dict:
     """The reward models' accuracy and the policy's implicit-reward accuracy on the held-out human
     rankings, each with a 95% interval."""
     from training.ml.held_out import implicit_reward_accuracy, reward_model_accuracy
@@ -226,7 +226,6 @@ def _held_out_judges(round_, reporter, limit: int) -> dict:
             rankings, round_.policy_version.path, round_.sft_version.path
         ),
     }
-    previous = _previous_reward_model_path(round_)
     if previous:
         judged["previous_reward_model_accuracy"] = reward_model_accuracy(rankings, previous)
     return judged
@@ -237,19 +236,20 @@ def _run_evaluate(round_, stage, reporter) -> str:
 
     settings_ = round_.config["evaluate"]
     prompts, split = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
+    previous = _previous_reward_model_path(round_)  # the second judge, for the win rate and the rankings
     reporter.progress(0, 2, {})
     result = evaluate_policies(
         prompts,
         str(round_.policy_version.path),
         str(round_.base_policy.path),
         str(round_.reward_version.path),
-        previous_reward_model_path=_previous_reward_model_path(round_),
+        previous_reward_model_path=previous,
         sampling=sampling_from(settings_),
     )
     result["held_out_prompts"] = split != "all"
     result["evaluation_split"] = split
     reporter.progress(1, 2, {"win_rate": result["win_rate"]})
-    result.update(_held_out_judges(round_, reporter, settings_.get("rankings", 512)))
+    result.update(_held_out_judges(round_, reporter, settings_.get("rankings", 512), previous))
     summary = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
     summary.update(
         {k: result[k]["accuracy"] for k in ("reward_model_accuracy", "implicit_reward_accuracy") if k in result}
