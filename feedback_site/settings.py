@@ -208,10 +208,12 @@ CELERY_BEAT_SCHEDULE = {
 # --- Models and generation ---------------------------------------------------------------------
 # "auto": vLLM where it is installed on a CUDA worker, else transformers (batched, left-padded).
 GENERATION_BACKEND = env_str("GENERATION_BACKEND", "auto")
-GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 16)  # sequences per forward pass
+GENERATION_BATCH_SIZE = env_int("GENERATION_BATCH_SIZE", 32)  # sequences per forward pass
 GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
-# Torch threads for sampling on CPU; 0: all cores but one (the web server and the other worker).
-GENERATION_CPU_THREADS = env_int("GENERATION_CPU_THREADS", 0)
+# Torch CPU threads for the gpu worker's tasks (generation and every round stage alike, so a stage
+# takes as long after a generation job as in a fresh worker); 0: all cores but one, left to the
+# web server and the other worker. GENERATION_CPU_THREADS is its former name.
+TORCH_CPU_THREADS = env_int("TORCH_CPU_THREADS", env_int("GENERATION_CPU_THREADS", 0))
 GENERATION_TIME_LIMIT_SECONDS = env_int("GENERATION_TIME_LIMIT_SECONDS", 6 * 3600)
 # A running job reports every few seconds while it samples; one silent this long (longer than a
 # slow model load) lost its worker and may be claimed again.

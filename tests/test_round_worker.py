@@ -55,3 +55,29 @@ def test_a_round_runs_end_to_end_through_a_worker(
     new_tasks = Task.objects.filter(project=project, kind="ranking", state="open")
     assert new_tasks.exists()
     assert {c.model_version for t in new_tasks for c in t.candidates.all()} == {round_.policy_version}
+
+
+@pytest.mark.django_db
+def test_every_gpu_task_runs_on_the_configured_torch_threads(settings, monkeypatch):
+    """A generation job leaves its thread count in the worker process; the next round stage
+    sets the configured count again instead of inheriting it."""
+    import torch
+
+    from training.registry import generation
+    from training.rounds import runner
+    from worker import tasks
+
+    seen = []
+    monkeypatch.setattr(generation, "candidates_generate", lambda job_id: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(runner, "round_stage_run", lambda round_id: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        settings.TORCH_CPU_THREADS = 2
+        torch.set_num_threads(1)  # what a generation job on 1 thread leaves behind
+        tasks.gpu_round_stage.run(1)
+        settings.TORCH_CPU_THREADS = 1
+        tasks.gpu_generate_candidates.run(1)
+        tasks.gpu_round_stage.run(1)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 1, 1]

@@ -9,6 +9,19 @@ from celery import shared_task
 from django.conf import settings
 
 
+def torch_threads_set() -> int:
+    """Every task of the gpu worker runs on settings.TORCH_CPU_THREADS torch threads (0: all cores
+    but one). The count is process-wide and outlives a task: set here, a round stage that follows a
+    generation job in the same worker process runs on as many threads as one in a fresh process."""
+    import torch
+
+    from training.ml.generation import default_cpu_threads
+
+    threads = settings.TORCH_CPU_THREADS or default_cpu_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 @shared_task(name="worker.tasks.leases_return_expired", acks_late=True)
 def leases_return_expired() -> int:
     """Periodic: mark expired leases so their slots return to the pool and show on admin pages."""
@@ -39,6 +52,7 @@ def gpu_generate_candidates(job_id: int) -> None:
     """
     from training.registry.generation import candidates_generate
 
+    torch_threads_set()
     candidates_generate(job_id=job_id)
 
 
@@ -56,6 +70,7 @@ def gpu_round_stage(round_id: int) -> None:
     """
     from training.rounds.runner import round_stage_run
 
+    torch_threads_set()
     round_stage_run(round_id=round_id)
 
 

@@ -97,7 +97,7 @@ def evaluate_policies(
     previous_reward_model_path: str | None = None,
     sampling: SamplingParams | None = None,
     reference_path: str | None = None,
-    batch_size: int = 8,
+    batch_size: int = 32,
 ) -> dict:
     """Metrics for the round page and the deploy decision, plus one row per prompt.
 
@@ -225,6 +225,7 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
     import torch
 
     from training.ml.chat_template import end_of_turn_ids, render
+    from training.ml.decoding import sample_batch
 
     stop_ids = end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
@@ -233,14 +234,6 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
         for c in conversations
     ]
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-    sampling = {"do_sample": False}
-    if params.temperature > 0:
-        sampling = {
-            "do_sample": True,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k or None,
-        }
     device = next(model.parameters()).device
     answers: list[Answer | None] = [None] * len(conversations)
     for start in range(0, len(order), batch_size):
@@ -252,19 +245,11 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
             ids = prompt_ids[index]
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             attention[row, width - len(ids) :] = 1
-        torch.manual_seed(params.seed + start)
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=attention.to(device),
-                **sampling,
-                max_new_tokens=params.max_new_tokens,
-                repetition_penalty=params.repetition_penalty,
-                eos_token_id=stop_ids,
-                pad_token_id=pad_id,
-            )
+        sampled = sample_batch(
+            model, input_ids.to(device), attention.to(device), params, stop_ids=stop_ids, seed=params.seed + start
+        )
         for row, index in enumerate(chunk):
-            tokens = output[row, width:].tolist()
+            tokens = sampled[row]
             stop = next((i for i, token in enumerate(tokens) if token in stop_ids), None)
             kept = tokens if stop is None else tokens[: stop + 1]
             text = answer_text_clean(tokenizer.decode(kept if stop is None else kept[:-1], skip_special_tokens=True))

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.ml.chat_template import end_of_turn_ids, render
+from training.ml.decoding import sample_batch
 from training.ml.options import SEED_RANGE, setting
 
 OnStep = Callable[[], None]
@@ -35,7 +36,8 @@ class SamplingParams:
         range=(0, 1),
         min_exclusive=True,
     )
-    top_k: int = setting(0, "sample from the k likeliest tokens only (0: no top-k cut)", range=(0, 1_000_000))
+    # 50 is what transformers applied when none was given, and what answers were drawn with so far.
+    top_k: int = setting(50, "sample from the k likeliest tokens only (0: no top-k cut)", range=(0, 1_000_000))
     max_new_tokens: int = setting(256, "tokens sampled per answer at most", range=(1, 32768))
     repetition_penalty: float = setting(1.0, "1: none", range=(0, 10), min_exclusive=True)
     seed: int = setting(0, range=SEED_RANGE)
@@ -219,14 +221,6 @@ class TransformersGenerator(BaseGenerator):
     def _generate_batch(
         self, texts: list[str], params: SamplingParams, seed: int, on_step: OnStep | None
     ) -> list[Sample]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        class EachStep(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                on_step()
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
         inputs = self.tokenizer(
             texts,
             return_tensors="pt",
@@ -235,26 +229,15 @@ class TransformersGenerator(BaseGenerator):
             max_length=self.max_prompt_tokens,
             add_special_tokens=False,
         ).to(self.device)
-        sampling = {"do_sample": False}
-        if params.temperature > 0:
-            sampling = {
-                "do_sample": True,
-                "temperature": params.temperature,
-                "top_p": params.top_p,
-                "top_k": params.top_k or None,
-            }
-        torch.manual_seed(seed)
-        with torch.inference_mode():
-            output = self.model.generate(
-                **inputs,
-                **sampling,
-                max_new_tokens=params.max_new_tokens,
-                repetition_penalty=params.repetition_penalty,
-                eos_token_id=self.stop_ids,
-                pad_token_id=self.pad_id,
-                stopping_criteria=StoppingCriteriaList([EachStep()] if on_step else []),
-            )
-        new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+        new_tokens = sample_batch(
+            self.model,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            params,
+            stop_ids=self.stop_ids,
+            seed=seed,
+            on_step=on_step,
+        )
         return [self._sample(tokens, seed) for tokens in new_tokens]
 
     def _sample(self, tokens: list[int], seed: int) -> Sample:
