@@ -44,6 +44,11 @@ if PRODUCTION and DEBUG:
 if (PRODUCTION or not DEBUG) and SECRET_KEY == DEFAULT_SECRET_KEY:
     # A public secret key lets anyone forge sessions and password-reset links.
     raise ImproperlyConfigured("Set SECRET_KEY to a secret of your own when DEBUG is off.")
+if (PRODUCTION or not DEBUG) and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    # Django's own bar (check --deploy, W009): a short key can be guessed offline from one cookie.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too weak: use at least 50 random characters, e.g. `openssl rand -hex 32`."
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -59,12 +64,15 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "labeling",
     "training",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out login into labeling.login_limits' 429
 ]
 
 ROOT_URLCONF = "feedback_site.urls"
@@ -127,14 +136,61 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Login limits, one policy for the login page and the token endpoint (labeling/login_limits.py):
+# django-axes locks a username (normalised as Django's login normalises it) after
+# LOGIN_FAILURE_LIMIT failures within LOGIN_FAILURE_WINDOW_SECONDS, whatever the address; a
+# success clears it. An address may try LOGIN_THROTTLE_RATE logins (any usernames) and is only
+# slowed, never locked: an office behind one NAT keeps working. PROXY_COUNT: how many proxies
+# in front of the app append to X-Forwarded-For (0: trust only the socket's address).
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 300)
+LOGIN_THROTTLE_RATE = env_str("LOGIN_THROTTLE_RATE", "20/min")
+PROXY_COUNT = env_int("PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0)
+AUTHENTICATION_BACKENDS = [
+    "labeling.login_limits.LoginLimitBackend",  # axes' check; refuses a locked username
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_FAILURE_LIMIT = "labeling.login_limits.failure_limit"
+AXES_COOLOFF_TIME = "labeling.login_limits.cool_off"
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "labeling.login_limits.username_key"
+AXES_LOCKOUT_CALLABLE = "labeling.login_limits.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "labeling.login_limits.client_address"  # recorded with each attempt
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # attempts are kept in the database and shown in the Django admin
 
-SESSION_COOKIE_SECURE = PRODUCTION
-CSRF_COOKIE_SECURE = PRODUCTION
+# With DEBUG off the site is served over HTTPS only: secure cookies, plain HTTP redirected, and
+# HSTS (a year, subdomains included; HSTS_SECONDS=0 turns it off). HTTPS_ONLY=0 serves plain HTTP
+# (a trusted network without TLS); preloading into browsers is the domain owner's own step.
+HTTPS_ONLY = env_bool("HTTPS_ONLY", PRODUCTION or not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS_ONLY
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600) if HTTPS_ONLY else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
 # Behind a TLS-terminating proxy (nginx, a load balancer) Django must trust its X-Forwarded-Proto,
 # or it sees plain HTTP and secure cookies and redirects misbehave.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SILENCED_SYSTEM_CHECKS = [
+    "security.W021",  # HSTS preload: a commitment only the domain's owner can make, by hand
+    "axes.W006",  # addresses are throttled (LoginRateThrottle), deliberately not locked (see above)
+]
+
+# Content-Security-Policy (django-csp): scripts, styles, images and connections from this site
+# only; no inline script or style (templates pass numbers to CSS through data-vars, common.js).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -167,7 +223,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "EXCEPTION_HANDLER": "labeling.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": env_str("LOGIN_THROTTLE_RATE", "10/min")},
+    "DEFAULT_THROTTLE_RATES": {"login": LOGIN_THROTTLE_RATE},
+    "NUM_PROXIES": PROXY_COUNT,  # X-Forwarded-For is believed only as far as the proxies we run
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Yushan API",

@@ -1,5 +1,14 @@
 """Markdown for untrusted text (prompts, answers, guidelines): raw HTML is not rendered, and the
-output passes an allow-list sanitizer as a second line of defence."""
+output passes an allow-list sanitizer as a second line of defence.
+
+Two things the page must not do when it shows someone else's text:
+- load anything from elsewhere: an image (`![](https://…)`) becomes a link labelled with its alt
+  text, so a tracking pixel in a prompt cannot fire in every annotator's browser;
+- need inline styles, which the Content-Security-Policy refuses: table alignment is a class.
+"""
+
+import html
+import re
 
 import nh3
 from markdown_it import MarkdownIt
@@ -7,6 +16,17 @@ from markdown_it import MarkdownIt
 _renderer = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
     ["table", "strikethrough"]
 )
+
+
+def _image_as_link(self, tokens, idx, options, env) -> str:
+    token = tokens[idx]
+    alt = self.renderInlineAsText(token.children or [], options, env).strip() or "image"
+    src = html.escape(str(token.attrGet("src") or ""), quote=True)
+    return f'<a href="{src}" class="image-link">[image: {html.escape(alt)}]</a>'
+
+
+_renderer.add_render_rule("image", _image_as_link)
+_ALIGNMENT = re.compile(r' style="text-align:(left|center|right)"')
 
 _ALLOWED_TAGS = {
     "p",
@@ -34,24 +54,24 @@ _ALLOWED_TAGS = {
     "tr",
     "th",
     "td",
-    "img",
 }
+# Classes are allowed per tag in markdown_to_html (nh3 takes them apart from other attributes).
 _ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
     "code": {"class"},
-    "th": {"style"},
-    "td": {"style"},
     "ol": {"start"},
 }
 
+_ALIGN_CLASSES = {"align-left", "align-center", "align-right"}
+
 
 def markdown_to_html(text: str) -> str:
-    html = _renderer.render(text or "")
+    rendered = _ALIGNMENT.sub(r' class="align-\1"', _renderer.render(text or ""))
     return nh3.clean(
-        html,
+        rendered,
         tags=_ALLOWED_TAGS,
         attributes=_ALLOWED_ATTRIBUTES,
+        allowed_classes={"a": {"image-link"}, "th": _ALIGN_CLASSES, "td": _ALIGN_CLASSES},
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )

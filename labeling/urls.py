@@ -5,7 +5,7 @@ from django.urls import path
 from labeling import views
 
 urlpatterns = [
-    path("accounts/login/", views.RateLimitedLoginView.as_view(), name="login"),
+    path("accounts/login/", views.LimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", views.logout_view, name="logout"),
     path("", views.home, name="home"),
     path("projects/<int:pk>/label/", views.annotate, name="annotate"),

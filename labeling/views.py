@@ -11,30 +11,19 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
-from labeling import page_selectors, ratelimit, roles, selectors, services, validation
+from labeling import login_limits, page_selectors, roles, selectors, services, validation
 from labeling.models import Project
 
 
-class RateLimitedLoginView(LoginView):
+class LimitedLoginView(LoginView):
+    """Django's login, within labeling.login_limits: an address over its rate gets a 429 here;
+    a locked-out username is refused by the axes backend and answered by its lockout response."""
+
     template_name = "labeling/login.html"
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        if ratelimit.login_blocked(request, username):
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(None, "Too many failed attempts. Wait a few minutes, then try again.")
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        ratelimit.login_failure_record(self.request, self.request.POST.get("username", ""))
-        return super().form_invalid(form)
-
-    def form_valid(self, form):
-        ratelimit.login_failures_clear(self.request, form.get_user().get_username())
-        return super().form_valid(form)
+        return login_limits.address_refusal(request) or super().post(request, *args, **kwargs)
 
 
 @require_POST

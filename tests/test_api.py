@@ -303,3 +303,13 @@ def test_admins_create_projects_through_the_api_with_checked_settings(admin_user
         "/api/v1/projects/", {**body, "name": "Other", "held_out_share": 0.9}, format="json"
     )
     assert too_many.status_code == 400 and "held_out_share" in too_many.json()["errors"]
+
+
+def test_images_in_markdown_are_links_that_the_page_never_loads(annotator):
+    text = "See ![a pixel](https://tracker.example/p.gif?who=me)\n\n| n | name |\n|--:|:--|\n| 1 | 玉山 |"
+    html = api_client(annotator).post("/api/v1/markdown/", {"text": text}, format="json").json()["html"]
+    assert "<img" not in html
+    assert '<a href="https://tracker.example/p.gif?who=me" class="image-link"' in html
+    assert "[image: a pixel]" in html
+    assert "style=" not in html  # the CSP would refuse it: alignment is a class
+    assert '<td class="align-right">1</td>' in html

@@ -55,10 +55,19 @@ def browser(tmp_path):
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # An explicit driver path: Selenium Manager (which would download one) never runs.
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     yield driver
+    refused = csp_violations(driver)
     driver.quit()
+    assert not refused, f"the Content-Security-Policy refused: {refused}"
+
+
+def csp_violations(driver) -> list[str]:
+    """What the browser refused under the Content-Security-Policy since the last call: each page
+    must work without inline script or style."""
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
 
 
 def press(driver, *keys):
@@ -277,3 +286,17 @@ def test_the_round_page_shows_every_judge_with_its_interval(
     assert "0.710 (95% interval 0.620 – 0.790, 96 pairs from 64 rankings)" in text
     assert "log-probability ratio to the SFT model" in text and "0.550" in text
     assert "0.470 – 0.690" in text and "frozen evaluation split" in text
+
+    # The admin's other pages, under the same Content-Security-Policy (checked when the browser
+    # closes): numbers reach the CSS through data-vars, and the API docs load their own script.
+    browser.get(f"{live_server.url}/projects/{project.pk}/admin/")
+    bars = browser.find_elements(By.CSS_SELECTOR, ".bar[data-vars]")
+    assert bars, "the project page shows the completions chart"
+    for bar in bars:
+        expected = browser.execute_script("return JSON.parse(arguments[0].dataset.vars).height", bar)
+        shown = browser.execute_script("return getComputedStyle(arguments[0]).getPropertyValue('--height')", bar)
+        assert float(shown) == float(expected)
+    browser.get(f"{live_server.url}/api/docs/")
+    WebDriverWait(browser, WAIT_SECONDS).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, ".swagger-ui .opblock-tag"))
+    )

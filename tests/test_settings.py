@@ -79,3 +79,37 @@ with transaction.atomic():
     result = django_run(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["wal", "True", "database-is-locked"]
+
+
+def test_debug_off_refuses_a_weak_secret_key(tmp_path):
+    for weak in ("x", "short-but-not-default", "ab" * 40):
+        result = django_run("", tmp_path, DEBUG="0", SECRET_KEY=weak)
+        assert result.returncode != 0, weak
+        assert "SECRET_KEY is too weak" in result.stderr
+
+
+def test_production_is_https_only_with_hsts(tmp_path):
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SESSION_COOKIE_SECURE)"
+    )
+    for env in ({"DEBUG": "0"}, {"DEBUG": "0", "YUSHAN_PRODUCTION": "1"}):
+        result = django_run(code, tmp_path, SECRET_KEY=REAL_KEY, **env)
+        assert result.stdout.split() == ["True", "31536000", "True", "True"], result.stderr
+    plain = django_run(code, tmp_path, DEBUG="0", HTTPS_ONLY="0", SECRET_KEY=REAL_KEY)
+    assert plain.stdout.split() == ["False", "0", "True", "False"]
+
+
+def test_check_deploy_is_clean_under_the_production_settings(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if k not in CLEARED}, "YUSHAN_VAR_DIR": str(tmp_path)}
+    env.update(DEBUG="0", YUSHAN_PRODUCTION="1", SECRET_KEY=REAL_KEY, BEHIND_TLS_PROXY="1")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout

@@ -6,10 +6,9 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from labeling import leases, selectors, services, submissions
+from labeling import leases, login_limits, selectors, services, submissions
 from labeling.api import serializers as s
 from labeling.api.params import project_id_param
 from labeling.api.parsers import PARSERS
@@ -21,11 +20,17 @@ TASK_ID = OpenApiParameter("task_id", int, OpenApiParameter.PATH)
 
 
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for an API token (rate limited)."""
+    """Exchange a username and password for an API token, within the login limits of the login
+    page (labeling.login_limits): a locked-out username gets a 429 and no token."""
 
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
+    throttle_classes = [login_limits.LoginRateThrottle]
     parser_classes = PARSERS  # ObtainAuthToken names its own; these are the same with the deep-JSON fix
+
+    def post(self, request, *args, **kwargs):
+        username = request.data.get("username") if isinstance(request.data, dict) else None
+        if isinstance(username, str) and login_limits.locked(request._request, username):
+            return login_limits.api_locked_response()
+        return super().post(request, *args, **kwargs)
 
 
 class ProjectListView(APIView):

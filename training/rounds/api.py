@@ -89,7 +89,7 @@ def _round(pk: int) -> Round:
 class RoundListView(APIView):
     permission_classes = [IsStaffAdmin]
 
-    @extend_schema(parameters=[OpenApiParameter("project", int)], responses={200: None})
+    @extend_schema(operation_id="v1_rounds_list", parameters=[OpenApiParameter("project", int)], responses={200: None})
     def get(self, request):
         queryset = Round.objects.select_related("base_policy", "sft_version", "reward_version", "policy_version")
         project_id = project_id_param(request, required=False)
