@@ -19,3 +19,6 @@ urlpatterns = [
     path("", include("training.registry.urls")),
     path("", include("training.arena.urls")),
 ]
+
+handler404 = "labeling.api.errors.not_found"
+handler500 = "labeling.api.errors.server_error"

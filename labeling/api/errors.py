@@ -45,3 +45,25 @@ def exception_handler(exc, context):
             "errors": fields,
         }
     return response
+
+
+def not_found(request, exception=None):
+    """handler404: under /api/ an address that matches no endpoint (`/api/v1/datasets/-1/`, say)
+    is the API's JSON 404, not Django's HTML page."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "No API endpoint at this address.", "code": "not_found"}, status=404)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: under /api/ even a failure of ours answers in JSON, for the client to show."""
+    from django.http import JsonResponse
+    from django.views.defaults import server_error as page_server_error
+
+    if request.path.startswith("/api/"):
+        body = {"detail": "The server failed on this request; it has been logged.", "code": "server_error"}
+        return JsonResponse(body, status=500)
+    return page_server_error(request)

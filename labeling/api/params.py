@@ -1,6 +1,8 @@
 """Query parameters every API reads, checked at the boundary: a bad one is a 400 naming it, never a
 500 (`str.isdigit()` alone accepts "²" and "①", which `int()` refuses) nor a silent empty list."""
 
+from rest_framework.serializers import PrimaryKeyRelatedField
+
 from labeling.errors import LabelingError
 from labeling.validation import row_id
 
@@ -14,3 +16,16 @@ def project_id_param(request, *, required: bool) -> int | None:
     if project_id is None:
         raise LabelingError("Pass ?project=ID (a number).", field="project")
     return project_id
+
+
+class RowField(PrimaryKeyRelatedField):
+    """A related row by its id, in a request body: an integer (or its digits as text) within a
+    64-bit id, else "not a valid id". DRF's own field passes any value to the database, where a
+    float infinity or an id past 2^63 is an OverflowError (a 500) rather than a 400."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        if row_id(data) is None:
+            self.fail("does_not_exist", pk_value=str(data)[:40])
+        return super().to_internal_value(row_id(data))

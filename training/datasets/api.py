@@ -14,7 +14,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from labeling.api import permissions
-from labeling.api.params import project_id_param
+from labeling.api.params import RowField, project_id_param
 from labeling.models import Project
 from training.datasets.models import DatasetSnapshot
 from training.datasets.services import snapshot_build_enqueue, snapshot_create, snapshot_file, snapshot_manifest
@@ -23,7 +23,7 @@ IsResearcher = permissions.IsResearcher.saying("Only researchers and admins can 
 
 
 class SnapshotInSerializer(serializers.Serializer):
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    project = RowField(queryset=Project.objects.all())
     kind = serializers.ChoiceField(choices=DatasetSnapshot.Kind.values)
     format = serializers.ChoiceField(choices=DatasetSnapshot.Format.values, default="jsonl")
     pair_mode = serializers.ChoiceField(choices=DatasetSnapshot.PairMode.values, default="all")

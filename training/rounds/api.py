@@ -6,7 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.api.params import project_id_param
+from labeling.api.params import RowField, project_id_param
 from labeling.api.permissions import IsStaffAdmin
 from labeling.models import Project
 from training.rounds import services as rounds
@@ -15,7 +15,7 @@ from training.rounds.selectors import round_waiting_for
 
 
 class RoundInSerializer(serializers.Serializer):
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    project = RowField(queryset=Project.objects.all())
     config = serializers.JSONField(
         required=False,
         help_text="Optional per-stage settings: data, sft, reward, policy (algorithm rloo|grpo|dpo|iterative_dpo), evaluate, deploy. "
