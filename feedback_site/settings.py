@@ -214,12 +214,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": [
-        "labeling.api.parsers.JSONParser",  # DRF's, with too-deep nesting a 400 instead of a 500
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    "DEFAULT_SCHEMA_CLASS": "labeling.api.schema.AutoSchema",
+    # JSON only (DRF's parser, with too-deep nesting a 400 instead of a 500): form encodings
+    # cannot say a number from its digits or a boolean from "0", so the schema could not either.
+    # The token endpoint also takes forms (curl -d username=… -d password=…).
+    "DEFAULT_PARSER_CLASSES": ["labeling.api.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "EXCEPTION_HANDLER": "labeling.api.errors.exception_handler",
@@ -235,6 +234,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components (ProjectRequest…), where the server's input rules
+    # are stated (labeling/api/schema.py); responses keep theirs.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "COMPONENT_SPLIT_PATCH": False,  # the PATCH endpoints replace the whole edit: fields stay required
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "labeling.api.schema.postprocess",
+    ],
 }
 
 # --- Celery -----------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def lease_lock(*, annotator, task_id, kind: str | None = None) -> tuple[Task, As
     assignment.task = task
     task.candidate_ids = set((row[-1] or "").split())
     if kind is not None and task.kind != kind:
-        raise LabelingError(f"Task {task.pk} is a {task.kind} task, not a {kind} task.", field="kind")
+        raise Conflict(f"Task {task.pk} is a {task.kind} task, not a {kind} task.")
     if assignment.state == Assignment.State.SUBMITTED:
         raise Conflict("You already submitted this task; edit it from your recent submissions instead.")
     if assignment.state == Assignment.State.SKIPPED:

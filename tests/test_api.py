@@ -33,8 +33,10 @@ def test_token_login_then_label(annotator, project):
 
 def test_token_endpoint_rejects_bad_password_with_a_message(annotator):
     response = APIClient().post("/api/v1/auth/token/", {"username": "alice", "password": "wrong"})
-    assert response.status_code == 400
+    assert response.status_code == 401  # well formed, wrong credentials
     assert "Unable to log in" in response.json()["detail"]
+    missing = APIClient().post("/api/v1/auth/token/", {"username": "alice"})
+    assert missing.status_code == 400 and "password" in missing.json()["errors"]
 
 
 def test_leased_ranking_task_shape(annotator, project):
@@ -189,7 +191,8 @@ def test_wrong_task_kind_unknown_task_and_not_your_lease(annotator, annotator2, 
     client = api_client(annotator)
     task = lease(client, project)
     body = {"ranking": [["a"]], "client_id": new_client_id()}
-    assert client.post(f"/api/v1/tasks/{task['id']}/ranking/", body, format="json").status_code == 400
+    wrong_kind = client.post(f"/api/v1/tasks/{task['id']}/ranking/", body, format="json")
+    assert wrong_kind.status_code == 409 and "is a demonstration task" in wrong_kind.json()["detail"]
     demo = {"text": "hi", "client_id": new_client_id()}
     assert client.post("/api/v1/tasks/999999/demonstration/", demo, format="json").status_code == 404
     # An id too large for the id column is no task either: a 404, not a database error.
@@ -298,7 +301,7 @@ def test_admins_create_projects_through_the_api_with_checked_settings(admin_user
     assert created.status_code == 201, created.json()
     assert created.json()["held_out_share"] == 0.5 and created.json()["deploy_threshold"] == 0.55
     again = api_client(admin_user).post("/api/v1/projects/", body, format="json")
-    assert again.status_code == 400 and "name" in again.json()["errors"]
+    assert again.status_code == 409 and "name" in again.json()["errors"]  # the name is taken
     too_many = api_client(admin_user).post(
         "/api/v1/projects/", {**body, "name": "Other", "held_out_share": 0.9}, format="json"
     )

@@ -54,14 +54,15 @@ def test_an_oversized_body_is_a_json_413_not_an_html_page(admin_user, path):
     assert response["Content-Type"] == "application/json" and "larger than" in response.json()["detail"]
 
 
-def test_a_pause_form_without_paused_is_refused_and_changes_nothing(admin_user, project):
+def test_a_pause_without_paused_is_refused_and_changes_nothing(admin_user, project):
     project.paused = True
     project.save()
-    response = api_client(admin_user).post(f"/api/v1/projects/{project.pk}/pause/", {}, format="multipart")
+    client = api_client(admin_user)
+    response = client.post(f"/api/v1/projects/{project.pk}/pause/", {}, format="json")
     assert response.status_code == 400 and "paused" in response.json()["errors"]
+    form = client.post(f"/api/v1/projects/{project.pk}/pause/", {"paused": "0"}, format="multipart")
+    assert form.status_code == 415 and "detail" in form.json()  # the API takes JSON only
     project.refresh_from_db()
-    assert project.paused  # not resumed by a form that forgot the field
-    resumed = api_client(admin_user).post(
-        f"/api/v1/projects/{project.pk}/pause/", {"paused": "false"}, format="multipart"
-    )
+    assert project.paused  # not resumed by a request that forgot the field
+    resumed = client.post(f"/api/v1/projects/{project.pk}/pause/", {"paused": False}, format="json")
     assert resumed.status_code == 200 and resumed.json()["paused"] is False

@@ -63,8 +63,8 @@ def test_a_locked_user_gets_no_token(annotator):
 
 def test_token_failures_lock_the_login_page_too(annotator):
     client = Client()
-    assert [token(client, "alice", "wrong").status_code for _ in range(2)] == [400, 400]
-    assert token(client, "alice", "wrong").status_code == 400  # the third failure: locked from now on
+    assert [token(client, "alice", "wrong").status_code for _ in range(2)] == [401, 401]
+    assert token(client, "alice", "wrong").status_code == 401  # the third failure: locked from now on
     assert token(client, "alice", PASSWORD).status_code == 429
     assert page_login(Client(), "alice", PASSWORD).status_code == 429
 
@@ -80,7 +80,7 @@ def test_forged_forwarded_addresses_do_not_escape_the_address_rate(annotator, se
     settings.LOGIN_THROTTLE_RATE = "5/min"
     client = Client()
     codes = [token(client, f"user{n}", "wrong", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").status_code for n in range(7)]
-    assert codes[:5] == [400] * 5
+    assert codes[:5] == [401] * 5
     assert codes[5:] == [429, 429]
     assert int(token(client, "alice", PASSWORD)["Retry-After"]) > 0
 

@@ -4,6 +4,7 @@ keyed by field — and never a 500 for bad input."""
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -24,6 +25,15 @@ def _too_big(exc) -> Response:
     )
 
 
+def _only_unique_failed(exc) -> bool:
+    """A validation error whose every failure is a uniqueness check (UniqueValidator)."""
+    if not isinstance(exc, ValidationError):
+        return False
+    codes = exc.get_codes()
+    flat = [c for v in codes.values() for c in (v if isinstance(v, list) else [v])] if isinstance(codes, dict) else []
+    return bool(flat) and all(code == "unique" for code in flat)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig | TooManyFieldsSent):
         return _too_big(exc)  # Django's own answer would be its HTML 400 page
@@ -35,13 +45,15 @@ def exception_handler(exc, context):
             body["errors"] = errors
         return Response(body, status=exc.status)
     response = drf_exception_handler(exc, context)
-    if response is not None and response.status_code == status.HTTP_400_BAD_REQUEST and "detail" not in response.data:
+    if response is not None and _only_unique_failed(exc):
+        response.status_code = status.HTTP_409_CONFLICT  # a name already taken: a conflict, not a typo
+    if response is not None and response.status_code in (400, 409) and "detail" not in response.data:
         fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
         first = next(iter(fields.items()), ("", [""]))
         message = first[1][0] if isinstance(first[1], list) and first[1] else str(first[1])
         response.data = {
             "detail": f"{first[0]}: {message}" if first[0] else message,
-            "code": "invalid",
+            "code": "conflict" if response.status_code == 409 else "invalid",
             "errors": fields,
         }
     return response

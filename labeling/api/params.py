@@ -1,6 +1,8 @@
 """Query parameters every API reads, checked at the boundary: a bad one is a 400 naming it, never a
 500 (`str.isdigit()` alone accepts "²" and "①", which `int()` refuses) nor a silent empty list."""
 
+from django.core.exceptions import ObjectDoesNotExist
+from rest_framework.exceptions import NotFound
 from rest_framework.serializers import PrimaryKeyRelatedField
 
 from labeling.errors import LabelingError
@@ -28,4 +30,10 @@ class RowField(PrimaryKeyRelatedField):
             self.fail("incorrect_type", data_type=type(data).__name__)
         if row_id(data) is None:
             self.fail("does_not_exist", pk_value=str(data)[:40])
-        return super().to_internal_value(row_id(data))
+        try:
+            return self.get_queryset().get(pk=row_id(data))
+        except ObjectDoesNotExist:
+            # A well-formed id of a row that is not there: 404, as in the path (the schema says so).
+            name = self.field_name or "id"
+            message = f"No {name.replace('_', ' ')} {row_id(data)}."
+            raise NotFound({"detail": message, "code": "not_found", "errors": {name: [message]}}) from None

@@ -1,8 +1,11 @@
 """Shapes of API input and output. Input checks that need the task (which ids exist) live in
 labeling.validation and run inside the service, under the task's lock."""
 
+from django.db import models
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from labeling import validation
 from labeling.markdown import markdown_to_html
 from labeling.models import Demonstration, Project, Ranking
 from labeling.selectors import assignment_candidates
@@ -17,7 +20,55 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, and nothing else. DRF also takes 0, 1, "yes" and "off", which no schema
+    says; and it reads a missing field in a form as an unticked box (false), which once resumed
+    a project whenever a request forgot `paused`."""
+
+    default_empty_html = serializers.empty
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: not true/false (Python's bool is an int), not digits in a string."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number: not true/false, not digits in a string."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    """Model fields as the strict fields above."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.BooleanField: StrictBooleanField,
+        models.IntegerField: StrictIntegerField,
+        models.PositiveIntegerField: StrictIntegerField,
+        models.PositiveSmallIntegerField: StrictIntegerField,
+        models.SmallIntegerField: StrictIntegerField,
+        models.BigIntegerField: StrictIntegerField,
+        models.FloatField: StrictFloatField,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
+class ProjectSerializer(StrictModelSerializer):
     class Meta:
         model = Project
         fields = [
@@ -77,23 +128,71 @@ def leased_task_data(assignment, *, html: bool) -> dict:
     }
 
 
+EMPTY_ANSWER = "The answer is empty. Write the ideal answer before submitting."
+
+
 class DemonstrationInSerializer(serializers.Serializer):
-    text = StrictCharField(trim_whitespace=False, allow_blank=True)
+    # Not trimmed (the annotator's spacing is kept); blank or only spaces is refused.
+    text = StrictCharField(trim_whitespace=False, error_messages={"blank": EMPTY_ANSWER})
     client_id = serializers.UUIDField()
+
+
+class DemonstrationEditSerializer(DemonstrationInSerializer):
+    client_id = None
 
 
 class DraftInSerializer(serializers.Serializer):
     text = StrictCharField(trim_whitespace=False, allow_blank=True)
 
 
+ANSWER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (settings, filters): what is inside is checked by the service that reads it."""
+
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 1, "items": ANSWER_ID}})
+class RankingField(serializers.JSONField):
+    """Groups of answer ids (labeling.validation checks them against the task's answers)."""
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "integer", "minimum": validation.RATING_MIN, "maximum": validation.RATING_MAX},
+    }
+)
+class RatingsField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string", "enum": sorted(validation.FLAGS)}},
+    }
+)
+class FlagsField(serializers.JSONField):
+    pass
+
+
 class RankingInSerializer(serializers.Serializer):
-    ranking = serializers.JSONField(help_text='Groups best to worst, e.g. [["id3"], ["id1", "id4"], ["id2"]].')
-    ratings = serializers.JSONField(required=False, help_text='{"id1": 6}: a number 1-7 per answer.')
-    flags = serializers.JSONField(
+    ranking = RankingField(help_text='Groups best to worst, e.g. [["id3"], ["id1", "id4"], ["id2"]].')
+    ratings = RatingsField(required=False, help_text='{"id1": 6}: a number 1-7 per answer.')
+    flags = FlagsField(
         required=False,
         help_text='{"id2": ["harmful"]}; flags: fails_instruction, factually_wrong, harmful, inappropriate.',
     )
-    none_acceptable = serializers.BooleanField(required=False, default=False)
+    none_acceptable = StrictBooleanField(required=False, default=False)
     client_id = serializers.UUIDField()
 
 
@@ -173,12 +272,5 @@ class MarkdownInSerializer(serializers.Serializer):
     text = StrictCharField(trim_whitespace=False, allow_blank=True, max_length=200_000)
 
 
-class RequiredBooleanField(serializers.BooleanField):
-    """A boolean that must be sent: DRF reads a form without the field as an unticked checkbox
-    (false), which would resume a project whenever a form forgot `paused`."""
-
-    default_empty_html = serializers.empty
-
-
 class PauseInSerializer(serializers.Serializer):
-    paused = RequiredBooleanField()
+    paused = StrictBooleanField()

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -30,7 +31,12 @@ class TokenView(ObtainAuthToken):
         username = request.data.get("username") if isinstance(request.data, dict) else None
         if isinstance(username, str) and login_limits.locked(request._request, username):
             return login_limits.api_locked_response()
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError as error:
+            if "authorization" in str(error.get_codes()):  # well formed, but the wrong password
+                raise AuthenticationFailed("Unable to log in with the username and password given.") from None
+            raise
 
 
 class ProjectListView(APIView):
@@ -165,9 +171,9 @@ class ProgressView(APIView):
 class DemonstrationEditView(APIView):
     permission_classes = [IsAnnotator]
 
-    @extend_schema(request=s.DraftInSerializer, responses={200: s.DemonstrationOutSerializer})
+    @extend_schema(request=s.DemonstrationEditSerializer, responses={200: s.DemonstrationOutSerializer})
     def patch(self, request, pk: int):
-        data = s.DraftInSerializer(data=request.data)
+        data = s.DemonstrationEditSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         record = submissions.demonstration_edit(
             annotator=request.user, demonstration_id=pk, text=data.validated_data["text"]

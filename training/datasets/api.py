@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from labeling.api import permissions
 from labeling.api.params import RowField, project_id_param
+from labeling.api.serializers import JSONObjectField
 from labeling.models import Project
 from training.datasets.models import DatasetSnapshot
 from training.datasets.services import snapshot_build_enqueue, snapshot_create, snapshot_file, snapshot_manifest
@@ -27,7 +28,7 @@ class SnapshotInSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=DatasetSnapshot.Kind.values)
     format = serializers.ChoiceField(choices=DatasetSnapshot.Format.values, default="jsonl")
     pair_mode = serializers.ChoiceField(choices=DatasetSnapshot.PairMode.values, default="all")
-    filters = serializers.JSONField(
+    filters = JSONObjectField(
         required=False,
         help_text="date_from, date_to (YYYY-MM-DD), round, model_version, min_agreement (0-1), "
         "exclude_flagged, exclude_none_acceptable, margin, exclude_held_out, only_held_out (booleans; "

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from labeling.api import permissions
 from labeling.api.params import project_id_param
 from labeling.api.permissions import IsStaffAdmin
+from labeling.api.serializers import StrictIntegerField
 from labeling.models import Project
 from training.registry import generation, selectors, services
 from training.registry.models import GenerationJob, ModelVersion
@@ -67,8 +68,8 @@ class GenerationJobSerializer(serializers.ModelSerializer):
 
 
 class GenerationStartSerializer(serializers.Serializer):
-    project = serializers.IntegerField()
-    limit = serializers.IntegerField(required=False, min_value=1)
+    project = StrictIntegerField()
+    limit = StrictIntegerField(required=False, min_value=1)
     sampling = serializers.DictField(required=False)
 
 

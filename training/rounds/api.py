@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from labeling.api.params import RowField, project_id_param
 from labeling.api.permissions import IsStaffAdmin
+from labeling.api.serializers import JSONObjectField, StrictBooleanField
 from labeling.models import Project
 from training.rounds import services as rounds
 from training.rounds.models import Round, RoundMetric
@@ -16,7 +17,7 @@ from training.rounds.selectors import round_waiting_for
 
 class RoundInSerializer(serializers.Serializer):
     project = RowField(queryset=Project.objects.all())
-    config = serializers.JSONField(
+    config = JSONObjectField(
         required=False,
         help_text="Optional per-stage settings: data, sft, reward, policy (algorithm rloo|grpo|dpo|iterative_dpo), evaluate, deploy. "
         "Unknown settings are refused; missing ones take their defaults.",
@@ -24,7 +25,7 @@ class RoundInSerializer(serializers.Serializer):
 
 
 class DecisionInSerializer(serializers.Serializer):
-    deploy = serializers.BooleanField(help_text="true: deploy the round's policy; false: keep the current one.")
+    deploy = StrictBooleanField(help_text="true: deploy the round's policy; false: keep the current one.")
 
 
 def _version(version) -> dict | None:
