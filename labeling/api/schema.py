@@ -95,7 +95,7 @@ def postprocess(result, generator, request, public):
     for name, schema in components.items():
         if name.endswith("Request"):
             _bound_properties(schema)
-    for path, item in result.get("paths", {}).items():
+    for item in result.get("paths", {}).values():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
