@@ -287,6 +287,9 @@ GENERATION_STALE_SECONDS = env_int("GENERATION_STALE_SECONDS", 5 * 60)
 ROUND_STALE_SECONDS = env_int("ROUND_STALE_SECONDS", 5 * 60)
 ROUND_STAGE_TIME_LIMIT_SECONDS = env_int("ROUND_STAGE_TIME_LIMIT_SECONDS", 24 * 3600)
 PLAYGROUND_MAX_NEW_TOKENS = env_int("PLAYGROUND_MAX_NEW_TOKENS", 160)
+# Playground turns and arena battles each user may start (a battle is one), DRF's rate format:
+# each one occupies a web process for seconds on CPU, so one person cannot keep them all busy.
+INTERACTIVE_GENERATION_RATE = env_str("INTERACTIVE_GENERATION_RATE", "6/min")
 
 # --- Labeling -------------------------------------------------------------------------------
 MODEL_STORE = Path(env_str("MODEL_STORE", str(VAR_DIR / "models")))  # checkpoints; web and workers share it

@@ -27,3 +27,8 @@ class Conflict(LabelingError):
 class Forbidden(LabelingError):
     status = 403
     code = "forbidden"
+
+
+class TooManyRequests(LabelingError):
+    status = 429
+    code = "throttled"

@@ -17,6 +17,7 @@ from training.ml.arena import Vote, fit_scores, leaderboard, win_probability
 @pytest.fixture(autouse=True)
 def short_answers(settings):
     settings.PLAYGROUND_MAX_NEW_TOKENS = 12  # tiny random models ramble; keep tests quick
+    settings.INTERACTIVE_GENERATION_RATE = "1000/min"  # tests below start many; one test checks the limit
 
 
 # --- Bradley–Terry on known votes -----------------------------------------------------------------
@@ -194,7 +195,28 @@ def test_playground_keeps_a_multi_turn_conversation(client, project, two_version
 
 
 @pytest.mark.django_db
-def test_playground_reply_records_its_sampling(two_versions):
-    sample, record = services.playground_reply(version=two_versions[0], messages="Hi", seed=4)
+def test_playground_reply_records_its_sampling(two_versions, annotator):
+    sample, record = services.playground_reply(version=two_versions[0], messages="Hi", user=annotator, seed=4)
     assert record["seed"] == 4 and record["sampling"]["max_new_tokens"] > 0
     assert sample.finish_reason in ("stop", "length")
+
+
+@pytest.mark.django_db
+def test_each_person_may_start_only_so_many_generations_a_minute(
+    client, project, two_versions, annotator, annotator2, settings
+):
+    """A playground turn and an arena battle hold a web process for seconds: one person cannot
+    keep them all busy. The limit is per person: a colleague can still play."""
+    settings.INTERACTIVE_GENERATION_RATE = "2/min"
+    client.force_login(annotator)
+    playground = f"/projects/{project.pk}/playground/"
+    client.post(playground, {"version": two_versions[0].pk, "message": "Hi"})
+    client.post(f"/projects/{project.pk}/arena/", {"prompt": "Which is higher?"})
+    refused = client.post(playground, {"version": two_versions[0].pk, "message": "Again"}, follow=True)
+    assert "You asked for 2 answers in the last 60 seconds" in refused.content.decode()
+    assert len(client.session[f"playground-{project.pk}"]["messages"]) == 2  # the refused turn left no trace
+    with pytest.raises(services.TooManyRequests):
+        services.arena_battle_start(project=project, user=annotator, text="One more?")
+    assert ArenaBattle.objects.count() == 1
+    services.arena_battle_start(project=project, user=annotator2, text="My turn?")
+    assert ArenaBattle.objects.count() == 2

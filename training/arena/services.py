@@ -4,14 +4,16 @@ versions, and its vote, which becomes labeling data (a finished K=2 ranking by t
 import random
 import uuid
 from dataclasses import replace
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.throttling import SimpleRateThrottle
 
 from labeling import services as labeling_services
 from labeling import submissions, validation
-from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
+from labeling.errors import Conflict, Forbidden, LabelingError, NotFound, TooManyRequests
 from labeling.events import event_record
 from labeling.models import Project, Prompt, Task
 from training.arena.models import ArenaBattle
@@ -33,6 +35,30 @@ def _chat_params(seed: int | None = None, max_new_tokens: int | None = None) -> 
     )
 
 
+class InteractiveGenerationThrottle(SimpleRateThrottle):
+    """settings.INTERACTIVE_GENERATION_RATE per user, for the playground and the arena together."""
+
+    scope = "interactive-generation"
+
+    def get_rate(self):
+        return settings.INTERACTIVE_GENERATION_RATE
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+def interactive_generation_allow(user) -> None:
+    """Count one playground turn or arena battle for `user`, or refuse it (429) over the rate."""
+    throttle = InteractiveGenerationThrottle()
+    if not throttle.allow_request(SimpleNamespace(user=user), None):
+        count, seconds = throttle.parse_rate(throttle.get_rate())
+        wait = max(1, round(throttle.wait() or 1))
+        raise TooManyRequests(
+            f"You asked for {count} answers in the last {seconds} seconds, the most there may be; "
+            f"wait {wait} s, then try again."
+        )
+
+
 def _servable(version: ModelVersion) -> None:
     if version.kind != ModelVersion.Kind.POLICY or version.status != ModelVersion.Status.READY:
         raise Conflict(f"{version} is not a ready policy.")
@@ -40,7 +66,7 @@ def _servable(version: ModelVersion) -> None:
         raise Conflict(f"The files of {version} are missing from the model store.")
 
 
-def playground_reply(*, version: ModelVersion, messages, seed: int | None = None) -> tuple[Sample, dict]:
+def playground_reply(*, version: ModelVersion, messages, user, seed: int | None = None) -> tuple[Sample, dict]:
     """The version's next assistant turn for a conversation ending with a user message.
 
     Synchronous, on the caller's process: the playground is interactive, and the `gpu` queue
@@ -48,6 +74,7 @@ def playground_reply(*, version: ModelVersion, messages, seed: int | None = None
     """
     messages = validation.messages_clean(messages)
     _servable(version)
+    interactive_generation_allow(user)
     params = _chat_params(seed)
     generator = version_generator(version)
     sample = generator.generate([messages], params, seed=params.seed)[0]
@@ -81,6 +108,7 @@ def arena_battle_start(
         raise LabelingError("Pick two different policy versions of this project.", field="versions")
     for version in versions:
         _servable(version)
+    interactive_generation_allow(user)
     if prompt is None and text is not None and text.strip():
         prompt, _ = labeling_services.prompt_create(
             project=project, messages=text, source="arena", actor=user, demonstration_task=False

@@ -3,7 +3,8 @@ service or selector, and renders.
 
 Both generate on the web process, synchronously and with a small max_new_tokens: they are
 interactive, and the `gpu` queue may be busy with a training round for hours. Each loaded model
-stays in the process for the next request (training.ml.generation).
+stays in the process for the next request (training.ml.generation). Each person may start
+INTERACTIVE_GENERATION_RATE of them (services.interactive_generation_allow).
 """
 
 from django.contrib import messages
@@ -71,7 +72,7 @@ def _playground_post(request, project, versions, state) -> dict:
         return state
     conversation = [*state["messages"], {"role": "user", "content": text}]
     try:
-        sample, _ = services.playground_reply(version=version, messages=conversation)
+        sample, _ = services.playground_reply(version=version, messages=conversation, user=request.user)
     except LabelingError as error:
         messages.error(request, error.message)
         return state
