@@ -31,7 +31,9 @@ THROTTLED_MESSAGE = "Too many login attempts from your address. Wait {seconds} s
 
 
 def normalised_username(username) -> str:
-    return unicodedata.normalize("NFKC", str(username or "")).strip().casefold()
+    """NFKC, trimmed, case-folded; without NUL characters, which no username has and which
+    PostgreSQL refuses in a query (a 500 before this, from a token request with one)."""
+    return unicodedata.normalize("NFKC", str(username or "")).replace("\x00", "").strip().casefold()
 
 
 def username_key(request, credentials: dict | None) -> str:

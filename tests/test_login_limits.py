@@ -120,3 +120,10 @@ def test_the_address_rate_covers_the_login_page(annotator, settings):
     refused = page_login(client, "alice", PASSWORD)
     assert refused.status_code == 429
     assert "Too many login attempts from your address" in refused.content.decode()
+
+
+def test_a_username_with_a_nul_byte_is_a_400_not_a_database_error(annotator):
+    """PostgreSQL refuses NUL in text: the lock-out lookup must not send one."""
+    response = token(Client(), "ali\u0000ce", PASSWORD)
+    assert response.status_code == 400 and "username" in response.json()["errors"]
+    assert page_login(Client(), "ali\u0000ce", PASSWORD).status_code == 200  # the form says what is wrong
