@@ -32,9 +32,10 @@ and logs in a temporary folder or --workdir, removed at the end unless --keep):
    (--out, default benchmarks/results/closed_loop_<rule>.json).
 
 Targets (PASS/FAIL at the end): round 1 raises the rule score by at least +0.10 with the paired
-interval above 0; round 2 scores above round 1; each round's own verdict (better / worse / no clear
-difference, from its deciding judge's win-rate interval against the policy it started from) agrees
-with the rule's (from the paired interval on the same pair); the whole run takes under 40 minutes.
+interval above 0; round 2 scores above round 1, its paired interval above 0 too; each round's
+own verdict (better / worse / no clear difference, from its deciding judge's win-rate interval
+against the policy it started from) agrees with the rule's (from the paired interval on the same
+pair); the whole run takes under 40 minutes.
 
 A quick check of the plumbing with a tiny random model (the rule will not improve; ~30 min on 2 cores):
 

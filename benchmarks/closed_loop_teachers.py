@@ -313,13 +313,13 @@ def targets_check(record: dict, *, rounds: int) -> list[dict]:
         gain = paired_difference(first["scores"], base["scores"])
         targets = [_target(name, gain["mean"] >= 0.10 and gain["ci"][0] > 0, interval_text(gain, True))]
     if rounds >= 2:
-        name = "round 2 scores above round 1"
+        name = "round 2 scores above round 1, paired interval above 0"
         if first is None or second is None:
             targets.append(_target(name, False, "no policy from round 1 or round 2"))
         else:
-            paired = interval_text(paired_difference(second["scores"], first["scores"]), True)
-            detail = f"{second['mean']:.3f} vs {first['mean']:.3f}; paired {paired}"
-            targets.append(_target(name, second["mean"] > first["mean"], detail))
+            further = paired_difference(second["scores"], first["scores"])
+            detail = f"{second['mean']:.3f} vs {first['mean']:.3f}; paired {interval_text(further, True)}"
+            targets.append(_target(name, further["ci"][0] > 0, detail))
     targets += [verdict_target(record, round_) for round_ in record["rounds"]]
     minutes = record["total_seconds"] / 60
     targets.append(_target("total time under 40 min", minutes < 40, f"{minutes:.1f} min"))
