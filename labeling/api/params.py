@@ -28,12 +28,13 @@ class RowField(PrimaryKeyRelatedField):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int | str):
             self.fail("incorrect_type", data_type=type(data).__name__)
-        if row_id(data) is None:
+        pk = row_id(data)
+        if pk is None:
             self.fail("does_not_exist", pk_value=str(data)[:40])
         try:
-            return self.get_queryset().get(pk=row_id(data))
+            return self.get_queryset().get(pk=pk)
         except ObjectDoesNotExist:
             # A well-formed id of a row that is not there: 404, as in the path (the schema says so).
             name = self.field_name or "id"
-            message = f"No {name.replace('_', ' ')} {row_id(data)}."
+            message = f"No {name.replace('_', ' ')} {pk}."
             raise NotFound({"detail": message, "code": "not_found", "errors": {name: [message]}}) from None

@@ -33,8 +33,15 @@ def sample_batch(model, input_ids, attention_mask, params, *, stop_ids, seed: in
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         for _ in range(params.max_new_tokens):
+            # logits_to_keep=1: the prompt's first pass scores only its last position, as generate
+            # does (the vocabulary projection of every prompt token is most of that pass).
             logits = model(
-                input_ids=step_input, attention_mask=attention_mask, position_ids=positions, cache=cache, use_cache=True
+                input_ids=step_input,
+                attention_mask=attention_mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
             ).logits[:, -1, :]
             scores = processors(sequences, logits.float())
             if params.temperature > 0:
