@@ -263,7 +263,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"worker.tasks.gpu_*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "worker.tasks.gpu_*": {"queue": "gpu"},
+    "worker.tasks.interactive_*": {"queue": "interactive"},  # playground and arena, a worker of their own
+}
 CELERY_BEAT_SCHEDULE = {
     "return-expired-leases": {"task": "worker.tasks.leases_return_expired", "schedule": 60.0},
     "fail-stale-round-stages": {"task": "worker.tasks.rounds_fail_stale", "schedule": 60.0},
@@ -288,8 +291,13 @@ ROUND_STALE_SECONDS = env_int("ROUND_STALE_SECONDS", 5 * 60)
 ROUND_STAGE_TIME_LIMIT_SECONDS = env_int("ROUND_STAGE_TIME_LIMIT_SECONDS", 24 * 3600)
 PLAYGROUND_MAX_NEW_TOKENS = env_int("PLAYGROUND_MAX_NEW_TOKENS", 160)
 # Playground turns and arena battles each user may start (a battle is one), DRF's rate format:
-# each one occupies a web process for seconds on CPU, so one person cannot keep them all busy.
+# each one holds the interactive worker for seconds on CPU, so one person cannot keep it busy.
 INTERACTIVE_GENERATION_RATE = env_str("INTERACTIVE_GENERATION_RATE", "6/min")
+# A turn or battle not answered this long after it was asked for (no interactive worker took it, or
+# its worker died) is failed, and the page says so; it is also the task's time limit.
+INTERACTIVE_TIMEOUT_SECONDS = env_int("INTERACTIVE_TIMEOUT_SECONDS", 300)
+# Torch CPU threads of the interactive worker: one, beside the gpu worker's all-but-one.
+INTERACTIVE_CPU_THREADS = env_int("INTERACTIVE_CPU_THREADS", 1)
 
 # --- Labeling -------------------------------------------------------------------------------
 MODEL_STORE = Path(env_str("MODEL_STORE", str(VAR_DIR / "models")))  # checkpoints; web and workers share it

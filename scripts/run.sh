@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start Yushan on one machine: migrate, load the demo, run two Celery workers and the web server.
-# Ctrl-C, a SIGTERM to this script, or any of the three stopping stops them all.
+# Start Yushan on one machine: migrate, load the demo, run three Celery workers and the web server.
+# Ctrl-C, a SIGTERM to this script, or any of the four stopping stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -36,11 +36,17 @@ PIDS+=($!)
 "$BIN/celery" -A worker.celery worker --queues gpu --hostname gpu@%h --concurrency 1 \
     --loglevel INFO > var/gpu-worker.log 2>&1 &
 PIDS+=($!)
+# The playground's and the arena's answers, which a person waits for: never behind a training round
+# on `gpu`, and never on the web server. One torch thread (INTERACTIVE_CPU_THREADS).
+"$BIN/celery" -A worker.celery worker --queues interactive --hostname interactive@%h --concurrency 1 \
+    --loglevel INFO > var/interactive-worker.log 2>&1 &
+PIDS+=($!)
 
 cat <<MSG
 
   Yushan is running at http://$HOST:$PORT/
-  API docs: http://$HOST:$PORT/api/docs/    worker logs: var/worker.log, var/gpu-worker.log
+  API docs: http://$HOST:$PORT/api/docs/
+  Worker logs: var/worker.log, var/gpu-worker.log, var/interactive-worker.log
   Demo logins (change them before sharing the site):
     admin      admin / yushan-admin
     annotator  alice / yushan-alice
@@ -55,5 +61,5 @@ MSG
 PIDS+=($!)
 
 wait -n || true
-echo "yushan: a process stopped (worker logs: var/worker.log, var/gpu-worker.log); stopping the rest." >&2
+echo "yushan: a process stopped (worker logs: var/*worker.log); stopping the rest." >&2
 exit 1

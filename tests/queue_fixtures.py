@@ -2,9 +2,9 @@
 and a worker consuming from, a queue of the test's own, removed from Redis afterwards.
 
 tests/conftest.py lists this module in `pytest_plugins`: a test takes `redis_queue` (the default
-queue) or `redis_gpu_queue` (the gpu_* route) as an argument and imports nothing. The helpers they
-share with tests (REDIS_URL, wait_until, forget_connections, redis_queue_delete) live in
-tests/factories.py.
+queue), `redis_gpu_queue` (the gpu_* route) or `redis_interactive_queue` (the interactive_* route)
+as an argument and imports nothing. The helpers they share with tests (REDIS_URL, wait_until,
+forget_connections, redis_queue_delete) live in tests/factories.py.
 """
 
 import uuid
@@ -66,4 +66,14 @@ def redis_gpu_queue():
     queue = f"gpu-test-{uuid.uuid4().hex}"
     with _app_on_redis(queue, task_routes={"worker.tasks.gpu_*": {"queue": queue}}):
         assert app.amqp.router.route({}, "worker.tasks.gpu_generate_candidates")["queue"].name == queue
+        yield queue
+
+
+@pytest.fixture
+def redis_interactive_queue():
+    """The app sending to Redis; interactive_* tasks (playground, arena) to a queue of this test's own."""
+    redis_reachable()
+    queue = f"interactive-test-{uuid.uuid4().hex}"
+    with _app_on_redis(queue, task_routes={"worker.tasks.interactive_*": {"queue": queue}}):
+        assert app.amqp.router.route({}, "worker.tasks.interactive_arena_battle")["queue"].name == queue
         yield queue

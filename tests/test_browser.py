@@ -300,3 +300,34 @@ def test_the_round_page_shows_every_judge_with_its_interval(
     WebDriverWait(browser, WAIT_SECONDS).until(
         EC.presence_of_element_located((By.CSS_SELECTOR, ".swagger-ui .opblock-tag"))
     )
+
+
+@pytest.mark.redis
+def test_the_playground_waits_for_the_interactive_worker_then_shows_the_reply(
+    browser, live_server, redis_interactive_queue, annotator, project, tiny_model_path, model_store, settings
+):
+    """Send, see what the page waits for, and the reply appears by itself once the worker wrote it."""
+    from celery.contrib.testing.worker import start_worker
+
+    from tests.factories import register_copy
+    from worker.celery import app
+
+    settings.PLAYGROUND_MAX_NEW_TOKENS = 8
+    register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    log_in(browser, live_server.url, "alice")
+    browser.get(f"{live_server.url}/projects/{project.pk}/playground/")
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    browser.find_element(By.NAME, "message").send_keys("Hello, **model**")
+    browser.find_element(By.CSS_SELECTOR, ".chat-form button.primary").click()
+    wait.until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".turn-pending"), "Waiting for the interactive worker")
+    )
+    assert not browser.find_element(By.CSS_SELECTOR, ".chat-form button.primary").is_enabled()
+    with start_worker(
+        app, queues=[redis_interactive_queue], pool="solo", perform_ping_check=False, shutdown_timeout=30
+    ):
+        reply = (By.CSS_SELECTOR, ".turn-assistant:not(.turn-pending)")
+        WebDriverWait(browser, 120).until(lambda d: len(d.find_elements(*reply)) == 1)
+    assert not browser.find_elements(By.CSS_SELECTOR, ".turn-pending")
+    assert browser.find_element(By.CSS_SELECTOR, ".turn-user strong").text == "model"
+    assert browser.find_element(By.CSS_SELECTOR, ".chat-form button.primary").is_enabled()

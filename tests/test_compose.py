@@ -16,7 +16,7 @@ import yaml
 from django.core.management import get_commands
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("web", "worker", "gpu-worker")
+APP_SERVICES = ("web", "worker", "gpu-worker", "interactive-worker")
 # Read by programs other than our config files: Django itself and the images we run.
 ENV_READ_ELSEWHERE = {"DJANGO_SETTINGS_MODULE", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}
 ENV_REFERENCE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
@@ -80,14 +80,16 @@ def test_workers_consume_their_queues_and_the_app_routes_to_them(compose):
 
     cpu = command_words(service(compose, "worker"))
     gpu = command_words(service(compose, "gpu-worker"))
-    assert cpu[:4] == gpu[:4] == ["celery", "-A", "worker.celery", "worker"]
+    interactive = command_words(service(compose, "interactive-worker"))
+    assert cpu[:4] == gpu[:4] == interactive[:4] == ["celery", "-A", "worker.celery", "worker"]
     assert option(cpu, "--queues").split(",") == ["default"]
     assert option(gpu, "--queues").split(",") == ["gpu"]
-    assert "--beat" in cpu and "--beat" not in gpu  # one beat, or every periodic task runs twice
+    assert option(interactive, "--queues").split(",") == ["interactive"]
+    assert "--beat" in cpu and "--beat" not in gpu + interactive  # one beat, or every periodic task runs twice
     assert option(gpu, "--concurrency") == "1"
     # The queue names are the ones the app sends to.
     assert app.conf.task_default_queue == "default"
-    assert "gpu" in {route["queue"] for route in app.conf.task_routes.values()}
+    assert {"gpu", "interactive"} <= {route["queue"] for route in app.conf.task_routes.values()}
 
 
 def test_gpu_worker_reserves_an_nvidia_gpu(compose):

@@ -80,3 +80,29 @@ def rounds_fail_stale() -> int:
     from training.rounds.services import rounds_fail_stale as fail_stale
 
     return fail_stale()
+
+
+# Playground turns and arena battles: the `interactive` queue, served by a worker of its own so a
+# person waiting for a reply never waits behind a training round, and no web process generates.
+@shared_task(
+    name="worker.tasks.interactive_playground_turn",
+    acks_late=True,
+    soft_time_limit=settings.INTERACTIVE_TIMEOUT_SECONDS,
+    time_limit=settings.INTERACTIVE_TIMEOUT_SECONDS + 60,
+)
+def interactive_playground_turn(turn_id: int) -> bool:
+    from training.arena.services import playground_turn_answer
+
+    return playground_turn_answer(turn_id=turn_id)
+
+
+@shared_task(
+    name="worker.tasks.interactive_arena_battle",
+    acks_late=True,
+    soft_time_limit=settings.INTERACTIVE_TIMEOUT_SECONDS,
+    time_limit=settings.INTERACTIVE_TIMEOUT_SECONDS + 60,
+)
+def interactive_arena_battle(battle_id: int) -> bool:
+    from training.arena.services import arena_battle_answer
+
+    return arena_battle_answer(battle_id=battle_id)

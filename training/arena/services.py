@@ -1,26 +1,29 @@
 """Writes for the playground and the arena: a version's next chat turn, a blind battle between two
-versions, and its vote, which becomes labeling data (a finished K=2 ranking by the voter)."""
+versions, and its vote, which becomes labeling data (a finished K=2 ranking by the voter).
+
+Turns and battles are queued here and answered by the interactive worker (training.arena.interactive).
+"""
 
 import random
 import uuid
 from dataclasses import replace
-from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.throttling import SimpleRateThrottle
 
 from labeling import services as labeling_services
 from labeling import submissions, validation
-from labeling.errors import Conflict, Forbidden, LabelingError, NotFound, TooManyRequests
+from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
 from labeling.events import event_record
 from labeling.models import Project, Prompt, Task
-from training.arena.models import ArenaBattle
+from training.arena.interactive import interactive_generation_allow, servable, work_run
+from training.arena.models import ArenaBattle, PlaygroundTurn
 from training.ml.generation import Sample, SamplingParams
 from training.registry import selectors as registry_selectors
 from training.registry.generation import version_generator
 from training.registry.models import ModelVersion
+from worker.queue import enqueue
 
 ARENA_NAMESPACE = uuid.UUID("0b7f5c8e-3d2a-4f61-9c0e-5e2b7a1d9f43")
 
@@ -35,56 +38,44 @@ def _chat_params(seed: int | None = None, max_new_tokens: int | None = None) -> 
     )
 
 
-class InteractiveGenerationThrottle(SimpleRateThrottle):
-    """settings.INTERACTIVE_GENERATION_RATE per user, for the playground and the arena together."""
+def playground_turn_start(*, version: ModelVersion, messages, user, seed: int | None = None) -> PlaygroundTurn:
+    """Queue the version's next assistant turn for a conversation ending with a user message.
 
-    scope = "interactive-generation"
-
-    def get_rate(self):
-        return settings.INTERACTIVE_GENERATION_RATE
-
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
-
-
-def interactive_generation_allow(user) -> None:
-    """Count one playground turn or arena battle for `user`, or refuse it (429) over the rate."""
-    throttle = InteractiveGenerationThrottle()
-    if not throttle.allow_request(SimpleNamespace(user=user), None):
-        count, seconds = throttle.parse_rate(throttle.get_rate())
-        wait = max(1, round(throttle.wait() or 1))
-        raise TooManyRequests(
-            f"You asked for {count} answers in the last {seconds} seconds, the most there may be; "
-            f"wait {wait} s, then try again."
-        )
-
-
-def _servable(version: ModelVersion) -> None:
-    if version.kind != ModelVersion.Kind.POLICY or version.status != ModelVersion.Status.READY:
-        raise Conflict(f"{version} is not a ready policy.")
-    if not version.path.is_dir():
-        raise Conflict(f"The files of {version} are missing from the model store.")
-
-
-def playground_reply(*, version: ModelVersion, messages, user, seed: int | None = None) -> tuple[Sample, dict]:
-    """The version's next assistant turn for a conversation ending with a user message.
-
-    Synchronous, on the caller's process: the playground is interactive, and the `gpu` queue
-    may be busy for hours with a training round. The model stays loaded for the next turn.
+    The interactive worker answers it (playground_turn_answer); the page polls the turn.
     """
     messages = validation.messages_clean(messages)
-    _servable(version)
+    servable(version)
     interactive_generation_allow(user)
-    params = _chat_params(seed)
-    generator = version_generator(version)
-    sample = generator.generate([messages], params, seed=params.seed)[0]
-    return sample, {
-        "model_version": version.pk,
-        "sampling": params.as_dict(),
-        "seed": sample.seed,
-        "finish_reason": sample.finish_reason,
-        "new_tokens": sample.new_tokens,
-    }
+    with transaction.atomic():
+        turn = PlaygroundTurn.objects.create(
+            project_id=version.project_id,
+            version=version,
+            created_by=user,
+            messages=messages,
+            seed=random.randrange(2**31) if seed is None else seed,
+        )
+        enqueue("worker.tasks.interactive_playground_turn", turn.pk)
+    return turn
+
+
+def playground_turn_answer(*, turn_id: int) -> bool:
+    """The interactive worker's side of a playground turn. The model stays loaded for the next."""
+
+    def answer(turn: PlaygroundTurn) -> dict:
+        params = _chat_params(turn.seed)
+        sample = version_generator(turn.version, cpu_threads=settings.INTERACTIVE_CPU_THREADS).generate(
+            [turn.messages], params, seed=params.seed
+        )[0]
+        generation = {
+            "model_version": turn.version_id,
+            "sampling": params.as_dict(),
+            "seed": sample.seed,
+            "finish_reason": sample.finish_reason,
+            "new_tokens": sample.new_tokens,
+        }
+        return {"reply": sample.text, "generation": generation}
+
+    return work_run(PlaygroundTurn, turn_id, answer)
 
 
 def arena_battle_start(
@@ -107,7 +98,7 @@ def arena_battle_start(
     if first.pk == second.pk or {first.project_id, second.project_id} != {project.pk}:
         raise LabelingError("Pick two different policy versions of this project.", field="versions")
     for version in versions:
-        _servable(version)
+        servable(version)
     interactive_generation_allow(user)
     if prompt is None and text is not None and text.strip():
         prompt, _ = labeling_services.prompt_create(
@@ -118,11 +109,6 @@ def arena_battle_start(
         if prompt is None:
             raise Conflict("This project has no prompts yet; type one.")
     version_a, version_b = (first, second) if rng.random() < 0.5 else (second, first)
-    # Same sampling parameters, different random streams: two versions that barely differ (a
-    # short round) should not give the same text just because they drew the same numbers.
-    params = _chat_params(rng.randrange(2**31))
-    answer_a = _arena_answer(version_a, prompt, params, avoid=None)
-    answer_b = _arena_answer(version_b, prompt, replace(params, seed=params.seed + 1), avoid=answer_a.text)
     with transaction.atomic():
         battle = ArenaBattle.objects.create(
             project=project,
@@ -130,10 +116,7 @@ def arena_battle_start(
             version_a=version_a,
             version_b=version_b,
             created_by=user,
-            answer_a=answer_a.text,
-            answer_b=answer_b.text,
-            generation_a=_generation_record(version_a, params, answer_a),
-            generation_b=_generation_record(version_b, replace(params, seed=params.seed + 1), answer_b),
+            seed=rng.randrange(2**31),
         )
         event_record(
             actor=user,
@@ -141,12 +124,33 @@ def arena_battle_start(
             project=project,
             payload={"battle_id": battle.pk, "version_a": version_a.pk, "version_b": version_b.pk},
         )
+        enqueue("worker.tasks.interactive_arena_battle", battle.pk)
     return battle
+
+
+def arena_battle_answer(*, battle_id: int) -> bool:
+    """The interactive worker's side of a battle: both versions answer the prompt."""
+
+    def answer(battle: ArenaBattle) -> dict:
+        # Same sampling parameters, different random streams: two versions that barely differ (a
+        # short round) should not give the same text just because they drew the same numbers.
+        params_a = _chat_params(battle.seed)
+        params_b = replace(params_a, seed=params_a.seed + 1)
+        answer_a = _arena_answer(battle.version_a, battle.prompt, params_a, avoid=None)
+        answer_b = _arena_answer(battle.version_b, battle.prompt, params_b, avoid=answer_a.text)
+        return {
+            "answer_a": answer_a.text,
+            "answer_b": answer_b.text,
+            "generation_a": _generation_record(battle.version_a, params_a, answer_a),
+            "generation_b": _generation_record(battle.version_b, params_b, answer_b),
+        }
+
+    return work_run(ArenaBattle, battle_id, answer)
 
 
 def _arena_answer(version: ModelVersion, prompt: Prompt, params: SamplingParams, *, avoid: str | None) -> Sample:
     """One answer; drawn again (twice at most) when empty or identical to the other side's."""
-    generator = version_generator(version)
+    generator = version_generator(version, cpu_threads=settings.INTERACTIVE_CPU_THREADS)
     for attempt in range(3):
         sample = generator.generate([prompt.messages], params, seed=params.seed + attempt)[0]
         sample.attempt = attempt
@@ -187,6 +191,8 @@ def arena_vote(*, battle_id: int, user, vote: str) -> ArenaBattle:
             if battle.vote == vote:
                 return battle
             raise Conflict("You already voted on this battle.")
+        if battle.status != ArenaBattle.Status.DONE:
+            raise Conflict("Both answers are not written yet; vote once they are shown.")
         now = timezone.now()
         battle.vote, battle.voted_at = vote, now
         if battle.answer_a != battle.answer_b and battle.answer_a.strip() and battle.answer_b.strip():

@@ -1,14 +1,15 @@
 """The playground and the arena (anyone with a role). Each view checks the role, calls one
 service or selector, and renders.
 
-Both generate on the web process, synchronously and with a small max_new_tokens: they are
-interactive, and the `gpu` queue may be busy with a training round for hours. Each loaded model
-stays in the process for the next request (training.ml.generation). Each person may start
-INTERACTIVE_GENERATION_RATE of them (services.interactive_generation_allow).
+Neither generates on the web process: a turn or a battle is queued for the interactive worker
+(training.arena.interactive), and the page polls its progress URL until the answer is there
+(training/waiting.js; a page without script refreshes itself). Each person may start
+INTERACTIVE_GENERATION_RATE of them.
 """
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from labeling.errors import LabelingError
@@ -16,7 +17,8 @@ from labeling.markdown import markdown_to_html
 from labeling.models import Project
 from labeling.roles import any_role_page
 from training.arena import selectors, services
-from training.arena.models import ArenaBattle
+from training.arena.interactive import work_progress
+from training.arena.models import ArenaBattle, PlaygroundTurn
 from training.registry import selectors as registry_selectors
 
 PLAYGROUND_MAX_TURNS = 20
@@ -31,11 +33,13 @@ def playground(request, pk: int):
     """Multi-turn chat with any ready policy version. The conversation lives in the session."""
     project = get_object_or_404(Project, pk=pk)
     versions = list(registry_selectors.policy_versions(project=project))
-    state = request.session.get(_session_key(project), {"version": None, "messages": []})
+    key = _session_key(project)
+    state = request.session.get(key, {"version": None, "messages": []})
     if request.method == "POST":
-        state = _playground_post(request, project, versions, state)
-        request.session[_session_key(project)] = state
+        request.session[key] = _playground_post(request, project, versions, state)
         return redirect("playground", pk=pk)
+    state, pending, draft = _playground_collect(request, state)
+    request.session[key] = state
     deployed = registry_selectors.deployed_policy(project=project)
     selected = state.get("version") or (deployed.pk if deployed else (versions[-1].pk if versions else None))
     turns = [{**m, "html": markdown_to_html(m["content"])} for m in state["messages"]]
@@ -49,6 +53,8 @@ def playground(request, pk: int):
             "turns": turns,
             "deployed": deployed,
             "max_turns": PLAYGROUND_MAX_TURNS,
+            "pending": pending,
+            "draft": draft,
         },
     )
 
@@ -56,6 +62,9 @@ def playground(request, pk: int):
 def _playground_post(request, project, versions, state) -> dict:
     if request.POST.get("action") == "reset":
         return {"version": state.get("version"), "messages": []}
+    if state.get("pending"):
+        messages.error(request, "Wait for the model's answer first, or start a new conversation.")
+        return state
     by_id = {str(v.pk): v for v in versions}
     version = by_id.get(request.POST.get("version", ""))
     if version is None:
@@ -72,15 +81,44 @@ def _playground_post(request, project, versions, state) -> dict:
         return state
     conversation = [*state["messages"], {"role": "user", "content": text}]
     try:
-        sample, _ = services.playground_reply(version=version, messages=conversation, user=request.user)
+        turn = services.playground_turn_start(version=version, messages=conversation, user=request.user)
     except LabelingError as error:
         messages.error(request, error.message)
-        return state
-    reply = sample.text or "(the model ended its turn without saying anything)"
-    return {
-        "version": version.pk,
-        "messages": [*conversation, {"role": "assistant", "content": reply, "cut": sample.finish_reason == "length"}],
-    }
+        return {**state, "draft": text}
+    return {"version": version.pk, "messages": conversation, "pending": turn.pk}
+
+
+def _playground_collect(request, state) -> tuple[dict, dict | None, str]:
+    """Fold a finished turn into the conversation. Returns the state, the progress of a turn still
+    being written (or None) and the text to put back in the message box (a refused or failed turn)."""
+    state = dict(state)
+    draft = state.pop("draft", "")
+    turn = PlaygroundTurn.objects.filter(pk=state.get("pending") or 0, created_by=request.user).first()
+    if turn is None:
+        state.pop("pending", None)
+        return state, None, draft
+    progress = work_progress(turn)
+    if not progress["finished"]:
+        return state, progress, draft
+    state.pop("pending")
+    turn.refresh_from_db()
+    if turn.status == PlaygroundTurn.Status.FAILED:
+        messages.error(request, turn.error)
+        *earlier, asked = state["messages"]
+        return {**state, "messages": earlier}, None, asked["content"]
+    reply = turn.reply or "(the model ended its turn without saying anything)"
+    cut = turn.generation.get("finish_reason") == "length"
+    state["messages"] = [*state["messages"], {"role": "assistant", "content": reply, "cut": cut}]
+    return state, None, draft
+
+
+@any_role_page
+def playground_turn_progress(request, pk: int, turn_id: int):
+    """JSON for the page that waits: status, what it waits for, the error of a failed turn."""
+    turn = PlaygroundTurn.objects.filter(pk=turn_id, project_id=pk, created_by=request.user).first()
+    if turn is None:
+        raise Http404("No such playground turn of yours.")
+    return JsonResponse(work_progress(turn))
 
 
 # --- arena ---------------------------------------------------------------------------------------
@@ -128,6 +166,8 @@ def arena_battle(request, pk: int, battle_id: int):
         except LabelingError as error:
             messages.error(request, error.message)
         return redirect("arena-battle", pk=pk, battle_id=battle.pk)
+    progress = work_progress(battle)
+    battle.refresh_from_db()
     conversation = [{**m, "html": markdown_to_html(m["content"])} for m in battle.prompt.messages]
     return render(
         request,
@@ -135,12 +175,22 @@ def arena_battle(request, pk: int, battle_id: int):
         {
             "project": battle.project,
             "battle": battle,
+            "progress": progress,
             "conversation": conversation,
             "answer_a": markdown_to_html(battle.answer_a),
             "answer_b": markdown_to_html(battle.answer_b),
             "votes": ArenaBattle.Vote.choices,
         },
     )
+
+
+@any_role_page
+def arena_battle_progress(request, pk: int, battle_id: int):
+    """JSON for the battle page while both answers are written."""
+    battle = selectors.arena_battle_for(battle_id=battle_id, user=request.user)
+    if battle is None or battle.project_id != pk:
+        raise Http404("No such battle of yours.")
+    return JsonResponse(work_progress(battle))
 
 
 @any_role_page

@@ -147,7 +147,7 @@ def version_generator(version: ModelVersion, **options):
     """The loaded model for this version (loaded once per process), on the configured backend."""
     backend = settings.GENERATION_BACKEND
     if backend != "vllm" and not (backend == "auto" and vllm_usable()):
-        options["cpu_threads"] = settings.TORCH_CPU_THREADS or default_cpu_threads()
+        options.setdefault("cpu_threads", settings.TORCH_CPU_THREADS or default_cpu_threads())
     return generator_for(version.path, backend=backend, **options)
 
 
