@@ -36,7 +36,9 @@ speed or memory target is missed.
 Measured with SmolLM2-135M-Instruct, --threads 1, on a shared 2-core CPU (CPU s/epoch, K-wise vs
 pairs; held-out accuracy K-wise / pairs): k4 (16 rankings) 18.6 vs 98.1 s, 5.3×, 0.771 / 0.750;
 k9 (6 rankings) 12.9 vs 228.1 s, 17.7×, 0.747 / 0.740 (before the fused optimizer, which only
-helps K-wise further); k2-long (8 rankings, 444-token prompts) 33.6 vs 56.8 s, 1.69×, 1.0 / 1.0.
+helps K-wise further); k2-long (8 rankings, 444-token prompts) 33.6 vs 56.8 s, 1.69×, 1.0 / 1.0;
+hh (32 rankings, prompts of mean 157 tokens, answers of mean 33; December 2, the other core busy
+with a small job) 106.3 vs 223.2 s, 2.10×, 1.0 / 1.0, peak memory 3,727 vs 4,518 MiB (0.82× TRL's).
 """
 
 import argparse
