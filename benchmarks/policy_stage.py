@@ -1,0 +1,236 @@
+"""Which policy stage turns rankings into a better policy? RLOO, DPO and iterative DPO side by side.
+
+    .venv/bin/python benchmarks/policy_stage.py --rules concise,language     # SmolLM2 from var/models
+
+Why: in benchmarks/closed_loop.py a round's gain comes from SFT on the demonstrations; after it
+both rules sit near their ceiling, so a second round can only gain through the policy stage,
+from rankings. This measures what each algorithm makes of the same rankings, with the round's
+default settings (training.rounds.config.ROUND_DEFAULTS) and nothing else changed:
+
+1. The bank's prompts (benchmarks/closed_loop_prompts.jsonl) split in two with a fixed seed: half
+   to train on, half held out.
+2. The base policy writes K = 4 answers per training prompt (the generation job's sampling, 96
+   tokens); for each rule, a simulated teacher ranks them (benchmarks/closed_loop_teachers.py,
+   ties as the closed loop makes them).
+3. Per rule: the round's reward model on those rankings, then each algorithm from the base
+   policy (no SFT first, so the rule's headroom is the policy stage's to take): `rloo` (the
+   round's default), `dpo` (offline, on the rankings' ordered pairs) and `iterative_dpo`
+   (on-policy: sample, score with the reward model, DPO on best versus worst).
+4. Every policy answers every held-out prompt (the round evaluation's sampling: temperature 0.7,
+   96 tokens, seed 0); the rule scores them: mean with a 95% bootstrap interval, the paired
+   per-prompt difference to the base with its interval, answer length, and the stage's time.
+
+Run on a machine of its own: one torch thread per stage (`--threads`), as the gpu worker has on
+a 2-core machine beside the web server. A JSON report goes to --out.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from benchmarks.closed_loop_teachers import (  # noqa: E402
+    RULES,
+    bank_load,
+    interval_summary,
+    interval_text,
+    paired_difference,
+    rank_groups,
+)
+
+BANK = ROOT / "benchmarks" / "closed_loop_prompts.jsonl"
+ALGORITHMS = ("rloo", "dpo", "iterative_dpo")
+K = 4
+
+
+def round_defaults() -> dict:
+    """The round's defaults, read where the product keeps them (the module needs Django's settings)."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedback_site.settings")
+    django.setup()
+    from training.rounds.config import ROUND_DEFAULTS
+
+    return ROUND_DEFAULTS
+
+
+def default_model() -> str | None:
+    found = sorted((ROOT / "var" / "models").glob("**/config.json"))
+    preferred = [p for p in found if "smollm2" in str(p).lower()] or found
+    return str(preferred[0].parent) if preferred else None
+
+
+def split_bank(bank: dict[str, dict], seed: int) -> tuple[list[dict], list[dict]]:
+    rows = sorted(bank.values(), key=lambda row: row["prompt"])
+    random.Random(seed).shuffle(rows)
+    half = len(rows) // 2
+    return rows[:half], rows[half:]
+
+
+def conversation(row: dict) -> list[dict]:
+    return [{"role": "user", "content": row["prompt"]}]
+
+
+def answers_of(model_path: str, rows: list[dict], sampling, *, seeds: list[int]) -> list[list[str]]:
+    """len(seeds) answers per row, one batched pass per seed."""
+    from dataclasses import replace
+
+    from training.ml.evaluate import load_policy, release_memory, sample_answers
+
+    model, tokenizer = load_policy(model_path)
+    conversations = [conversation(row) for row in rows]
+    passes = [
+        sample_answers(model, tokenizer, conversations, replace(sampling, seed=seed), batch_size=32) for seed in seeds
+    ]
+    del model
+    release_memory()
+    return [[answers[i] for answers in passes] for i in range(len(rows))]
+
+
+def ranking_records(rows: list[dict], candidates: list[list], rule: str) -> list[dict]:
+    """The teacher's rankings: ranks 1 (best) … with ties, as closed_loop's teachers submit them."""
+    records = []
+    for row, answers in zip(rows, candidates, strict=True):
+        texts = list(dict.fromkeys(a.text for a in answers if a.text.strip()))  # the product drops duplicates
+        if len(texts) < 2:
+            continue
+        scores = {str(i): RULES[rule](text, row["lang"]) for i, text in enumerate(texts)}
+        ranks = [0] * len(texts)
+        for rank, group in enumerate(rank_groups(scores), start=1):
+            for answer_id in group:
+                ranks[int(answer_id)] = rank
+        records.append({"prompt": conversation(row), "completions": texts, "ranks": ranks})
+    return records
+
+
+def rule_scores(model_path: str, rows: list[dict], sampling, rule: str) -> dict:
+    answers = [a[0] for a in answers_of(model_path, rows, sampling, seeds=[sampling.seed])]
+    scores = [RULES[rule](a.text, row["lang"]) for a, row in zip(answers, rows, strict=True)]
+    return {
+        **interval_summary(scores),
+        "scores": scores,
+        "mean_tokens": sum(len(a.token_ids) for a in answers) / len(answers),
+        "examples": [a.text for a in answers[:4]],
+    }
+
+
+def timed(function, *args, **kwargs) -> tuple[object, float]:
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def one_rule(rule: str, base: str, train: list[dict], held_out: list[dict], candidates, work: Path, defaults) -> dict:
+    from training.ml.evaluate import sampling_from
+    from training.ml.policy import PolicyConfig, optimize_policy
+    from training.ml.reward import RewardConfig, train_reward_model
+    from training.ml.reward_data import rankings_from_records
+
+    records = ranking_records(train, candidates, rule)
+    print(f"[{rule}] {len(records)} rankings from {len(train)} training prompts", flush=True)
+    reward_dir = work / rule / "reward"
+    reward, reward_seconds = timed(
+        train_reward_model,
+        rankings_from_records(records),
+        base,
+        str(reward_dir),
+        RewardConfig(**defaults["reward"]),
+    )
+    print(f"[{rule}] reward model: {reward_seconds:.0f} s, held-out accuracy {reward.get('eval_accuracy')}", flush=True)
+    evaluation = sampling_from(defaults["evaluate"])
+    base_scores = rule_scores(base, held_out, evaluation, rule)
+    policies = {"base": {**base_scores, "seconds": 0.0}}
+    for algorithm in ALGORITHMS:
+        folder = work / rule / algorithm
+        config = PolicyConfig(**{**defaults["policy"], "algorithm": algorithm})
+        try:
+            metrics, seconds = timed(optimize_policy, records, base, str(reward_dir), str(folder), config)
+        except Exception as error:  # noqa: BLE001 - one algorithm failing must not lose the others' figures
+            print(f"[{rule}] {algorithm} failed: {type(error).__name__}: {error}", flush=True)
+            policies[algorithm] = {"error": f"{type(error).__name__}: {error}"}
+            continue
+        scores = rule_scores(str(folder), held_out, evaluation, rule)
+        scores["vs_base"] = paired_difference(scores["scores"], base_scores["scores"])
+        policies[algorithm] = {**scores, "seconds": seconds, "metrics": metrics}
+        print(
+            f"[{rule}] {algorithm}: {seconds:.0f} s, rule {interval_text(scores)}, "
+            f"vs base {interval_text(scores['vs_base'], signed=True)}, {scores['mean_tokens']:.1f} tokens",
+            flush=True,
+        )
+    return {"rankings": len(records), "reward": reward, "reward_seconds": reward_seconds, "policies": policies}
+
+
+def table_print(report: dict) -> None:
+    print(f"\n{report['train_prompts']} training prompts, {report['held_out_prompts']} held out, K = {K}")
+    for rule, result in report["rules"].items():
+        accuracy = result["reward"].get("eval_accuracy")
+        print(
+            f"\nrule {rule}: {result['rankings']} rankings; reward model {result['reward_seconds']:.0f} s, "
+            f"held-out accuracy {accuracy}"
+        )
+        print("| policy | rule score [95% CI] | vs base, paired [95% CI] | tokens | stage s |")
+        print("|---|---|---|---|---|")
+        for name, p in result["policies"].items():
+            if "error" in p:
+                print(f"| {name} | failed: {p['error']} | | | |")
+                continue
+            versus = interval_text(p["vs_base"], signed=True) if "vs_base" in p else "—"
+            print(f"| {name} | {interval_text(p)} | {versus} | {p['mean_tokens']:.1f} | {p['seconds']:.0f} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="base checkpoint (default: the SmolLM2 checkpoint under var/models)")
+    parser.add_argument("--rules", default="concise,language", help="comma-separated rules")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="the train / held-out split's seed")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "policy_stage.json")
+    args = parser.parse_args(argv)
+    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
+    if not rules or set(rules) - RULES.keys():
+        parser.error(f"--rules: choose from {', '.join(sorted(RULES))}")
+    base = args.model or default_model()
+    if base is None:
+        parser.error("no checkpoint under var/models: run `make run` once, or pass --model PATH")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    defaults = round_defaults()
+    from training.ml.generation import SamplingParams
+
+    train, held_out = split_bank(bank_load(BANK), args.seed)
+    generation = SamplingParams(max_new_tokens=defaults["evaluate"]["max_new_tokens"])
+    started = time.perf_counter()
+    candidates, seconds = timed(answers_of, base, train, generation, seeds=list(range(K)))
+    print(f"base candidates: {len(train)} prompts × {K} in {seconds:.0f} s", flush=True)
+    report = {
+        "model": base,
+        "train_prompts": len(train),
+        "held_out_prompts": len(held_out),
+        "candidate_seconds": seconds,
+        "threads": args.threads,
+        "rules": {},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="yushan-policy-stage-") as tmp:
+        for rule in rules:
+            report["rules"][rule] = one_rule(rule, base, train, held_out, candidates, Path(tmp), defaults)
+            args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))  # each rule kept
+    report["seconds"] = time.perf_counter() - started
+    table_print(report)
+    args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+    print(f"\nreport: {args.out}; {report['seconds'] / 60:.1f} min in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
