@@ -21,7 +21,7 @@ default settings (training.rounds.config.ROUND_DEFAULTS) and nothing else change
    per-prompt difference to the base with its interval, answer length, and the stage's time.
 
 Run on a machine of its own: one torch thread per stage (`--threads`), as the gpu worker has on
-a 2-core machine beside the web server. A JSON report goes to --out.
+a 2-core machine beside the web server. The JSON report (--out) is rewritten after each algorithm.
 """
 
 import argparse
@@ -128,7 +128,8 @@ def timed(function, *args, **kwargs) -> tuple[object, float]:
     return result, time.perf_counter() - started
 
 
-def one_rule(rule: str, base: str, train: list[dict], held_out: list[dict], candidates, work: Path, defaults) -> dict:
+def one_rule(rule: str, base: str, train, held_out, candidates, work: Path, defaults, keep) -> dict:
+    """Reward model, then each algorithm; `keep(result)` after each, so a run cut short keeps its figures."""
     from training.ml.evaluate import sampling_from
     from training.ml.policy import PolicyConfig, optimize_policy
     from training.ml.reward import RewardConfig, train_reward_model
@@ -148,6 +149,7 @@ def one_rule(rule: str, base: str, train: list[dict], held_out: list[dict], cand
     evaluation = sampling_from(defaults["evaluate"])
     base_scores = rule_scores(base, held_out, evaluation, rule)
     policies = {"base": {**base_scores, "seconds": 0.0}}
+    result = {"rankings": len(records), "reward": reward, "reward_seconds": reward_seconds, "policies": policies}
     for algorithm in ALGORITHMS:
         folder = work / rule / algorithm
         config = PolicyConfig(**{**defaults["policy"], "algorithm": algorithm})
@@ -156,16 +158,18 @@ def one_rule(rule: str, base: str, train: list[dict], held_out: list[dict], cand
         except Exception as error:  # noqa: BLE001 - one algorithm failing must not lose the others' figures
             print(f"[{rule}] {algorithm} failed: {type(error).__name__}: {error}", flush=True)
             policies[algorithm] = {"error": f"{type(error).__name__}: {error}"}
+            keep(result)
             continue
         scores = rule_scores(str(folder), held_out, evaluation, rule)
         scores["vs_base"] = paired_difference(scores["scores"], base_scores["scores"])
         policies[algorithm] = {**scores, "seconds": seconds, "metrics": metrics}
+        keep(result)
         print(
             f"[{rule}] {algorithm}: {seconds:.0f} s, rule {interval_text(scores)}, "
             f"vs base {interval_text(scores['vs_base'], signed=True)}, {scores['mean_tokens']:.1f} tokens",
             flush=True,
         )
-    return {"rankings": len(records), "reward": reward, "reward_seconds": reward_seconds, "policies": policies}
+    return result
 
 
 def table_print(report: dict) -> None:
@@ -223,8 +227,12 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="yushan-policy-stage-") as tmp:
         for rule in rules:
-            report["rules"][rule] = one_rule(rule, base, train, held_out, candidates, Path(tmp), defaults)
-            args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))  # each rule kept
+
+            def keep(result, rule=rule):
+                report["rules"][rule] = result
+                args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+
+            one_rule(rule, base, train, held_out, candidates, Path(tmp), defaults, keep)
     report["seconds"] = time.perf_counter() - started
     table_print(report)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
