@@ -45,6 +45,7 @@ from benchmarks.closed_loop_teachers import (  # noqa: E402
     paired_difference,
     rank_groups,
 )
+from benchmarks.reward_kwise import default_model  # noqa: E402
 
 BANK = ROOT / "benchmarks" / "closed_loop_prompts.jsonl"
 ALGORITHMS = ("rloo", "dpo", "iterative_dpo")
@@ -60,12 +61,6 @@ def round_defaults() -> dict:
     from training.rounds.config import ROUND_DEFAULTS
 
     return ROUND_DEFAULTS
-
-
-def default_model() -> str | None:
-    found = sorted((ROOT / "var" / "models").glob("**/config.json"))
-    preferred = [p for p in found if "smollm2" in str(p).lower()] or found
-    return str(preferred[0].parent) if preferred else None
 
 
 def split_bank(bank: dict[str, dict], seed: int) -> tuple[list[dict], list[dict]]:
