@@ -100,8 +100,7 @@ def _playground_collect(request, state) -> tuple[dict, dict | None, str]:
     progress = work_progress(turn)
     if not progress["finished"]:
         return state, progress, draft
-    state.pop("pending")
-    turn.refresh_from_db()
+    state.pop("pending")  # work_progress has refreshed `turn` if it expired it
     if turn.status == PlaygroundTurn.Status.FAILED:
         messages.error(request, turn.error)
         *earlier, asked = state["messages"]
@@ -166,8 +165,7 @@ def arena_battle(request, pk: int, battle_id: int):
         except LabelingError as error:
             messages.error(request, error.message)
         return redirect("arena-battle", pk=pk, battle_id=battle.pk)
-    progress = work_progress(battle)
-    battle.refresh_from_db()
+    progress = work_progress(battle)  # fails, in place, a battle past its deadline
     conversation = [{**m, "html": markdown_to_html(m["content"])} for m in battle.prompt.messages]
     return render(
         request,
