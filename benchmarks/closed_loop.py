@@ -50,6 +50,7 @@ tie, so the reward model gets no ordered pair and the round fails at that stage.
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -95,9 +96,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="Folder for the stack (default: a new temporary one).")
     parser.add_argument("--keep", action="store_true", help="Keep the stack's folder (database, models, logs).")
     parser.add_argument("--out", type=Path, help="JSON report (default: benchmarks/results/closed_loop_<rule>.json).")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads of the gpu worker (TORCH_CPU_THREADS; default: every core, as nobody labels while "
+        "a round or a generation job runs here)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=64,
+        help="tokens per candidate answer (GENERATION_MAX_NEW_TOKENS; default 64: the bank's answers need "
+        "at most about 45)",
+    )
     args = parser.parse_args(argv)
-    if args.teachers < 1 or args.rounds < 1:
-        parser.error("--teachers and --rounds must be at least 1")
+    if min(args.teachers, args.rounds, args.threads, args.max_new_tokens) < 1:
+        parser.error("--teachers, --rounds, --threads and --max-new-tokens must be at least 1")
     if args.model is not None and not (args.model / "config.json").is_file():
         parser.error(f"--model {args.model}: no config.json there")
     args.model = args.model and args.model.resolve()  # manage.py runs from the repository root
@@ -341,6 +356,8 @@ def run(args, stack: Stack, started: float) -> dict:
         "model": str(args.model or "SmolLM2 (converted)"),
         "teachers": args.teachers,
         "rounds": args.rounds,
+        "threads": args.threads,
+        "max_new_tokens": args.max_new_tokens,
     }
     record["total_seconds"] = time.monotonic() - started
     record["targets"] = targets_check(record, rounds=args.rounds)
@@ -351,7 +368,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     workdir, made = workdir_make(args)
-    stack = Stack(workdir / "stack", teachers=args.teachers)
+    settings = {"TORCH_CPU_THREADS": str(args.threads), "GENERATION_MAX_NEW_TOKENS": str(args.max_new_tokens)}
+    stack = Stack(workdir / "stack", teachers=args.teachers, settings=settings)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the finally below
     try:
         record = run(args, stack, started)

@@ -72,9 +72,10 @@ class Api:
 
 
 class Stack:
-    def __init__(self, folder: Path, *, teachers: int):
+    def __init__(self, folder: Path, *, teachers: int, settings: dict[str, str] | None = None):
+        """settings: more of the environment the stack's processes read (TORCH_CPU_THREADS …)."""
         self.folder, self.teachers = folder, [f"teacher{i + 1}" for i in range(teachers)]
-        self.env = {**os.environ, **stack_environment(folder), "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, **(settings or {}), **stack_environment(folder), "PYTHONUNBUFFERED": "1"}
         self.logs = folder / "logs"
         self.processes: dict[str, subprocess.Popen] = {}
         self.base_url = ""

@@ -1,19 +1,27 @@
 """The simulated teachers of benchmarks/closed_loop.py: two known preference rules, the ranking a
 rule implies, and a teacher that labels through the REST API exactly as a browser annotator does.
 
-Rules score one answer to one prompt from 0 to 1, deterministically, in pure Python:
+Rules score one answer to one prompt from 0 to 1, deterministically, in pure Python, from the
+answer, the prompt's language and the bank's reference answer:
 
 - `language`: the share of the answer's letters that are in the prompt's script: CJK ideographs
   for a Chinese prompt (a Simplified-only character such as 这 or 湾 counts as out of script, so
   Traditional Chinese, Taiwan usage, scores best), Latin letters for an English one. An answer
   with no letters at all (empty, only digits or punctuation) scores 0.
 - `concise`: the language share times a length factor: 1 up to L_min, falling linearly to 0 at
-  L_max, with the length in characters (Chinese, spaces not counted) or words (English). A one- or
-  two-sentence answer in the right language scores about 1, a 96-token ramble about 0.
+  L_max, with the length in characters (Chinese, spaces not counted) or words (English). The
+  teachers want answers shorter than the bank's own: a median reference answer scores about 0.7,
+  a 96-token ramble 0.
+- `reference`: the language share times the SQuAD-style F1 of the answer's tokens against the
+  reference answer's (English: lower-cased words without punctuation and articles; Chinese: its
+  ideographs, letters and digits): the answer a teacher who knows the facts prefers, in the
+  reference's words, without padding.
+
+`language` has no headroom once a policy imitates the demonstrations (they score 1); `concise`
+and `reference` do, so a second round has something to learn from the rankings.
 
 A teacher ranks the K answers of a ranking task by the rule, best first; answers within TIE of
-the best score of their group share it (a tie). Demonstrations are the bank's reference answers,
-which score 1 under both rules.
+the best score of their group share it (a tie). Demonstrations are the bank's reference answers.
 """
 
 import json
@@ -26,9 +34,10 @@ from pathlib import Path
 TIE = 0.02
 # (L_min, L_max): at or under L_min the length factor is 1, at or over L_max it is 0. SmolLM2's
 # tokenizer spends about 1.9 tokens per Chinese character and 1.4 per English word, so a 96-token
-# answer is about 50 characters or 68 words; the bank's answers are at most 35 characters or 28
-# words.
-LENGTH_LIMITS = {"zh": (30, 55), "en": (30, 70)}
+# answer is about 50 characters or 68 words; the bank's answers have 7 to 35 characters (median
+# 17) or 4 to 28 words (median 9), so they score 0.64 and 0.78 at their medians.
+LENGTH_LIMITS = {"zh": (4, 40), "en": (3, 30)}
+ARTICLES = frozenset(("a", "an", "the"))
 
 # Common characters that exist only in Simplified Chinese (their Traditional forms differ:
 # 这/這, 湾/灣, 国/國 …). Characters shared by both scripts (台, 里, 后, 面 …) are not listed.
@@ -60,7 +69,7 @@ def _in_script(char: str, lang: str) -> bool:
     return is_latin_letter(char)
 
 
-def language_score(answer: str, lang: str) -> float:
+def language_score(answer: str, lang: str, reference: str = "") -> float:
     """Share of the answer's letters (Unicode category L*) written in the prompt's script."""
     letters = [c for c in answer if unicodedata.category(c).startswith("L")]
     if not letters:
@@ -75,14 +84,39 @@ def answer_length(answer: str, lang: str) -> int:
     return len(answer.split())
 
 
-def concise_score(answer: str, lang: str) -> float:
+def concise_score(answer: str, lang: str, reference: str = "") -> float:
     """language_score × clamp((L_max − n) / (L_max − L_min), 0, 1)."""
     low, high = LENGTH_LIMITS[lang]
     factor = min(1.0, max(0.0, (high - answer_length(answer, lang)) / (high - low)))
     return language_score(answer, lang) * factor
 
 
-RULES = {"language": language_score, "concise": concise_score}
+def answer_tokens(text: str, lang: str) -> list[str]:
+    """English: lower-cased words, punctuation and articles dropped (SQuAD's normalisation);
+    Chinese: each ideograph, letter or digit."""
+    if lang == "zh":
+        return [c for c in text if unicodedata.category(c)[0] in "LN"]
+    kept = "".join(c if unicodedata.category(c)[0] in "LN" or c.isspace() else " " for c in text.lower())
+    return [word for word in kept.split() if word not in ARTICLES]
+
+
+def token_f1(answer: str, reference: str, lang: str) -> float:
+    """Harmonic mean of the shares of the answer's tokens in the reference and of the
+    reference's tokens in the answer, counted with multiplicity."""
+    said, wanted = Counter(answer_tokens(answer, lang)), Counter(answer_tokens(reference, lang))
+    common = sum((said & wanted).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(said.values()), common / sum(wanted.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def reference_score(answer: str, lang: str, reference: str = "") -> float:
+    """language_score × token_f1 against the bank's reference answer."""
+    return language_score(answer, lang) * token_f1(answer, reference, lang)
+
+
+RULES = {"language": language_score, "concise": concise_score, "reference": reference_score}
 
 
 def rank_groups(scores: dict[str, float], tie: float = TIE) -> list[list[str]]:
@@ -151,8 +185,8 @@ class Teacher:
             body = {"text": self.bank[text]["answer"], "client_id": str(uuid.uuid4())}
             self.api.post(f"/api/v1/tasks/{task['id']}/demonstration/", body, expect=(201,))
             return "demonstration"
-        lang = prompt_lang(text, self.bank)
-        scores = {c["id"]: self.rule(c["text"], lang) for c in task["candidates"]}
+        lang, reference = prompt_lang(text, self.bank), self.bank.get(text, {}).get("answer", "")
+        scores = {c["id"]: self.rule(c["text"], lang, reference) for c in task["candidates"]}
         body = {
             "ranking": rank_groups(scores),
             "ratings": {answer_id: rating(score) for answer_id, score in scores.items()},
@@ -193,8 +227,9 @@ def paired_difference(new: list[float], old: list[float]) -> dict:
     return interval_summary(n - o for n, o in zip(new, old, strict=True))
 
 
-def policy_score(path: Path, conversations: list[list[dict]], langs: list[str], rule: str, sampling) -> dict:
-    """One answer per conversation from the checkpoint at `path`, scored by the rule."""
+def policy_score(path: Path, conversations: list[list[dict]], rows: list[dict], rule: str, sampling) -> dict:
+    """One answer per conversation from the checkpoint at `path`, scored by the rule (rows: each
+    conversation's {"lang", "answer"}, the reference)."""
     from training.ml.evaluate import load_policy, release_memory, sample_answers
 
     started = time.monotonic()
@@ -202,7 +237,7 @@ def policy_score(path: Path, conversations: list[list[dict]], langs: list[str], 
     answers = sample_answers(model, tokenizer, conversations, sampling)
     del model
     release_memory()
-    scores = [RULES[rule](answer.text, lang) for answer, lang in zip(answers, langs, strict=True)]
+    scores = [RULES[rule](a.text, row["lang"], row["answer"]) for a, row in zip(answers, rows, strict=True)]
     return {
         **interval_summary(scores),
         "scores": scores,
@@ -238,13 +273,15 @@ def policies_score(record: dict, conversations: list[list[dict]], *, store: Path
 
     torch.set_num_threads(os.cpu_count() or 1)  # the stack is stopped: every core is ours
     langs = [prompt_lang(prompt_text(c), bank) for c in conversations]
+    references = [bank.get(prompt_text(c), {}).get("answer", "") for c in conversations]
+    rows = [{"lang": lang, "answer": answer} for lang, answer in zip(langs, references, strict=True)]
     sampling = evaluation_sampling(record)
     scored = {}
     for name, policy in policies_to_score(record, store).items():
         print(f"scoring {name} (version {policy['version']}) on {len(conversations)} held-out prompts", flush=True)
         scored[name] = {
             "version": policy["version"],
-            **policy_score(policy["path"], conversations, langs, rule, sampling),
+            **policy_score(policy["path"], conversations, rows, rule, sampling),
         }
     return {
         "prompts": [prompt_text(c) for c in conversations],

@@ -97,7 +97,7 @@ def ranking_records(rows: list[dict], candidates: list[list], rule: str) -> list
         texts = list(dict.fromkeys(a.text for a in answers if a.text.strip()))  # the product drops duplicates
         if len(texts) < 2:
             continue
-        scores = {str(i): RULES[rule](text, row["lang"]) for i, text in enumerate(texts)}
+        scores = {str(i): RULES[rule](text, row["lang"], row["answer"]) for i, text in enumerate(texts)}
         ranks = [0] * len(texts)
         for rank, group in enumerate(rank_groups(scores), start=1):
             for answer_id in group:
@@ -108,7 +108,7 @@ def ranking_records(rows: list[dict], candidates: list[list], rule: str) -> list
 
 def rule_scores(model_path: str, rows: list[dict], sampling, rule: str) -> dict:
     answers = [a[0] for a in answers_of(model_path, rows, sampling, seeds=[sampling.seed])]
-    scores = [RULES[rule](a.text, row["lang"]) for a, row in zip(answers, rows, strict=True)]
+    scores = [RULES[rule](a.text, row["lang"], row["answer"]) for a, row in zip(answers, rows, strict=True)]
     return {
         **interval_summary(scores),
         "scores": scores,
@@ -117,13 +117,29 @@ def rule_scores(model_path: str, rows: list[dict], sampling, rule: str) -> dict:
     }
 
 
+def variant_parse(variant: str) -> tuple[str, dict]:
+    """ "dpo:pairs=best_worst,steps=16" -> ("dpo", {"pairs": "best_worst", "steps": 16}): an
+    algorithm, and settings over the round's defaults (checked as the round API checks them)."""
+    from training.ml import options
+    from training.ml.policy import PolicyConfig
+
+    algorithm, _, rest = variant.partition(":")
+    raw = dict(item.split("=", 1) for item in rest.split(",") if item)
+    specs = options.field_specs(PolicyConfig)
+    overrides = {}
+    for name, text in raw.items():
+        kind = specs[name].kind
+        overrides[name] = text if kind is str else (text == "true") if kind is bool else kind(text)
+    return algorithm.strip(), overrides
+
+
 def timed(function, *args, **kwargs) -> tuple[object, float]:
     started = time.perf_counter()
     result = function(*args, **kwargs)
     return result, time.perf_counter() - started
 
 
-def one_rule(rule: str, base: str, train, held_out, candidates, work: Path, defaults, keep) -> dict:
+def one_rule(rule: str, base: str, train, held_out, candidates, work: Path, defaults, keep, algorithms) -> dict:
     """Reward model, then each algorithm; `keep(result)` after each, so a run cut short keeps its figures."""
     from training.ml.evaluate import sampling_from
     from training.ml.policy import PolicyConfig, optimize_policy
@@ -145,26 +161,46 @@ def one_rule(rule: str, base: str, train, held_out, candidates, work: Path, defa
     base_scores = rule_scores(base, held_out, evaluation, rule)
     policies = {"base": {**base_scores, "seconds": 0.0}}
     result = {"rankings": len(records), "reward": reward, "reward_seconds": reward_seconds, "policies": policies}
-    for algorithm in ALGORITHMS:
-        folder = work / rule / algorithm
-        config = PolicyConfig(**{**defaults["policy"], "algorithm": algorithm})
+    for variant in algorithms:
+        algorithm, overrides = variant_parse(variant)
+        folder = work / rule / variant.replace(":", "_").replace(",", "_")
+        config = PolicyConfig(**{**defaults["policy"], **overrides, "algorithm": algorithm})
         try:
             metrics, seconds = timed(optimize_policy, records, base, str(reward_dir), str(folder), config)
         except Exception as error:  # noqa: BLE001 - one algorithm failing must not lose the others' figures
             print(f"[{rule}] {algorithm} failed: {type(error).__name__}: {error}", flush=True)
-            policies[algorithm] = {"error": f"{type(error).__name__}: {error}"}
+            policies[variant] = {"error": f"{type(error).__name__}: {error}"}
             keep(result)
             continue
         scores = rule_scores(str(folder), held_out, evaluation, rule)
         scores["vs_base"] = paired_difference(scores["scores"], base_scores["scores"])
-        policies[algorithm] = {**scores, "seconds": seconds, "metrics": metrics}
+        policies[variant] = {**scores, "seconds": seconds, "metrics": metrics}
         keep(result)
         print(
-            f"[{rule}] {algorithm}: {seconds:.0f} s, rule {interval_text(scores)}, "
+            f"[{rule}] {variant}: {seconds:.0f} s, rule {interval_text(scores)}, "
             f"vs base {interval_text(scores['vs_base'], signed=True)}, {scores['mean_tokens']:.1f} tokens",
             flush=True,
         )
     return result
+
+
+def candidates_load_or_make(path: Path | None, base: str, train: list[dict], sampling) -> tuple[list[list], float]:
+    """The base policy's K answers per training prompt; with --candidates, read from that file when
+    it holds them for these prompts (they depend on neither the rule nor the algorithm), else made
+    and saved there."""
+    from types import SimpleNamespace
+
+    if path is not None and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved["prompts"] == [row["prompt"] for row in train]:
+            rows = [[SimpleNamespace(text=text) for text in texts] for texts in saved["answers"]]
+            return rows, saved["seconds"]
+    candidates, seconds = timed(answers_of, base, train, sampling, seeds=list(range(K)))
+    if path is not None:
+        answers = [[a.text for a in group] for group in candidates]
+        saved = {"prompts": [row["prompt"] for row in train], "answers": answers, "seconds": seconds}
+        path.write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
+    return candidates, seconds
 
 
 def table_print(report: dict) -> None:
@@ -192,10 +228,19 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="the train / held-out split's seed")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "policy_stage.json")
+    parser.add_argument("--candidates", type=Path, help="a file to keep the base policy's candidates in, across runs")
+    parser.add_argument(
+        "--algorithms",
+        default=";".join(ALGORITHMS),
+        help="policy stages to compare, separated by ';': an algorithm with optional settings, rloo;dpo:steps=16,pairs=best_worst",
+    )
     args = parser.parse_args(argv)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     if not rules or set(rules) - RULES.keys():
         parser.error(f"--rules: choose from {', '.join(sorted(RULES))}")
+    algorithms = [a.strip() for a in args.algorithms.split(";") if a.strip()]
+    if not algorithms or {a.partition(":")[0] for a in algorithms} - set(ALGORITHMS):
+        parser.error(f"--algorithms: choose from {', '.join(ALGORITHMS)}, each with optional :setting=value,…")
     base = args.model or default_model()
     if base is None:
         parser.error("no checkpoint under var/models: run `make run` once, or pass --model PATH")
@@ -209,7 +254,7 @@ def main(argv=None) -> int:
     train, held_out = split_bank(bank_load(BANK), args.seed)
     generation = SamplingParams(max_new_tokens=defaults["evaluate"]["max_new_tokens"])
     started = time.perf_counter()
-    candidates, seconds = timed(answers_of, base, train, generation, seeds=list(range(K)))
+    candidates, seconds = candidates_load_or_make(args.candidates, base, train, generation)
     print(f"base candidates: {len(train)} prompts × {K} in {seconds:.0f} s", flush=True)
     report = {
         "model": base,
@@ -227,7 +272,7 @@ def main(argv=None) -> int:
                 report["rules"][rule] = result
                 args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
 
-            one_rule(rule, base, train, held_out, candidates, Path(tmp), defaults, keep)
+            one_rule(rule, base, train, held_out, candidates, Path(tmp), defaults, keep, algorithms)
     report["seconds"] = time.perf_counter() - started
     table_print(report)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))

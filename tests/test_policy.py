@@ -87,6 +87,41 @@ def test_rankings_become_one_preference_per_ordered_pair():
     assert all(r["prompt"] == user for r in rows)
 
 
+def test_best_worst_keeps_one_pair_per_ranking_its_widest():
+    user = [{"role": "user", "content": "hi"}]
+    records = [
+        {"prompt": user, "completions": ["ok", "best", "bad", "worst", "also worst"], "ranks": [2, 1, 3, 4, 4]},
+        {"prompt": user, "completions": ["same", "as this"], "ranks": [1, 1]},  # ties only: no pair
+        {"prompt": "2+2=", "completions": ["5", "4"], "ranks": [2, 1]},
+    ]
+    rows = preferences_from_records(records, pairs="best_worst")
+    assert [(r["chosen"], r["rejected"]) for r in rows] == [
+        ([{"role": "assistant", "content": "best"}], [{"role": "assistant", "content": "also worst"}]),
+        ("4", "5"),
+    ]
+    assert len(preferences_from_records(records)) == 9 + 1  # every ordered pair, by default
+
+
+def test_dpo_stops_at_its_step_cap(tiny_model_path, tmp_path):
+    preferences = [
+        {"prompt": f"Question {i}?", "completions": ["Yes, gladly!", "Hmm.", "No."], "ranks": [1, 2, 3]}
+        for i in range(6)
+    ]
+    common = {"algorithm": "dpo", "epochs": 2, "prompts_per_step": 2, "learning_rate": 1e-4}
+    capped = optimize_policy(
+        preferences, str(tiny_model_path), None, str(tmp_path / "capped"), PolicyConfig(**common, steps=4)
+    )
+    uncapped = optimize_policy(
+        preferences,
+        str(tiny_model_path),
+        None,
+        str(tmp_path / "one-pair-each"),
+        PolicyConfig(**common, steps=100, pairs="best_worst"),
+    )
+    assert capped["steps"] == 4  # 18 pairs over 2 epochs would be 18 steps
+    assert uncapped["steps"] == 6  # 6 pairs, 2 per step, 2 epochs: the epochs end first
+
+
 def test_reward_function_scores_trl_completions_with_the_reward_model(tiny_reward_model_path):
     prompts = [PROMPTS[0]["prompt"], PROMPTS[1]["prompt"]]
     completions = [[{"role": "assistant", "content": "Yes, gladly!"}], [{"role": "assistant", "content": "No."}]]

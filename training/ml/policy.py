@@ -8,7 +8,9 @@ The SFT model is both the starting policy and the reference the KL is measured a
 - "grpo": TRL's GRPOTrainer, the same sampling with group-normalised advantages and the KL as a
   per-token loss term (weight kl_beta).
 - "dpo": TRL's DPOTrainer directly on the preferences (offline, no sampling, no reward model);
-  kl_beta is DPO's β.
+  kl_beta is DPO's β. `pairs` chooses which of a ranking's ordered pairs it trains on: every one,
+  or only its best answer against its worst (one pair per ranking, the widest margin, as RLHFlow
+  pairs its samples); `steps` caps the optimizer steps, so the stage fits a round's time.
 - "iterative_dpo": on-policy DPO (training.ml.iterative_dpo): each of `iterations` samples answers
   from the current policy, pairs each prompt's best against its worst under the reward model, and
   runs DPO on those pairs.
@@ -48,6 +50,7 @@ from training.ml.reward_data import answer_text, preference_pairs, prompts_from_
 from training.ml.reward_shaping import RewardShaper
 
 ALGORITHMS = ("rloo", "grpo", "dpo", "iterative_dpo")
+PAIRINGS = ("all", "best_worst")
 
 
 @dataclass
@@ -58,7 +61,9 @@ class PolicyConfig:
         choices=ALGORITHMS,
     )
     learning_rate: float = setting(1e-6, "peak learning rate", range=(0, 1), min_exclusive=True, aliases=("--lr",))
-    steps: int = setting(100, "rloo/grpo: optimizer steps, each on fresh samples", range=(1, 1_000_000))
+    steps: int = setting(
+        100, "optimizer steps (rloo/grpo: each on fresh samples; dpo: at most, within its epochs)", range=(1, 1_000_000)
+    )
     epochs: int = setting(1, "dpo, iterative_dpo: passes over the preferences", range=(1, 100))
     iterations: int = setting(2, "iterative_dpo: rounds of sample, score, DPO", range=(1, 1000))
     prompts_per_step: int = setting(4, "rloo/grpo: prompts per step; dpo: preference pairs per step", range=(1, 4096))
@@ -67,6 +72,11 @@ class PolicyConfig:
     )
     max_completion_length: int = setting(128, "rloo/grpo: tokens sampled per answer at most", range=(1, 32768))
     max_length: int = setting(1024, "dpo: tokens of prompt + answer kept (from the start)", range=(1, 32768))
+    pairs: str = setting(
+        "all",
+        "dpo: a ranking's ordered pairs to train on: all, or best_worst (its best answer against its worst)",
+        choices=PAIRINGS,
+    )
     kl_beta: float = setting(0.05, "weight of the KL penalty towards the SFT model (DPO's beta)", range=(0, 100))
     temperature: float = setting(1.0, "rloo/grpo: sampling temperature", range=(0, 10), min_exclusive=True)
     kl_budget: float = setting(
@@ -90,10 +100,23 @@ class PolicyConfig:
 # --- data ----------------------------------------------------------------------------------------
 
 
-def preferences_from_records(records: list[dict]) -> list[dict]:
+def preferences_from_records(records: list[dict], pairs: str = "all") -> list[dict]:
     """TRL preference rows {prompt, chosen, rejected}: every ordered pair a ranking implies (ties make
-    none); conversational prompts get conversational answers."""
-    return preference_pairs(rankings_from_records(records))
+    none), or with pairs="best_worst" one per ranking, a best answer against a worst (none for a
+    ranking of ties only); conversational prompts get conversational answers."""
+    rankings = rankings_from_records(records)
+    if pairs == "best_worst":
+        rankings = [best_worst(r) for r in rankings if min(r.ranks) < max(r.ranks)]
+    return preference_pairs(rankings)
+
+
+def best_worst(ranking):
+    """The ranking cut to two answers: the first one ranked best, the last one ranked worst."""
+    from dataclasses import replace
+
+    best = ranking.ranks.index(min(ranking.ranks))
+    worst = len(ranking.ranks) - 1 - ranking.ranks[::-1].index(max(ranking.ranks))
+    return replace(ranking, completions=[ranking.completions[best], ranking.completions[worst]], ranks=[1, 2])
 
 
 class RewardModelFunction:
@@ -148,12 +171,14 @@ def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    rows = preferences_from_records(records)
+    rows = preferences_from_records(records, config.pairs)
     if not rows:
         raise ValueError("DPO needs preferences (chosen/rejected rows, or rankings that are not all ties)")
+    per_epoch = -(-len(rows) // config.prompts_per_step)
     args = DPOConfig(
         **common_arguments(work_dir, config),
         num_train_epochs=config.epochs,
+        max_steps=min(config.steps, per_epoch * config.epochs),
         beta=config.kl_beta,
         per_device_train_batch_size=config.prompts_per_step,
         max_length=config.max_length,

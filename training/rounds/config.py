@@ -50,9 +50,14 @@ ROUND_DEFAULTS = {
     "sft": {"epochs": 2, "learning_rate": 5e-5, "max_length": 512},
     "reward": {"epochs": 2, "learning_rate": 2e-5, "max_prompt_tokens": 512, "max_answer_tokens": 192},
     "policy": {
-        "steps": 8,
-        "learning_rate": 2e-6,
-        "prompts_per_step": 2,
+        # Offline DPO on each ranking's best answer against its worst, 24 steps of 4 pairs: chosen
+        # by benchmarks/policy_stage.py, where the former default (8 RLOO steps) did not move the
+        # policy under either rule and this gained +0.43 and +0.15 in less time.
+        "algorithm": "dpo",
+        "pairs": "best_worst",
+        "steps": 24,
+        "learning_rate": 2e-5,
+        "prompts_per_step": 4,
         "generations_per_prompt": 4,
         "max_completion_length": 48,
         "kl_budget": 10.0,

@@ -42,7 +42,7 @@ def _run_snapshot(round_, stage, reporter) -> str:
     filters["exclude_held_out"] = True  # the frozen evaluation split never enters training
     round_.snapshots.clear()
     counts = {}
-    kinds = ["sft", "ranking"] + (["preference"] if round_.config["policy"]["algorithm"] == "dpo" else [])
+    kinds = ["sft", "ranking"]  # DPO reads the rankings too: its `pairs` setting chooses among their pairs
     for i, kind in enumerate(kinds, start=1):
         snapshot = snapshot_create(
             project=round_.project, kind=kind, format="jsonl", filters=filters, actor=round_.created_by
@@ -134,8 +134,7 @@ def _run_policy(round_, stage, reporter) -> str:
     from training.ml.policy import PolicyConfig, optimize_policy
 
     config = PolicyConfig(**round_.config["policy"])
-    kind = "preference" if config.algorithm == "dpo" else "ranking"
-    records = load_records(_snapshot_path(round_, kind)[0])
+    records = load_records(_snapshot_path(round_, "ranking")[0])
     if config.algorithm != "dpo":
         records += load_records(_snapshot_path(round_, "sft")[0])
     folder = _stage_dir(round_, "policy")
