@@ -198,6 +198,9 @@ def test_round_pages_for_admins(client, labeled, admin_user, annotator):
     client.force_login(admin_user)
     page = client.get(f"/projects/{project.pk}/rounds/")
     assert page.status_code == 200 and b"policy.algorithm" in page.content
+    # The form offers every policy algorithm and starts from the round's default, DPO.
+    assert all(f'<option value="{a}"'.encode() in page.content for a in ("dpo", "iterative_dpo", "rloo", "grpo"))
+    assert b'<option value="dpo" selected>' in page.content
     assert client.get(f"/rounds/{round_.pk}/").status_code == 200
 
 
