@@ -3,7 +3,7 @@
 Does a training round with the default settings make the policy better by a rule we know, when
 teachers label by that rule through the product, exactly as browser annotators would?
 
-    .venv/bin/python benchmarks/closed_loop.py --rule language     # or --rule concise
+    .venv/bin/python benchmarks/closed_loop.py --rule concise     # or --rule reference, --rule language
     .venv/bin/python benchmarks/closed_loop.py --rule concise --model /path/to/checkpoint --keep
 
 What it does, all in a throwaway Yushan (its own SQLite database, model store, filesystem broker
@@ -19,17 +19,19 @@ and logs in a temporary folder or --workdir, removed at the end unless --keep):
    teachers (benchmarks/closed_loop_teachers.py) take tasks through `/api/v1/tasks/next/` until
    none is left: demonstrations are the bank's reference answers, rankings order the answers by
    the rule (`language`: share of letters in the prompt's script, Traditional over Simplified;
-   `concise`: that times a length factor), near-equal scores tied.
+   `concise`: that times a length factor that wants answers shorter than the bank's own;
+   `reference`: the script share times SQuAD-style token F1 against the bank's answer),
+   near-equal scores tied.
 3. A round with the default settings (`POST /api/v1/rounds/`, no config) runs SFT → reward model
-   → RLOO → evaluation → deploy. A round left awaiting a decision is not deployed (the admin
+   → DPO → evaluation → deploy. A round left awaiting a decision is not deployed (the admin
    keeps the current policy). The deployed policy writes the next answers, the teachers label
    them, and the next round runs (--rounds, default 2).
 4. With the stack stopped, the base policy and each round's policy answer every held-out prompt
-   (no round trained on them) with the round evaluation's sampling (temperature 0.7, 96 tokens,
-   seed 0); the rule scores them: mean with a 95% bootstrap interval, and the paired per-prompt
-   difference to the base with its interval, beside each round's own verdict (win rate, judge,
-   deployed or not), KL, answer length and stage times. The table is also written as JSON
-   (--out, default benchmarks/results/closed_loop_<rule>.json).
+   (no round trained on them) with the round evaluation's sampling (temperature 0.7, seed 0); the
+   rule scores them: mean with a 95% bootstrap interval, and the paired per-prompt difference to
+   the base with its interval, beside each round's own verdict (win rate, judge, deployed or
+   not), KL, answer length and stage times. The table is also written as JSON (--out, default
+   benchmarks/results/closed_loop_<rule>.json).
 
 Targets (PASS/FAIL at the end): round 1 raises the rule score by at least +0.10 with the paired
 interval above 0; round 2 scores above round 1, its paired interval above 0 too; each round's
