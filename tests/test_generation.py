@@ -338,6 +338,95 @@ def test_replace_fails_jobs_left_by_stopped_workers(project, policy):
     assert services.candidates_generate(job_id=stuck.pk) is None  # its old message claims nothing
 
 
+def round_waiting(project, admin_user):
+    """A round whose first stage (snapshot) waits for the gpu worker."""
+    from tests.factories import TINY
+    from training.rounds import services as rounds
+
+    round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
+    return round_, round_.stages.get(name="snapshot")
+
+
+@pytest.mark.django_db
+def test_a_job_pauses_for_a_waiting_round_and_resumes_once_it_has_gone_first(
+    project, policy, admin_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(worker_queue, "send", lambda name, *args: sent.append((name, args)))
+    job = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    round_, stage = round_waiting(project, admin_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.candidates_generate(job_id=job.pk)
+    job.refresh_from_db()
+    # Back in the queue, behind the round's stage, before sampling anything.
+    assert (job.status, job.tasks_created, job.yielded_to_stage) == ("queued", 0, stage.pk)
+    assert sent == [("worker.tasks.gpu_generate_candidates", (job.pk,))]
+    assert Event.objects.filter(verb="generation.paused", payload__round_stage_id=stage.pk).exists()
+    # The stage ran and the next one waits: the job pauses again, once for each stage.
+    stage.status = "succeeded"
+    stage.save()
+    services.candidates_generate(job_id=job.pk)
+    sft = round_.stages.get(name="sft")
+    assert GenerationJob.objects.get(pk=job.pk).yielded_to_stage == sft.pk
+    # The round has left the gpu: the job resumes and finishes.
+    round_.stages.update(status="succeeded")
+    round_.status = "succeeded"
+    round_.save()
+    job = services.candidates_generate(job_id=job.pk)
+    assert (job.status, job.tasks_created) == ("succeeded", 3)
+
+
+@pytest.mark.django_db
+def test_a_job_pauses_only_once_for_a_stage_that_never_starts(project, policy, admin_user):
+    """A stage still waiting when the job comes back lost its message (or has no worker): the job
+    runs on instead of pausing for it forever."""
+    job = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    round_waiting(project, admin_user)
+    services.candidates_generate(job_id=job.pk)
+    assert GenerationJob.objects.get(pk=job.pk).status == "queued"
+    job = services.candidates_generate(job_id=job.pk)
+    assert (job.status, job.tasks_created) == ("succeeded", 3)
+
+
+@pytest.mark.django_db
+def test_a_round_started_mid_job_pauses_it_within_a_heartbeat(project, policy, admin_user, monkeypatch):
+    monkeypatch.setattr(services._Heartbeat, "EVERY_SECONDS", 0.0)
+    make_task = services._generated_task_create
+    started = []
+
+    def first_task_then_a_round(**kwargs):
+        made = make_task(**kwargs)
+        if not started:
+            started.append(round_waiting(project, admin_user))
+        return made
+
+    monkeypatch.setattr(services, "_generated_task_create", first_task_then_a_round)
+    job = run_job(project)
+    # The first batch (one prompt) was kept; the rest waits for the round.
+    assert (job.status, job.tasks_created) == ("queued", 1)
+    assert job.yielded_to_stage == started[0][1].pk
+
+
+@pytest.mark.django_db
+def test_deploying_a_rounds_policy_supersedes_a_paused_job_of_the_older_one(
+    project, policy, admin_user, model_store, tiny_model_path_b
+):
+    from training.rounds.services import round_deploy_and_generate
+
+    old_job = services.generation_job_start(project=project, sampling=FAST, enqueue=False)
+    round_, _ = round_waiting(project, admin_user)
+    services.candidates_generate(job_id=old_job.pk)  # pauses for the round
+    new_policy = register_copy(project, tiny_model_path_b, name="round 1", store=model_store, parent=policy)
+    round_.policy_version = new_policy
+    round_.save()
+    round_deploy_and_generate(round_, actor=admin_user)
+    old_job.refresh_from_db()
+    assert old_job.status == "cancelled" and "Superseded" in old_job.error
+    new_job = GenerationJob.objects.get(project=project, status="queued")
+    assert new_job.model_version == new_policy  # the new policy writes the next candidates
+    assert services.candidates_generate(job_id=old_job.pk) is None  # its message claims nothing
+
+
 @pytest.mark.django_db
 def test_the_newly_deployed_policys_tasks_are_served_before_older_ones(project, policy, annotator, model_store):
     older = add_ranking_task(project, text="An older ranking task, from before the deploy")

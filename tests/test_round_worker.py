@@ -1,12 +1,13 @@
 """A whole round through a real Celery worker over Redis: each stage is a message on the gpu
-route, the worker runs it and queues the next, and the admin sees the round finish."""
+route, the worker runs it and queues the next, and the admin sees the round finish. A generation
+job queued before the round pauses for it and gives way to the new policy's job."""
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from labeling.models import Task
+from labeling.models import Event, Task
 from tests.factories import DEMOS, PREFERENCES, TINY, register_copy, wait_until
-from training.registry import selectors
+from training.registry import generation, selectors
 from training.registry.models import GenerationJob
 from training.rounds import services as rounds
 from training.rounds.models import Round
@@ -31,9 +32,11 @@ def test_a_round_runs_end_to_end_through_a_worker(
     settings.GENERATION_MAX_NEW_TOKENS = 8
     dataset_import(project=project, text=DEMOS, fmt="conversations", source="demos")
     dataset_import(project=project, text=PREFERENCES, fmt="preferences", source="prefs")
-    register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    base = register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    # Both messages wait on the queue before the worker starts: the generation job's comes first.
+    old_job = generation.generation_job_start(project=project, actor=admin_user)
+    round_ = rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user)
     with start_worker(app, queues=[redis_gpu_queue], pool="solo", perform_ping_check=False, shutdown_timeout=30):
-        round_ = rounds.round_start(project=project, config={**TINY, "deploy": {"threshold": 0.0}}, actor=admin_user)
         wait_until(
             lambda: Round.objects.get(pk=round_.pk).status not in ("queued", "running"),
             seconds=600,
@@ -50,7 +53,11 @@ def test_a_round_runs_end_to_end_through_a_worker(
     assert round_.status == Round.Status.SUCCEEDED, round_.error
     assert [s.attempts for s in round_.stages.all()] == [1] * 6
     assert selectors.deployed_policy(project=project) == round_.policy_version
-    job = GenerationJob.objects.get(project=project)
+    # The older job paused for the round before sampling, then gave way to the new policy's job.
+    old_job.refresh_from_db()
+    assert (old_job.model_version, old_job.status, old_job.tasks_created) == (base, "cancelled", 0)
+    assert Event.objects.filter(verb="generation.paused", payload__generation_job_id=old_job.pk).count() >= 1
+    job = GenerationJob.objects.exclude(pk=old_job.pk).get(project=project)
     assert (job.status, job.model_version) == ("succeeded", round_.policy_version), job.error
     new_tasks = Task.objects.filter(project=project, kind="ranking", state="open")
     assert new_tasks.exists()

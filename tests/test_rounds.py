@@ -302,7 +302,11 @@ def test_a_queued_round_says_what_it_waits_for(client, labeled, admin_user):
     round_ = rounds.round_start(project=project, config=TINY, actor=admin_user, enqueue=False)
     detail = api_client(admin_user).get(f"/api/v1/rounds/{round_.pk}/").json()
     assert f"generation job {job.pk}" in detail["waiting_for"]
-    assert "10 / 40 prompts, about 15 min left" in detail["waiting_for"]
+    assert "10 / 40 prompts, about 15 min left, pauses within seconds" in detail["waiting_for"]
+    # A job that already paused once for this stage runs on (the stage's message did not come first).
+    GenerationJob.objects.filter(pk=job.pk).update(yielded_to_stage=round_.stages.get(name="snapshot").pk)
+    detail = api_client(admin_user).get(f"/api/v1/rounds/{round_.pk}/").json()
+    assert "about 15 min left. The round's next stage starts after it." in detail["waiting_for"]
     GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
     Round.objects.filter(pk=round_.pk).update(created_at=timezone.now() - timedelta(minutes=3))
     detail = api_client(admin_user).get(f"/api/v1/rounds/{round_.pk}/").json()

@@ -59,6 +59,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "tasks_created",
             "prompts_skipped",
             "attempts",
+            "yielded_to_stage",
             "backend",
             "error",
             "created_at",

@@ -3,6 +3,11 @@ turns them into ranking tasks, with lineage on every answer.
 
 The job row is claimed with a conditional UPDATE and fenced by its `attempts`, so a redelivered
 message does no harm; sampling happens outside transactions, each batch's tasks in short ones.
+
+Rounds go first on the gpu queue: a job that finds a round's next stage waiting (when it starts,
+and every few seconds while it samples) puts itself back in the queue, behind that stage, and
+resumes with the prompts it has not reached. It pauses once per stage: if that stage is still
+waiting when the job comes back (its message was lost, or no worker serves it), the job runs on.
 """
 
 import random
@@ -52,12 +57,15 @@ def generation_job_start(
     version: ModelVersion | None = None,
     enqueue: bool = True,
     replace_active: bool = False,
+    supersede_older: bool = False,
 ) -> GenerationJob:
     """Queue a job that gives every prompt without one a ranking task from the deployed policy.
 
     `enqueue=False` leaves the job for the caller to run (candidates_generate) in its own process.
     `replace_active=True` fails the project's queued or running jobs first: for start-up, when
     no worker can be running them any more (their remaining prompts go to the new job).
+    `supersede_older=True` cancels the project's queued or running jobs of other versions (a
+    running one stops at its next heartbeat): after a deploy, the new policy writes what is left.
     """
     version = version or selectors.deployed_policy(project=project)
     if version is None:
@@ -68,6 +76,8 @@ def generation_job_start(
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)  # one active job per project
         _generation_jobs_expire(project=project, everything_active=replace_active)
+        if supersede_older:
+            _generation_jobs_supersede(project=project, version=version, actor=actor)
         if selectors.generation_job_active(project=project):
             raise Conflict("A generation job is already queued or running for this project.")
         job = GenerationJob.objects.create(
@@ -96,6 +106,25 @@ def _generation_jobs_expire(*, project: Project, everything_active: bool = False
     jobs.update(status=GenerationJob.Status.FAILED, finished_at=timezone.now(), error=error)
 
 
+def _generation_jobs_supersede(*, project: Project, version: ModelVersion, actor) -> None:
+    older = GenerationJob.objects.filter(project=project, status__in=GenerationJob.ACTIVE).exclude(
+        model_version=version
+    )
+    for job_id in older.values_list("pk", flat=True):
+        superseded = GenerationJob.objects.filter(pk=job_id, status__in=GenerationJob.ACTIVE).update(
+            status=GenerationJob.Status.CANCELLED,
+            finished_at=timezone.now(),
+            error=f"Superseded by {version}, deployed since: its job writes the prompts this one did not reach.",
+        )
+        if superseded:
+            event_record(
+                actor=actor,
+                verb="generation.superseded",
+                project=project,
+                payload={"generation_job_id": job_id, "model_version_id": version.pk},
+            )
+
+
 def _generation_enqueue(job_id: int) -> None:
     enqueue("worker.tasks.gpu_generate_candidates", job_id)
 
@@ -115,6 +144,41 @@ def generation_job_cancel(*, job: GenerationJob, actor=None) -> bool:
 
 class _LostClaim(Exception):
     """The job was cancelled, or another worker re-claimed it: stop without touching it."""
+
+
+class _RoundFirst(Exception):
+    """A round's stage waits for the gpu worker: pause the job and queue it again behind it."""
+
+    def __init__(self, stage_id: int):
+        super().__init__(stage_id)
+        self.stage_id = stage_id
+
+
+def _round_first_check(job: GenerationJob) -> None:
+    """Raise _RoundFirst when a round's next stage waits for the gpu, unless this job already
+    paused for that very stage (then its message did not come first, and the job runs on)."""
+    from training.rounds.selectors import round_stage_waiting_for_gpu
+
+    stage = round_stage_waiting_for_gpu()
+    if stage is not None and stage.pk != job.yielded_to_stage:
+        raise _RoundFirst(stage.pk)
+
+
+def _job_pause(job: GenerationJob, *, stage_id: int) -> None:
+    """Back to queued, its message sent again (after the round stage's, already on the queue)."""
+    with transaction.atomic():
+        paused = GenerationJob.objects.filter(
+            pk=job.pk, status=GenerationJob.Status.RUNNING, attempts=job.attempts
+        ).update(status=GenerationJob.Status.QUEUED, yielded_to_stage=stage_id, heartbeat_at=timezone.now())
+        if not paused:
+            return
+        event_record(
+            actor=None,
+            verb="generation.paused",
+            project=job.project,
+            payload={"generation_job_id": job.pk, "round_stage_id": stage_id},
+        )
+        _generation_enqueue(job.pk)
 
 
 def generation_job_claim(*, job_id: int) -> GenerationJob | None:
@@ -164,6 +228,7 @@ class _Heartbeat:
         if time.monotonic() - self.last >= self.EVERY_SECONDS:
             self.last = time.monotonic()
             _job_touch(self.job)
+            _round_first_check(self.job)
 
 
 def _job_finish(job: GenerationJob, *, status: str, error: str = "") -> None:
@@ -175,6 +240,7 @@ def _job_finish(job: GenerationJob, *, status: str, error: str = "") -> None:
 def candidates_generate(*, job_id: int) -> GenerationJob | None:
     """The worker's side of a generation job. Safe to run twice for one job.
 
+    A job that a round's waiting stage pre-empts goes back to the queue (see the module's note).
     A failure is recorded on the job and raised again. A worker shutting down (SystemExit,
     KeyboardInterrupt) leaves the job running: its heartbeat goes stale and the redelivered
     message claims it again, skipping the prompts already done.
@@ -185,6 +251,10 @@ def candidates_generate(*, job_id: int) -> GenerationJob | None:
     try:
         _generate(job)
     except _LostClaim:
+        return job
+    except _RoundFirst as waiting:
+        _job_pause(job, stage_id=waiting.stage_id)
+        job.refresh_from_db()
         return job
     except Exception as error:  # including the soft time limit: record it, then let Celery see it
         _job_finish(job, status=GenerationJob.Status.FAILED, error=f"{type(error).__name__}: {error}")
@@ -204,6 +274,7 @@ def _generate(job: GenerationJob) -> None:
     version, project = job.model_version, job.project
     if not version.path.is_dir():
         raise FileNotFoundError(f"The files of {version} are missing from the model store ({version.storage_path}).")
+    _round_first_check(job)  # before loading the model
     params = SamplingParams(**job.sampling)
     done_before = GeneratedTask.objects.filter(job=job).count()  # from an earlier claim of this job
     limit = None if job.limit is None else max(job.limit - done_before, 0)

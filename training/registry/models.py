@@ -117,6 +117,11 @@ class GenerationJob(models.Model):
         default=0, help_text="Fewer than K distinct answers after resampling."
     )
     attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed it.")
+    yielded_to_stage = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The round stage (RoundStage id) this job last paused for: rounds go first on the gpu queue.",
+    )
     backend = models.JSONField(default=dict, blank=True, help_text="Backend, device and dtype used.")
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(

@@ -11,14 +11,34 @@ from training.rounds.models import Round, RoundStage
 NO_WORKER_AFTER = timedelta(seconds=60)
 
 
+def round_stage_waiting_for_gpu() -> RoundStage | None:
+    """The next stage of a queued or running round that has no stage running: its message is on
+    the gpu queue, and a generation job pauses for it (training.registry.generation)."""
+    return (
+        RoundStage.objects.filter(
+            status=RoundStage.Status.PENDING, round__status__in=(Round.Status.QUEUED, Round.Status.RUNNING)
+        )
+        .exclude(round__stages__status=RoundStage.Status.RUNNING)
+        .order_by("round_id", "position")
+        .first()
+    )
+
+
 def round_waiting_for(*, round_: Round, now=None) -> str | None:
     """In words, why an active round has no stage running: the gpu queue serves one job at a
-    time, so a round waits behind a generation job or another round. None while a stage runs."""
+    time; a generation job pauses for a round within seconds, another round's stage does not.
+    None while a stage runs."""
     if round_.status not in Round.ACTIVE or round_.stages.filter(status=RoundStage.Status.RUNNING).exists():
         return None
     now = now or timezone.now()
     job = GenerationJob.objects.filter(status=GenerationJob.Status.RUNNING).select_related("project").first()
     if job is not None:
+        next_stage = round_.stages.filter(status=RoundStage.Status.PENDING).first()
+        if next_stage is not None and job.yielded_to_stage != next_stage.pk:
+            return (
+                f"Waiting for the gpu worker: {_job_progress(job, now)}, pauses within seconds "
+                "so that this round goes first."
+            )
         return f"Waiting for the gpu worker: {_job_progress(job, now)}. The round's next stage starts after it."
     other = (
         RoundStage.objects.filter(status=RoundStage.Status.RUNNING)
@@ -31,10 +51,7 @@ def round_waiting_for(*, round_: Round, now=None) -> str | None:
             f"Waiting for the gpu worker: round {other.round.number} of {other.round.project.name} is running "
             f"its {other.name} stage ({other.step} / {other.total or '?'} steps)."
         )
-    queued = GenerationJob.objects.filter(status=GenerationJob.Status.QUEUED).count()
     since = round_.started_at or round_.created_at
-    if queued:
-        return f"Waiting for the gpu worker: {queued} generation job(s) queued before it."
     if now - since > NO_WORKER_AFTER:
         return (
             "Queued on the gpu queue, and no gpu worker has taken it yet: is one running "

@@ -149,7 +149,9 @@ def round_deploy_and_generate(round_: Round, *, actor) -> None:
     """Deploy the round's policy and start the next labeling round's candidates from it."""
     registry.policy_deploy(version=round_.policy_version, actor=actor)
     Round.objects.filter(pk=round_.pk).update(deployed=True)
-    try:  # the next round's candidates come from the new policy: the loop is closed
-        generation.generation_job_start(project=round_.project, actor=actor)
+    # The next round's candidates come from the new policy: the loop is closed. A job of the
+    # older policy still queued or running (it paused for this round) gives way to it.
+    try:
+        generation.generation_job_start(project=round_.project, actor=actor, supersede_older=True)
     except Conflict:
-        pass  # a generation job is already running; the next one will use the new policy
+        pass  # the new policy already has a job queued or running
