@@ -13,6 +13,7 @@ from training.ml.common import TrainingCancelled
 from training.ml.policy import (
     PolicyConfig,
     RewardModelFunction,
+    build_policy_trainer,
     optimize_policy,
     preferences_from_records,
     prompts_from_records,
@@ -100,6 +101,17 @@ def test_best_worst_keeps_one_pair_per_ranking_its_widest():
         ("4", "5"),
     ]
     assert len(preferences_from_records(records)) == 9 + 1  # every ordered pair, by default
+
+
+def test_when_steps_cannot_reach_every_pair_dpo_keeps_the_newest(tiny_model_path, tmp_path):
+    """A round's snapshot lists rankings in task order: the last ones judge the latest policy's own answers."""
+    records = [
+        {"prompt": f"Question {i}?", "completions": ["Yes, gladly!", "Hmm.", "No."], "ranks": [1, 2, 3]}
+        for i in range(6)
+    ]
+    config = PolicyConfig(algorithm="dpo", pairs="best_worst", steps=2, prompts_per_step=2)
+    trainer = build_policy_trainer(records, str(tiny_model_path), None, str(tmp_path), config)
+    assert list(trainer.train_dataset["prompt"]) == ["Question 2?", "Question 3?", "Question 4?", "Question 5?"]
 
 
 def test_dpo_stops_at_its_step_cap(tiny_model_path, tmp_path):

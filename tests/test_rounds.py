@@ -1,6 +1,7 @@
 """Training rounds as an admin runs them: one button turns the labels into a new policy, stage by
 stage, watched live; failures, cancels and dead workers never change the deployed policy."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -246,6 +247,43 @@ def test_the_next_round_is_judged_by_the_previous_rounds_reward_model_too(labele
     low, high = second.evaluation["win_rate_ci"]
     assert 0 <= low <= second.evaluation["win_rate"] <= high <= 1
     assert "95% interval" in second.stages.get(name="deploy").log
+
+
+def test_the_next_round_fine_tunes_only_on_demonstrations_its_policy_has_not_learned(labeled, admin_user):
+    project, _ = labeled
+    deploy_anything = {**TINY, "deploy": {"threshold": 0.0}}
+
+    def next_round(config=deploy_anything):
+        GenerationJob.objects.filter(project=project).delete()  # the job a deploy queued; no worker runs here
+        return run_all(rounds.round_start(project=project, config=config, actor=admin_user, enqueue=False))
+
+    first = next_round()
+    assert first.deployed and first.stages.get(name="sft").status == "succeeded"
+    # Nothing new to imitate: the deployed policy stands in for the SFT model, and what its
+    # policy stage learned is not trained away again.
+    second = next_round()
+    assert second.stages.get(name="sft").status == "skipped", second.error
+    assert second.sft_version == first.policy_version and second.status == Round.Status.SUCCEEDED
+    new = [f"New question {i}: where is Jade Mountain?" for i in range(4)]
+    dataset_import(
+        project=project,
+        text="\n".join(
+            json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "In Taiwan."}]})
+            for q in new
+        ),
+        fmt="conversations",
+        source="new demos",
+    )
+    trainable = Prompt.objects.filter(project=project, held_out=False, messages__0__content__in=new).count()
+    assert trainable >= 1
+    third = next_round()
+    sft = third.sft_version.metrics
+    assert sft["train_conversations"] + sft["held_out_conversations"] == trainable
+    assert "already learned by the deployed policy" in third.stages.get(name="sft").log
+    # data.demonstrations "all" trains on every demonstration again.
+    everything = next_round({**deploy_anything, "data": {"demonstrations": "all"}})
+    sft = everything.sft_version.metrics
+    assert sft["train_conversations"] + sft["held_out_conversations"] > trainable
 
 
 def test_the_frozen_evaluation_split_never_enters_training_and_is_what_rounds_evaluate_on(labeled, admin_user):

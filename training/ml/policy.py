@@ -10,7 +10,8 @@ The SFT model is both the starting policy and the reference the KL is measured a
 - "dpo": TRL's DPOTrainer directly on the preferences (offline, no sampling, no reward model);
   kl_beta is DPO's β. `pairs` chooses which of a ranking's ordered pairs it trains on: every one,
   or only its best answer against its worst (one pair per ranking, the widest margin, as RLHFlow
-  pairs its samples); `steps` caps the optimizer steps, so the stage fits a round's time.
+  pairs its samples); `steps` caps the optimizer steps, so the stage fits a round's time, and
+  when it leaves pairs out they are the oldest (the newest rankings judge the latest policy).
 - "iterative_dpo": on-policy DPO (training.ml.iterative_dpo): each of `iterations` samples answers
   from the current policy, pairs each prompt's best against its worst under the reward model, and
   runs DPO on those pairs.
@@ -62,7 +63,9 @@ class PolicyConfig:
     )
     learning_rate: float = setting(1e-6, "peak learning rate", range=(0, 1), min_exclusive=True, aliases=("--lr",))
     steps: int = setting(
-        100, "optimizer steps (rloo/grpo: each on fresh samples; dpo: at most, within its epochs)", range=(1, 1_000_000)
+        100,
+        "optimizer steps (rloo/grpo: each on fresh samples; dpo: at most, within its epochs, on the newest pairs)",
+        range=(1, 1_000_000),
     )
     epochs: int = setting(1, "dpo, iterative_dpo: passes over the preferences", range=(1, 100))
     iterations: int = setting(2, "iterative_dpo: rounds of sample, score, DPO", range=(1, 1000))
@@ -108,6 +111,14 @@ def preferences_from_records(records: list[dict], pairs: str = "all") -> list[di
     if pairs == "best_worst":
         rankings = [best_worst(r) for r in rankings if min(r.ranks) < max(r.ranks)]
     return preference_pairs(rankings)
+
+
+def newest_within_steps(rows: list[dict], config: PolicyConfig) -> list[dict]:
+    """The last rows, when `steps` cannot reach them all: a round's ranking snapshot lists rankings
+    in task order, so the rankings of the latest policy's own answers are kept first. Those are
+    the on-policy pairs, the ones that tell the policy the round starts from what to change."""
+    budget = config.steps * config.prompts_per_step
+    return rows[-budget:] if len(rows) > budget else rows
 
 
 def best_worst(ranking):
@@ -171,7 +182,7 @@ def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    rows = preferences_from_records(records, config.pairs)
+    rows = newest_within_steps(preferences_from_records(records, config.pairs), config)
     if not rows:
         raise ValueError("DPO needs preferences (chosen/rejected rows, or rankings that are not all ties)")
     per_epoch = -(-len(rows) // config.prompts_per_step)

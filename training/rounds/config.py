@@ -29,6 +29,11 @@ class DataSettings:
     min_agreement: float | None = setting(
         None, "keep annotators whose pairwise agreement is at least this (empty: everyone)", range=(0, 1)
     )
+    demonstrations: str = setting(
+        "new",
+        "SFT on the demonstrations the deployed policy has not been trained on (new), or on all of them again",
+        choices=("new", "all"),
+    )
 
 
 @dataclass

@@ -6,6 +6,7 @@ The ML functions come from training.ml (no Django there); the heavy ones are imp
 runners so that the web process, which imports this module, does not load TRL.
 """
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -22,6 +23,9 @@ from training.registry.models import ModelVersion
 from training.rounds.models import Round, RoundStage
 from training.rounds.services import round_deploy_and_generate
 
+# The data settings that are snapshot filters (the others choose among the snapshot's rows).
+SNAPSHOT_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "min_agreement")
+
 
 def _stage_dir(round_: Round, name: str) -> Path:
     folder = Path(settings.MODEL_STORE) / "projects" / str(round_.project_id) / f"round-{round_.number}" / name
@@ -30,15 +34,18 @@ def _stage_dir(round_: Round, name: str) -> Path:
     return folder
 
 
-def _snapshot_path(round_: Round, kind: str) -> tuple[Path, int]:
-    snapshot = round_.snapshots.get(kind=kind)
-    return snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0], snapshot.counts.get("rows", 0)
+def _snapshot_path(round_: Round, kind: str) -> Path:
+    return _snapshot_file_of(round_.snapshots.get(kind=kind))
+
+
+def _snapshot_file_of(snapshot) -> Path:
+    return snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0]
 
 
 def _run_snapshot(round_, stage, reporter) -> str:
     """Freeze what the round trains on, with the same code as the research exports."""
     data = round_.config["data"]
-    filters = {k: v for k, v in data.items() if v not in (None, False)}
+    filters = {k: v for k, v in data.items() if k in SNAPSHOT_FILTERS and v not in (None, False)}
     filters["exclude_held_out"] = True  # the frozen evaluation split never enters training
     round_.snapshots.clear()
     counts = {}
@@ -77,17 +84,46 @@ def _register(round_, folder: Path, *, kind: str, name: str, parent, metrics: di
     return version
 
 
+def _demonstrations_learned(round_) -> set[str]:
+    """The demonstrations (as JSON text) in the SFT snapshots of the rounds the deployed policy
+    comes from: it has been trained on them (or kept them for its validation loss)."""
+    learned, version, seen = set(), round_.base_policy, set()
+    while version is not None and version.pk not in seen:
+        seen.add(version.pk)
+        made_it = Round.objects.filter(project=round_.project_id, policy_version=version).exclude(pk=round_.pk).first()
+        if made_it is None:
+            break
+        for snapshot in made_it.snapshots.filter(kind="sft"):
+            learned.update(json.dumps(row, sort_keys=True) for row in load_records(_snapshot_file_of(snapshot)))
+        version = made_it.base_policy
+    return learned
+
+
+def _sft_records(round_, reporter) -> list[dict]:
+    """The snapshot's demonstrations; with data.demonstrations "new", those the deployed policy has
+    not been trained on: training it again on the same ones drifts it back towards them, undoing
+    what its policy stage learned, and costs a stage's time."""
+    records = load_records(_snapshot_path(round_, "sft"))
+    if round_.config["data"].get("demonstrations", "new") == "all" or not records:
+        return records
+    learned = _demonstrations_learned(round_)
+    new = [row for row in records if json.dumps(row, sort_keys=True) not in learned]
+    if len(new) < len(records):
+        reporter.log(f"{len(records) - len(new)} demonstrations already learned by the deployed policy; {len(new)} new")
+    return new
+
+
 def _run_sft(round_, stage, reporter) -> str:
     from training.ml.sft import SFTStageConfig, train_sft
 
-    path, rows = _snapshot_path(round_, "sft")
-    if rows == 0:
+    records = _sft_records(round_, reporter)
+    if not records:
         Round.objects.filter(pk=round_.pk).update(sft_version=round_.base_policy)
-        reporter.log("no demonstrations: the deployed policy stands in for the SFT model")
+        reporter.log("no new demonstrations: the deployed policy stands in for the SFT model")
         return "skipped"
     folder = _stage_dir(round_, "sft")
     metrics = train_sft(
-        load_records(path),
+        records,
         str(round_.base_policy.path),
         str(folder),
         SFTStageConfig(**round_.config["sft"]),
@@ -107,7 +143,7 @@ def _run_sft(round_, stage, reporter) -> str:
 
 
 def _run_reward(round_, stage, reporter) -> str:
-    path, _ = _snapshot_path(round_, "ranking")
+    path = _snapshot_path(round_, "ranking")
     folder = _stage_dir(round_, "reward")
     sft = round_.sft_version
     metrics = train_reward_model(
@@ -134,9 +170,9 @@ def _run_policy(round_, stage, reporter) -> str:
     from training.ml.policy import PolicyConfig, optimize_policy
 
     config = PolicyConfig(**round_.config["policy"])
-    records = load_records(_snapshot_path(round_, "ranking")[0])
+    records = load_records(_snapshot_path(round_, "ranking"))
     if config.algorithm != "dpo":
-        records += load_records(_snapshot_path(round_, "sft")[0])
+        records += load_records(_snapshot_path(round_, "sft"))
     folder = _stage_dir(round_, "policy")
     metrics = optimize_policy(
         records,
@@ -170,7 +206,7 @@ def _evaluation_prompts(round_, count: int, seed: int) -> tuple[list[list[dict]]
         return frozen, "frozen"
     trained_on = set()
     for snapshot in round_.snapshots.all():
-        for row in load_records(snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0]):
+        for row in load_records(_snapshot_file_of(snapshot)):
             prompt = row.get("prompt") or row.get("messages", [])[:-1]
             trained_on.add(repr(prompt))
     prompts = [p.messages for p in Prompt.objects.filter(project=round_.project).order_by("id")]
