@@ -5,6 +5,7 @@ teachers label by that rule through the product, exactly as browser annotators w
 
     .venv/bin/python benchmarks/closed_loop.py --rule concise     # or --rule reference, --rule language
     .venv/bin/python benchmarks/closed_loop.py --rule concise --model /path/to/checkpoint --keep
+    .venv/bin/python benchmarks/closed_loop.py --rule concise --config '{"policy": {"algorithm": "iterative_dpo"}}'
 
 What it does, all in a throwaway Yushan (its own SQLite database, model store, filesystem broker
 and logs in a temporary folder or --workdir, removed at the end unless --keep):
@@ -99,6 +100,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="Keep the stack's folder (database, models, logs).")
     parser.add_argument("--out", type=Path, help="JSON report (default: benchmarks/results/closed_loop_<rule>.json).")
     parser.add_argument(
+        "--config",
+        type=json.loads,
+        default=None,
+        help='round settings over the defaults, as the API takes them, e.g. \'{"policy": {"algorithm": '
+        '"iterative_dpo"}}\' (default: none; the targets are about the defaults)',
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=os.cpu_count() or 1,
@@ -152,10 +160,15 @@ def generation_start(admin: Api, project: int) -> None:
     admin.post("/api/v1/generation-jobs/", {"project": project}, expect=(201, 409))
 
 
-def round_run(admin: Api, stack: Stack, project: int) -> dict:
-    """Start a round with the default settings and watch it until it ends or waits for a decision."""
-    data = admin.post("/api/v1/rounds/", {"project": project}, expect=(202,))
-    log(f"round {data['number']} started (id {data['id']}), default settings")
+def round_run(admin: Api, stack: Stack, project: int, config: dict | None = None) -> dict:
+    """Start a round (the default settings, or `config` over them) and watch it until it ends or
+    waits for a decision."""
+    body = {"project": project} if config is None else {"project": project, "config": config}
+    data = admin.post("/api/v1/rounds/", body, expect=(202,))
+    log(
+        f"round {data['number']} started (id {data['id']}), "
+        + ("default settings" if config is None else f"settings {config}")
+    )
     shown = None
     while data["status"] not in ROUND_DONE:
         time.sleep(POLL_SECONDS)
@@ -211,7 +224,7 @@ def rounds_run(args, stack: Stack, setup: dict, teachers: list[Teacher]) -> dict
     record["generation"] += generation_wait(admin, stack, project, seen)
     record["labeling"].append(labeling_pass_logged(teachers))
     for number in range(1, args.rounds + 1):
-        summary = round_run(admin, stack, project)
+        summary = round_run(admin, stack, project, args.config)
         record["rounds"].append(summary)
         if summary["status"] in ("failed", "cancelled") or number == args.rounds:
             break
@@ -271,7 +284,8 @@ def table_print(record: dict) -> None:
     args, setup = record["arguments"], record["setup"]
     print(
         f"\nClosed loop: rule {args['rule']!r}, model {args['model']}, {args['teachers']} teachers, "
-        f"{setup['prompts']} prompts ({setup['held_out_prompts']} held out, all scored)"
+        f"{setup['prompts']} prompts ({setup['held_out_prompts']} held out, all scored), "
+        + ("default round settings" if args.get("config") is None else f"round settings {args['config']}")
     )
     print(
         f"{'policy':<8} {'rule score [95% CI]':<24} {'vs base (paired) [95% CI]':<27} {'KL':>7} {'tokens':>7}  round's own verdict"
@@ -360,6 +374,7 @@ def run(args, stack: Stack, started: float) -> dict:
         "rounds": args.rounds,
         "threads": args.threads,
         "max_new_tokens": args.max_new_tokens,
+        "config": args.config,
     }
     record["total_seconds"] = time.monotonic() - started
     record["targets"] = targets_check(record, rounds=args.rounds)
