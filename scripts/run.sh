@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 PORT=${PORT:-8000}
 HOST=${HOST:-127.0.0.1}
-mkdir -p var
+VAR=${YUSHAN_VAR_DIR:-var}  # the settings put the database, queue and models there too
+mkdir -p "$VAR"
 
 "$BIN/python" manage.py migrate --noinput
 "$BIN/python" manage.py seed_demo
@@ -30,27 +31,27 @@ trap 'exit 143' TERM
 
 # Light work and the beat schedule on `default`; training and generation on `gpu`, one job at a
 # time, in a worker of its own so a long training run never holds up lease expiry or exports.
-"$BIN/celery" -A worker.celery worker --queues default --beat --schedule var/celerybeat-schedule \
-    --hostname default@%h --concurrency 1 --loglevel INFO > var/worker.log 2>&1 &
+"$BIN/celery" -A worker.celery worker --queues default --beat --schedule "$VAR/celerybeat-schedule" \
+    --hostname default@%h --concurrency 1 --loglevel INFO > "$VAR/worker.log" 2>&1 &
 PIDS+=($!)
 # It trains and generates on every core, at a lower priority (nice): a page or a submission,
 # which needs a core for milliseconds, gets it at once, and a round has the rest of the machine
 # instead of all cores but one (on 2 cores, that is 1.5x faster).
 TORCH_CPU_THREADS=${TORCH_CPU_THREADS:-$("$BIN/python" -c 'import os; print(os.cpu_count() or 1)')} \
     nice -n 10 "$BIN/celery" -A worker.celery worker --queues gpu --hostname gpu@%h --concurrency 1 \
-    --loglevel INFO > var/gpu-worker.log 2>&1 &
+    --loglevel INFO > "$VAR/gpu-worker.log" 2>&1 &
 PIDS+=($!)
 # The playground's and the arena's answers, which a person waits for: never behind a training round
 # on `gpu`, and never on the web server. One torch thread (INTERACTIVE_CPU_THREADS).
 "$BIN/celery" -A worker.celery worker --queues interactive --hostname interactive@%h --concurrency 1 \
-    --loglevel INFO > var/interactive-worker.log 2>&1 &
+    --loglevel INFO > "$VAR/interactive-worker.log" 2>&1 &
 PIDS+=($!)
 
 cat <<MSG
 
   Yushan is running at http://$HOST:$PORT/
   API docs: http://$HOST:$PORT/api/docs/
-  Worker logs: var/worker.log, var/gpu-worker.log, var/interactive-worker.log
+  Worker logs: $VAR/worker.log, $VAR/gpu-worker.log, $VAR/interactive-worker.log
   Demo logins (change them before sharing the site):
     admin      admin / yushan-admin
     annotator  alice / yushan-alice
@@ -65,5 +66,5 @@ MSG
 PIDS+=($!)
 
 wait -n || true
-echo "yushan: a process stopped (worker logs: var/*worker.log); stopping the rest." >&2
+echo "yushan: a process stopped (worker logs: $VAR/*worker.log); stopping the rest." >&2
 exit 1

@@ -249,9 +249,10 @@ def test_start_enqueues_after_commit_on_the_gpu_queue(project, policy, django_ca
 
 
 @pytest.mark.django_db
-def test_generate_candidates_command_runs_now(project, policy, capsys):
+def test_generate_candidates_command_runs_now(project, policy, admin_user, capsys):
+    round_waiting(project, admin_user)  # on the gpu queue; this job runs here, so it does not wait for it
     call_command("generate_candidates", "--project", project.name, "--now", "--max-new-tokens", "8", "--limit", "1")
-    assert "1 ranking tasks" in capsys.readouterr().out
+    assert "succeeded: 1 ranking tasks" in capsys.readouterr().out
 
 
 @pytest.mark.django_db

@@ -221,14 +221,15 @@ class _Heartbeat:
 
     EVERY_SECONDS = 5.0
 
-    def __init__(self, job: GenerationJob):
-        self.job, self.last = job, time.monotonic()
+    def __init__(self, job: GenerationJob, *, rounds_first: bool = True):
+        self.job, self.last, self.rounds_first = job, time.monotonic(), rounds_first
 
     def __call__(self) -> None:
         if time.monotonic() - self.last >= self.EVERY_SECONDS:
             self.last = time.monotonic()
             _job_touch(self.job)
-            _round_first_check(self.job)
+            if self.rounds_first:
+                _round_first_check(self.job)
 
 
 def _job_finish(job: GenerationJob, *, status: str, error: str = "") -> None:
@@ -237,10 +238,11 @@ def _job_finish(job: GenerationJob, *, status: str, error: str = "") -> None:
     )
 
 
-def candidates_generate(*, job_id: int) -> GenerationJob | None:
+def candidates_generate(*, job_id: int, rounds_first: bool = True) -> GenerationJob | None:
     """The worker's side of a generation job. Safe to run twice for one job.
 
-    A job that a round's waiting stage pre-empts goes back to the queue (see the module's note).
+    A job that a round's waiting stage pre-empts goes back to the queue (see the module's note);
+    rounds_first=False, for a job run outside the gpu queue (`generate_candidates --now`), never pauses.
     A failure is recorded on the job and raised again. A worker shutting down (SystemExit,
     KeyboardInterrupt) leaves the job running: its heartbeat goes stale and the redelivered
     message claims it again, skipping the prompts already done.
@@ -249,7 +251,7 @@ def candidates_generate(*, job_id: int) -> GenerationJob | None:
     if job is None:
         return None
     try:
-        _generate(job)
+        _generate(job, rounds_first=rounds_first)
     except _LostClaim:
         return job
     except _RoundFirst as waiting:
@@ -270,18 +272,19 @@ def candidates_generate(*, job_id: int) -> GenerationJob | None:
     return job
 
 
-def _generate(job: GenerationJob) -> None:
+def _generate(job: GenerationJob, *, rounds_first: bool) -> None:
     version, project = job.model_version, job.project
     if not version.path.is_dir():
         raise FileNotFoundError(f"The files of {version} are missing from the model store ({version.storage_path}).")
-    _round_first_check(job)  # before loading the model
+    if rounds_first:
+        _round_first_check(job)  # before loading the model
     params = SamplingParams(**job.sampling)
     done_before = GeneratedTask.objects.filter(job=job).count()  # from an earlier claim of this job
     limit = None if job.limit is None else max(job.limit - done_before, 0)
     prompts = selectors.prompts_needing_candidates(project=project, version=version, limit=limit)
     generator = version_generator(version, batch_size=settings.GENERATION_BATCH_SIZE)
     _job_touch(job, prompts_total=len(prompts), prompts_done=0, prompts_skipped=0, backend=generator.describe())
-    heartbeat = _Heartbeat(job)
+    heartbeat = _Heartbeat(job, rounds_first=rounds_first)
     priority = deployment_priority(version)
     k = project.k
     for start, chunk in _prompt_groups(prompts, max(1, settings.GENERATION_BATCH_SIZE // k)):

@@ -37,7 +37,8 @@ class Command(BaseCommand):
                 job = generation.generation_job_start(
                     project=project, sampling=sampling, limit=opts["limit"], enqueue=False
                 )
-                job = generation.candidates_generate(job_id=job.pk)
+                # In this process, not on the gpu queue: it has no round to give way to.
+                job = generation.candidates_generate(job_id=job.pk, rounds_first=False)
                 self.stdout.write(
                     f"Job {job.pk} {job.status}: {job.tasks_created} ranking tasks from {job.model_version}, "
                     f"{job.prompts_skipped} prompts skipped."
