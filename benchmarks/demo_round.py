@@ -108,7 +108,7 @@ class MakeRun:
 
 def round_watch(admin: Api, round_id: int) -> tuple[dict, list[dict]]:
     """Poll the round until it is done; what the page said it waited for, when it changed."""
-    said, waits, clicked = None, [], time.monotonic()
+    said, shown, waits, clicked = None, None, [], time.monotonic()
     while True:
         data = admin.get(f"/api/v1/rounds/{round_id}/")
         if data["waiting_for"] and data["waiting_for"] != said:
@@ -118,8 +118,9 @@ def round_watch(admin: Api, round_id: int) -> tuple[dict, list[dict]]:
         running = next((s["name"] for s in data["stages"] if s["status"] == "running"), None)
         if data["status"] in DONE:
             return data, waits
-        if running:
+        if running and running != shown:
             log(f"stage {running} running")
+        shown = running
         time.sleep(5)
 
 

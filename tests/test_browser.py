@@ -265,7 +265,11 @@ def test_the_round_page_shows_every_judge_with_its_interval(
         evaluation={
             "win_rate": 0.58,
             "win_rate_ci": [0.47, 0.69],
-            "judges": {"new_reward_model": judge},
+            "judges": {"new_reward_model": judge, "previous_reward_model": {**judge, "verdict": "worse"}},
+            "judges_disagree": True,
+            "judges_outranked": ["previous_reward_model"],
+            "disagreement_blocks_deploy": False,
+            "reward_models_compared": {"difference": 0.21, "difference_ci": [0.12, 0.3], "rankings": 64},
             "decided_by": "new_reward_model",
             "kl": 3.2,
             "evaluation_split": "frozen",
@@ -283,6 +287,9 @@ def test_the_round_page_shows_every_judge_with_its_interval(
     WebDriverWait(browser, WAIT_SECONDS).until(EC.text_to_be_present_in_element(evaluation, "human rankings"))
     text = browser.find_element(*evaluation).text
     assert "this round's reward model decides" in text  # which judge decided
+    # The previous round's model disagrees, but orders the held-out human rankings clearly worse.
+    assert "the previous round's reward model orders the held-out human rankings clearly worse" in text
+    assert "0.210, 95% interval 0.120 – 0.300" in text and "nothing deploys by itself" not in text
     assert "0.710 (95% interval 0.620 – 0.790, 96 pairs from 64 rankings)" in text
     assert "log-probability ratio to the SFT model" in text and "0.550" in text
     assert "0.470 – 0.690" in text and "frozen evaluation split" in text

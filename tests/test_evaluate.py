@@ -10,10 +10,12 @@ from training.ml.evaluate import (
     evaluate_policies,
     judge_report,
     judges_disagree,
+    judges_weigh,
     sequence_logprobs,
     should_deploy,
 )
 from training.ml.generation import SamplingParams
+from training.ml.held_out import accuracy_difference, accuracy_report
 from training.ml.reward import RewardConfig, load_reward_model, save_reward_model
 
 PROMPTS = [
@@ -158,6 +160,44 @@ def test_judges_that_reach_different_verdicts_disagree():
     assert (better["verdict"], worse["verdict"]) == ("better", "worse")
     assert judges_disagree({"new_reward_model": better, "previous_reward_model": worse})
     assert not judges_disagree({"new_reward_model": better, "previous_reward_model": dict(better)})
+
+
+def test_two_reward_models_are_compared_on_the_same_human_rankings_with_a_paired_interval():
+    # Per ranking (right pairs, pairs): the first model gets 5 of 6 right, the second 3 of 6.
+    first = [(3.0, 3), (2.0, 3)] * 20
+    second = [(2.0, 3), (1.0, 3)] * 20
+    compared = accuracy_difference(first, second)
+    assert compared["difference"] == pytest.approx(2 / 6)
+    assert 0 < compared["difference_ci"][0] <= compared["difference"] <= compared["difference_ci"][1]
+    same = accuracy_difference(first, first)
+    assert same["difference"] == 0 and same["difference_ci"] == [0.0, 0.0]
+    assert accuracy_report(first)["accuracy"] == pytest.approx(5 / 6)
+
+
+def _judged(new_verdict: str, previous_verdict: str, difference_ci) -> dict:
+    win = {"better": ([0.8, 0.95], 0.9), "no clear difference": ([0.4, 0.65], 0.5), "worse": ([0.05, 0.2], 0.1)}
+    judges = {
+        name: {"win_rate": win[verdict][1], "win_rate_ci": win[verdict][0], "verdict": verdict}
+        for name, verdict in (("new_reward_model", new_verdict), ("previous_reward_model", previous_verdict))
+    }
+    result = {
+        "judges": judges,
+        "reward_models_compared": {"difference": sum(difference_ci) / 2, "difference_ci": difference_ci},
+    }
+    return {**result, **judges_weigh(result)}
+
+
+def test_a_judge_that_orders_held_out_human_rankings_clearly_worse_does_not_hold_the_deploy_back():
+    outranked = _judged("better", "no clear difference", [0.15, 0.28])  # the new model is the more accurate
+    assert outranked["judges_disagree"] and outranked["judges_outranked"] == ["previous_reward_model"]
+    assert outranked["decided_by"] == "new_reward_model" and should_deploy(outranked, 0.55)
+    # Neither model is clearly more accurate: the disagreement leaves it to an admin.
+    even = _judged("better", "no clear difference", [-0.05, 0.08])
+    assert even["judges_disagree"] and not even["judges_outranked"] and not should_deploy(even, 0.55)
+    # The previous model is clearly more accurate: it decides, on its own interval.
+    older_knows_better = _judged("better", "worse", [-0.3, -0.1])
+    assert older_knows_better["decided_by"] == "previous_reward_model"
+    assert older_knows_better["win_rate_ci"] == [0.05, 0.2] and not should_deploy(older_knows_better, 0.55)
 
 
 def test_the_deploy_gate_uses_the_lower_bound_and_waits_when_judges_disagree():

@@ -244,6 +244,14 @@ def test_the_next_round_is_judged_by_the_previous_rounds_reward_model_too(labele
     second = run_all(rounds.round_start(project=project, config=deploy_anything, actor=admin_user, enqueue=False))
     assert second.base_policy == first.policy_version
     assert set(second.evaluation["judges"]) == {"new_reward_model", "previous_reward_model"}
+    # Both reward models ordered the same held-out human rankings: which one to trust is measured.
+    compared = second.evaluation["reward_models_compared"]
+    assert compared["rankings"] == second.evaluation["reward_model_accuracy"]["rankings"] >= 1
+    assert compared["difference"] == pytest.approx(
+        second.evaluation["reward_model_accuracy"]["accuracy"]
+        - second.evaluation["previous_reward_model_accuracy"]["accuracy"]
+    )
+    assert second.evaluation["decided_by"] in second.evaluation["judges"]
     low, high = second.evaluation["win_rate_ci"]
     assert 0 <= low <= second.evaluation["win_rate"] <= high <= 1
     assert "95% interval" in second.stages.get(name="deploy").log

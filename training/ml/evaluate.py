@@ -180,16 +180,48 @@ def judges_disagree(judges: dict) -> bool:
     return len({judge["verdict"] for judge in judges.values()}) > 1
 
 
+JUDGE_MODELS = {"new_reward_model": "reward_model_accuracy", "previous_reward_model": "previous_reward_model_accuracy"}
+
+
+def judges_weigh(result: dict) -> dict:
+    """Which judge decides, given how well each reward model orders the frozen split's human
+    rankings (`reward_models_compared`: the new model's accuracy minus the previous one's, with a
+    paired 95% interval).
+
+    A judge whose model is clearly less accurate there (the interval excludes 0) is outranked: its
+    verdict is shown, and flagged when it differs, but it neither decides nor holds the deploy
+    back. A reward model trained on an older policy's answers often is: it cannot tell apart the
+    answers the new policy writes. Otherwise the new reward model decides, and any disagreement
+    between the judges leaves the decision to an admin.
+    """
+    judges = result["judges"]
+    decider, outranked = "new_reward_model", []
+    low, high = (result.get("reward_models_compared") or {}).get("difference_ci") or (0.0, 0.0)
+    if "previous_reward_model" in judges and low > 0:
+        outranked = ["previous_reward_model"]
+    elif "previous_reward_model" in judges and high < 0:
+        decider, outranked = "previous_reward_model", ["new_reward_model"]
+    credible = {name: judge for name, judge in judges.items() if name not in outranked}
+    return {
+        "decided_by": decider,
+        "win_rate": judges[decider]["win_rate"],
+        "win_rate_ci": judges[decider]["win_rate_ci"],
+        "judges_disagree": judges_disagree(judges),
+        "judges_outranked": outranked,
+        "disagreement_blocks_deploy": judges_disagree(credible),
+    }
+
+
 def should_deploy(metrics: dict, threshold: float) -> bool:
     """Deploy the new policy automatically when the lower bound of its win rate's 95% interval
-    (under the new reward model) reaches `threshold`, and no other judge disagrees.
+    (under the deciding judge) reaches `threshold`, and no credible judge disagrees (judges_weigh).
 
     The win rate counts ties as half a win, so 0.5 means "as good as the deployed policy"; asking
     the lower bound for 0.55 asks to be sure of a clear improvement, not to have drawn a lucky
     sample of prompts. Below it, the round waits for an admin. An evaluation stored without an
     interval (before intervals existed) is judged on its win rate.
     """
-    if metrics.get("judges_disagree"):
+    if metrics.get("disagreement_blocks_deploy", metrics.get("judges_disagree")):
         return False
     return metrics.get("win_rate_ci", [metrics["win_rate"]])[0] >= threshold
 

@@ -17,7 +17,7 @@ from training.ml.evaluate import as_conversation, load_policy, release_memory, s
 from training.ml.reward_data import Ranking, ordered_pairs
 
 
-def _report(per_ranking: list[tuple[float, int]]) -> dict:
+def accuracy_report(per_ranking: list[tuple[float, int]]) -> dict:
     """Accuracy over all pairs, and its interval from resampling whole rankings (the ratio of right
     pairs to pairs in each resample)."""
     import numpy as np
@@ -45,18 +45,45 @@ def _pairs_right(scores: list[float], ranks: list[int]) -> tuple[float, int]:
     return right, len(pairs)
 
 
-def reward_model_accuracy(rankings: list[Ranking], reward_model_path: str, *, batch_size: int = 8) -> dict:
-    """The reward model's pairwise accuracy on held-out human rankings, with a 95% interval."""
+def reward_model_outcomes(
+    rankings: list[Ranking], reward_model_path: str, *, batch_size: int = 8
+) -> list[tuple[float, int]]:
+    """(right pairs, pairs) for each ranking that implies a pair, in order: two reward models
+    judged on the same rankings give outcomes that line up, for accuracy_difference."""
     from training.ml.reward import RewardScorer
 
     rankings = [r for r in rankings if ordered_pairs(r.ranks)]
     if not rankings:
-        return _report([])
+        return []
     scorer = RewardScorer(str(reward_model_path), batch_size=batch_size)
     prompts = [r.prompt for r in rankings for _ in r.completions]
     scores = scorer.score(prompts, [c for r in rankings for c in r.completions])
     del scorer
-    return _report(list(_per_ranking(rankings, scores)))
+    return list(_per_ranking(rankings, scores))
+
+
+def reward_model_accuracy(rankings: list[Ranking], reward_model_path: str, *, batch_size: int = 8) -> dict:
+    """The reward model's pairwise accuracy on held-out human rankings, with a 95% interval."""
+    return accuracy_report(reward_model_outcomes(rankings, reward_model_path, batch_size=batch_size))
+
+
+def accuracy_difference(first: list[tuple[float, int]], second: list[tuple[float, int]]) -> dict:
+    """Accuracy of one model minus another's on the same rankings, with a paired 95% interval
+    (the same resampled rankings for both), so a gap both models share in hard rankings cancels."""
+    import numpy as np
+
+    if len(first) != len(second) or not first:
+        return {"difference": None, "difference_ci": None, "rankings": 0}
+    a_right, total = np.array([r for r, _ in first], dtype=float), np.array([t for _, t in first], dtype=float)
+    b_right = np.array([r for r, _ in second], dtype=float)
+    draws = np.random.default_rng(0).integers(0, len(first), size=(2000, len(first)))
+    differences = (a_right[draws].sum(axis=1) - b_right[draws].sum(axis=1)) / total[draws].sum(axis=1)
+    low, high = np.quantile(differences, [0.025, 0.975])
+    return {
+        "difference": float((a_right.sum() - b_right.sum()) / total.sum()),
+        "difference_ci": [float(low), float(high)],
+        "rankings": len(first),
+    }
 
 
 def _per_ranking(rankings: list[Ranking], flat_scores: list[float]):
@@ -91,7 +118,7 @@ def implicit_reward_accuracy(
     pairs as people did, with a 95% interval. Loads one model at a time."""
     rankings = [r for r in rankings if ordered_pairs(r.ranks)]
     if not rankings:
-        return _report([])
+        return accuracy_report([])
     logps = {}
     for name, path in (("policy", policy_path), ("reference", reference_path)):
         model, tokenizer = load_policy(str(path))
@@ -101,4 +128,4 @@ def implicit_reward_accuracy(
         del model
         release_memory()
     implicit = [p - r for p, r in zip(logps["policy"], logps["reference"], strict=True)]
-    return _report(list(_per_ranking(rankings, implicit)))
+    return accuracy_report(list(_per_ranking(rankings, implicit)))

@@ -23,6 +23,7 @@ from training.registry.models import ModelVersion
 from training.rounds.models import Round, RoundStage
 from training.rounds.services import round_deploy_and_generate
 
+JUDGES = {"new_reward_model": "the new reward model", "previous_reward_model": "the previous round's reward model"}
 # The data settings that are snapshot filters (the others choose among the snapshot's rows).
 SNAPSHOT_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "min_agreement")
 
@@ -251,23 +252,31 @@ def _held_out_rankings(round_, limit: int):
 def _held_out_judges(round_, reporter, limit: int, previous: str | None) -> dict:
     """The reward models' accuracy and the policy's implicit-reward accuracy on the held-out human
     rankings, each with a 95% interval."""
-    from training.ml.held_out import implicit_reward_accuracy, reward_model_accuracy
+    from training.ml.held_out import (
+        accuracy_difference,
+        accuracy_report,
+        implicit_reward_accuracy,
+        reward_model_outcomes,
+    )
 
     rankings = _held_out_rankings(round_, limit) if limit else []
     reporter.log(f"held-out human rankings: {len(rankings)}")
+    new = reward_model_outcomes(rankings, round_.reward_version.path)
     judged = {
-        "reward_model_accuracy": reward_model_accuracy(rankings, round_.reward_version.path),
+        "reward_model_accuracy": accuracy_report(new),
         "implicit_reward_accuracy": implicit_reward_accuracy(
             rankings, round_.policy_version.path, round_.sft_version.path
         ),
     }
     if previous:
-        judged["previous_reward_model_accuracy"] = reward_model_accuracy(rankings, previous)
+        old = reward_model_outcomes(rankings, previous)
+        judged["previous_reward_model_accuracy"] = accuracy_report(old)
+        judged["reward_models_compared"] = accuracy_difference(new, old)
     return judged
 
 
 def _run_evaluate(round_, stage, reporter) -> str:
-    from training.ml.evaluate import evaluate_policies, sampling_from
+    from training.ml.evaluate import evaluate_policies, judges_weigh, sampling_from
 
     settings_ = round_.config["evaluate"]
     prompts, split = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
@@ -285,6 +294,7 @@ def _run_evaluate(round_, stage, reporter) -> str:
     result["evaluation_split"] = split
     reporter.progress(1, 2, {"win_rate": result["win_rate"]})
     result.update(_held_out_judges(round_, reporter, settings_.get("rankings", 512), previous))
+    result.update(judges_weigh(result))  # the human rankings say which judge to trust
     summary = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
     summary.update(
         {k: result[k]["accuracy"] for k in ("reward_model_accuracy", "implicit_reward_accuracy") if k in result}
@@ -306,9 +316,13 @@ def _run_deploy(round_, stage, reporter) -> str:
     wins = should_deploy(evaluation, threshold)
     low = evaluation.get("win_rate_ci", [evaluation.get("win_rate", 0.0)])[0]
     reporter.progress(1, 1, {"win_rate": evaluation.get("win_rate", 0.0), "win_rate_low": low, "threshold": threshold})
-    verdict = f"win rate {evaluation.get('win_rate', 0):.2f} (95% interval from {low:.2f}) under the new reward model"
+    judge = evaluation.get("decided_by", "new_reward_model")
+    verdict = f"win rate {evaluation.get('win_rate', 0):.2f} (95% interval from {low:.2f}) under {JUDGES[judge]}"
     if evaluation.get("judges_disagree"):
-        verdict += "; the previous round's reward model disagrees"
+        others = [JUDGES[name] for name in evaluation.get("judges", {}) if name != judge]
+        verdict += f"; {' and '.join(others)} disagrees"
+        if evaluation.get("judges_outranked") and not evaluation.get("disagreement_blocks_deploy"):
+            verdict += ", but orders the held-out human rankings clearly worse, so it does not decide"
     if wins and round_.config["deploy"]["auto"]:
         round_deploy_and_generate(round_, actor=round_.created_by)
         reporter.log(f"deployed {round_.policy_version}: {verdict}; lower bound ≥ {threshold}")

@@ -161,7 +161,14 @@ function judges(result) {
     list.append(el("li", `${JUDGE_NAMES[name] || name}: win rate ${number(judge.win_rate)} (95% interval ${number(ci[0])} – ${number(ci[1])}), ${judge.verdict}`));
   }
   box.append(el("p", `Judges (${JUDGE_NAMES[result.decided_by] || result.decided_by} decides, on the interval's lower bound):`, "small"), list);
-  if (result.judges_disagree) box.append(el("p", "The judges disagree: nothing deploys by itself; an admin decides.", "notice"));
+  const blocks = result.disagreement_blocks_deploy ?? result.judges_disagree;
+  if (result.judges_disagree && blocks) box.append(el("p", "The judges disagree: nothing deploys by itself; an admin decides.", "notice"));
+  else if (result.judges_disagree) {
+    const outranked = (result.judges_outranked || []).map((name) => JUDGE_NAMES[name] || name).join(" and ");
+    const compared = result.reward_models_compared || {};
+    const ci = compared.difference_ci || [];
+    box.append(el("p", `The judges disagree, but ${outranked} orders the held-out human rankings clearly worse (accuracy of this round's reward model minus the previous one's: ${number(compared.difference)}, 95% interval ${number(ci[0])} – ${number(ci[1])}), so it does not decide.`, "notice"));
+  }
   return box;
 }
 
