@@ -94,7 +94,7 @@ def _per_ranking(rankings: list[Ranking], flat_scores: list[float]):
         yield _pairs_right(scores, ranking.ranks)
 
 
-def _answer_sequences(tokenizer, rankings: list[Ranking], max_tokens: int) -> list[tuple[list[int], int]]:
+def answer_sequences(tokenizer, rankings: list[Ranking], max_tokens: int) -> list[tuple[list[int], int]]:
     """Token ids of prompt + answer + end of turn, and where the answer starts, for every answer."""
     from training.ml.chat_template import end_of_turn_ids, render
 
@@ -123,7 +123,7 @@ def implicit_reward_accuracy(
     for name, path in (("policy", policy_path), ("reference", reference_path)):
         model, tokenizer = load_policy(str(path))
         logps[name] = sequence_logprobs(
-            model, _answer_sequences(tokenizer, rankings, max_answer_tokens), batch_size=batch_size
+            model, answer_sequences(tokenizer, rankings, max_answer_tokens), batch_size=batch_size
         )
         del model
         release_memory()
