@@ -3,7 +3,7 @@
 Does a training round with the default settings make the policy better by a rule we know, when
 teachers label by that rule through the product, exactly as browser annotators would?
 
-    .venv/bin/python benchmarks/closed_loop.py --rule concise     # or traditional, reference, language
+    .venv/bin/python benchmarks/closed_loop.py --rule concise     # or traditional, reference, explain, language
     .venv/bin/python benchmarks/closed_loop.py --rule concise --model /path/to/checkpoint --keep
     .venv/bin/python benchmarks/closed_loop.py --rule concise --config '{"policy": {"algorithm": "iterative_dpo"}}'
 
@@ -22,7 +22,8 @@ and logs in a temporary folder or --workdir, removed at the end unless --keep):
    the rule (`language`: share of letters in the prompt's script, Traditional over Simplified;
    `concise`: that times a length factor that wants answers shorter than the bank's own;
    `traditional`: the script share, less a quarter for each Simplified-only character;
-   `reference`: the script share times SQuAD-style token F1 against the bank's answer),
+   `reference`: the script share times SQuAD-style token F1 against the bank's answer;
+   `explain`: finished answers of two or three sentences, longer than the bank's own),
    near-equal scores tied.
 3. A round with the default settings (`POST /api/v1/rounds/`, no config) runs SFT → reward model
    → DPO → evaluation → deploy. A round left awaiting a decision is not deployed (the admin

