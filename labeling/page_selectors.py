@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from labeling import roles, selectors
 from labeling.models import Project
+from labeling.quality.selectors import project_agreement
 
 
 def home_projects(*, user) -> list[dict]:
@@ -84,4 +85,16 @@ def project_admin_data(*, project: Project) -> dict:
     hours = hourly_completions(rows=stats["completions_per_hour"])
     for row in stats["tasks"]:
         row["total"] = row["open"] + row["completed"]
-    return {**stats, "hours": hours, "last_24h": sum(b["count"] for b in hours)}
+    return {
+        **stats,
+        "hours": hours,
+        "last_24h": sum(b["count"] for b in hours),
+        "agreement": agreement_page_data(project_agreement(project=project)),
+    }
+
+
+def agreement_page_data(report: dict) -> dict:
+    """The agreement report with the daily trend as bars (the last 30 days that have pairs)."""
+    days = [day for day in report["pairwise"]["by_day"] if day["agreement"] is not None][-30:]
+    trend = [{**day, "percent": round(100 * day["agreement"], 1)} for day in days]
+    return {**report, "trend": trend}

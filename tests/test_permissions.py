@@ -48,6 +48,7 @@ def endpoint_calls(world):
         "edit others' demonstration": ("patch", f"/api/v1/demonstrations/{d}/", {"text": "stolen"}),
         "markdown": ("post", "/api/v1/markdown/", {"text": "*x*"}),
         "stats": ("get", f"/api/v1/projects/{p}/stats/", None),
+        "agreement": ("get", f"/api/v1/projects/{p}/agreement/", None),
         "pause": ("post", f"/api/v1/projects/{p}/pause/", {"paused": False}),
         "schema": ("get", "/api/schema/", None),
         # Last: leasing would make the task above this annotator's own.
@@ -110,6 +111,13 @@ EXPECTED = {
         "outsider": "denied",
         "annotator": "denied",
         "researcher": "denied",
+        "admin": "ok",
+    },
+    "agreement": {
+        "anonymous": "denied",
+        "outsider": "denied",
+        "annotator": "denied",
+        "researcher": "ok",
         "admin": "ok",
     },
     "pause": {

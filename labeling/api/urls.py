@@ -1,11 +1,13 @@
 from django.urls import path
 
 from labeling.api import views
+from labeling.quality.api import ProjectAgreementView
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
     path("projects/", views.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:pk>/stats/", views.ProjectStatsView.as_view(), name="api-project-stats"),
+    path("projects/<int:pk>/agreement/", ProjectAgreementView.as_view(), name="api-project-agreement"),
     path("projects/<int:pk>/pause/", views.ProjectPauseView.as_view(), name="api-project-pause"),
     path("tasks/next/", views.NextTaskView.as_view(), name="api-task-next"),
     path("tasks/<int:task_id>/demonstration/", views.DemonstrationSubmitView.as_view(), name="api-demonstration"),

@@ -6,12 +6,13 @@ holds one task's answers at a time whatever the size of the project."""
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 
 from labeling.imports import IMPORTED_USERNAME
 from labeling.models import Candidate, Demonstration, Ranking
+from labeling.quality.agreement import RankingLabel, by_task, pairwise_agreement
+from labeling.quality.selectors import shared_rankings
 from training.datasets.exports import shapes
-from training.datasets.exports.agreement import annotator_agreement
 
 CHUNK = 5000
 
@@ -34,20 +35,11 @@ def _by_annotators(queryset, project, filters: dict):
 
 
 def agreement_scores(project) -> dict[int, float]:
-    shared = (
-        Ranking.objects.filter(task__project=project)
-        .values("task_id")
-        .annotate(n=Count("pk"))
-        .filter(n__gte=2)
-        .values("task_id")
-    )
-    stream = (
-        Ranking.objects.filter(task_id__in=shared)
-        .order_by("task_id", "id")
-        .values_list("task_id", "annotator_id", "groups")
-        .iterator(chunk_size=CHUNK)
-    )
-    return annotator_agreement(stream)
+    """Each annotator's pairwise agreement with the others (labeling.quality.agreement: ties are a
+    choice), the figure the project page shows."""
+    rows = shared_rankings(project).values_list("task_id", "annotator_id", "groups").iterator(chunk_size=CHUNK)
+    annotators = pairwise_agreement(by_task(RankingLabel(*row) for row in rows))["annotators"]
+    return {user: figures["agreement"] for user, figures in annotators.items() if figures["agreement"] is not None}
 
 
 def _training_split(queryset, filters: dict):
