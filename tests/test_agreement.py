@@ -134,3 +134,72 @@ def test_the_project_page_says_why_there_is_no_agreement_yet(project, admin_user
     client.force_login(admin_user)
     page = client.get(f"/projects/{project.pk}/admin/").content.decode()
     assert "No task has been ranked by two annotators yet" in page
+
+
+# --- reliability and consensus -------------------------------------------------------------------
+
+
+def simulated_labels(accuracies: dict[int, float], tasks: int, *, seed: int = 0) -> tuple[list, dict]:
+    """Annotators who order each pair of 4 answers right with their accuracy; 3 annotators a task."""
+    import random
+
+    rng = random.Random(seed)
+    labels, truth = [], {}
+    for task in range(tasks):
+        quality = {f"t{task}a{i}": rng.random() for i in range(4)}
+        truth[task] = quality
+        for annotator in rng.sample(sorted(accuracies), 3):
+            wins = dict.fromkeys(quality, 0.0)
+            answers = sorted(quality)
+            for i, x in enumerate(answers):
+                for y in answers[i + 1 :]:
+                    better, worse = (x, y) if quality[x] > quality[y] else (y, x)
+                    if rng.random() > accuracies[annotator]:
+                        better, worse = worse, better
+                    wins[better] += 1
+            order = sorted(answers, key=lambda a: (-wins[a], rng.random()))
+            labels.append(RankingLabel(task, annotator, [[a] for a in order]))
+    return labels, truth
+
+
+def test_reliability_ranks_careful_annotators_above_careless_and_adversarial_ones():
+    from labeling.quality.reliability import consensus_fit
+
+    accuracies = {1: 0.95, 2: 0.9, 3: 0.9, 4: 0.85, 5: 0.6, 6: 0.5, 7: 0.1}
+    labels, truth = simulated_labels(accuracies, 120)
+    consensus = consensus_fit(labels)
+    careful = [consensus.skills[a] for a in (1, 2, 3, 4)]
+    assert min(careful) > consensus.skills[5] > consensus.skills[7]
+    assert min(careful) > consensus.skills[6] > consensus.skills[7]
+    assert consensus.skills[7] < 0.5  # worse than chance: read in reverse
+
+    # The weighted consensus orders more pairs right than a majority of the three votes.
+    right_consensus = right_majority = total = 0
+    by_task: dict[int, list] = {}
+    for label in labels:
+        by_task.setdefault(label.task_id, []).append(rank_positions(label.groups))
+    for task, quality in truth.items():
+        ranks = consensus.tasks[task].ranks
+        answers = sorted(quality)
+        for i, x in enumerate(answers):
+            for y in answers[i + 1 :]:
+                total += 1
+                x_better = quality[x] > quality[y]
+                right_consensus += (ranks[x] < ranks[y]) == x_better
+                votes = sum(positions[x] < positions[y] for positions in by_task[task])
+                right_majority += (votes >= 2) == x_better
+    assert right_consensus > right_majority
+
+
+def test_consensus_weights_say_how_sure_the_vote_is():
+    from labeling.quality.reliability import consensus_fit
+
+    accuracies = {1: 0.95, 2: 0.9, 3: 0.9, 4: 0.85, 5: 0.6, 6: 0.5}
+    labels, _ = simulated_labels(accuracies, 80, seed=1)
+    consensus = consensus_fit(labels)
+    for task in consensus.tasks.values():
+        assert task.annotators == 3
+        for better, worse, weight in task.pairs:
+            assert task.ranks[better] < task.ranks[worse] and 0 < weight <= 1
+    weights = [w for task in consensus.tasks.values() for _, _, w in task.pairs]
+    assert max(weights) > 0.99 and min(weights) < 0.9  # unanimous careful votes against split ones

@@ -228,3 +228,31 @@ def test_implied_pairs_skip_ties():
     ]
     assert list(implied_pairs([["a", "b"]], "all")) == []
     assert list(implied_pairs([["a"], ["b"], ["c", "d"]], "best_worst")) == [("a", "c"), ("a", "d")]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_consensus_snapshot_merges_each_tasks_rankings_with_weighted_pairs(project, annotator, annotator2, fmt):
+    project.overlap = 3
+    project.save()
+    carol = make_user("carol", role="annotator")
+    task = add_ranking_task(project, "Which is bigger?", answers=["one", "two", "three"])
+    for user, order in (
+        (annotator, ["three", "two", "one"]),
+        (annotator2, ["three", "two", "one"]),
+        (carol, ["three", "one", "two"]),
+    ):
+        lease = leases.task_next_for(annotator=user, project=project)
+        ids = {c.text: c.public_id for c in task.candidates.all()}
+        submissions.ranking_submit(
+            annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id()
+        )
+    snapshot, rows = build(project, "consensus", fmt)
+    assert len(rows) == 1  # one row for the task, not one per annotator
+    (row,) = rows
+    assert [c[0]["content"] for c in row["completions"]] == ["three", "two", "one"]
+    assert row["ranks"] == [1, 2, 3] and row["annotators"] == 3
+    weights = {(p["better"], p["worse"]): p["weight"] for p in row["pairs"]}
+    # "three" first: all three agree; "two" over "one": two of three, carol outvoted.
+    assert set(weights) <= {(0, 1), (0, 2), (1, 2)} and (1, 2) in weights
+    assert 0 < weights[(1, 2)] <= weights[(0, 2)] <= 1
+    assert "Dawid" in snapshot_file(snapshot=snapshot, name="README.md")[0].read_text()

@@ -33,6 +33,39 @@ def test_kwise_loss_is_the_mean_of_the_explicit_pairwise_losses():
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
+def test_weighted_pairs_scale_each_pairs_loss_and_average_over_the_pairs():
+    rewards = torch.tensor([2.0, 0.5, -1.0])
+    # A consensus row: 0 > 1 sure (weight 1), 0 > 2 fairly sure (0.5), 1 > 2 a coin flip left out.
+    loss, pairs, correct = kwise_loss(rewards, [1, 2, 3], [(0, 1, 1.0), (0, 2, 0.5)])
+    expected = (1.0 * -math.log(1 / (1 + math.exp(-1.5))) + 0.5 * -math.log(1 / (1 + math.exp(-3.0)))) / 2
+    assert (pairs, correct) == (2, 2)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # Weights of 1 on every implied pair are the plain loss.
+    plain = kwise_loss(rewards, [1, 2, 3])[0]
+    assert float(kwise_loss(rewards, [1, 2, 3], [(0, 1, 1.0), (0, 2, 1.0), (1, 2, 1.0)])[0]) == pytest.approx(
+        float(plain)
+    )
+
+
+def test_consensus_rows_carry_their_weighted_pairs():
+    row = {
+        "prompt": [{"role": "user", "content": "hi"}],
+        "completions": [[{"role": "assistant", "content": t}] for t in ("a", "b", "c")],
+        "ranks": [1, 2, 3],
+        "pairs": [{"better": 0, "worse": 2, "weight": 0.8}],
+        "annotators": 3,
+    }
+    (ranking,) = rankings_from_records([row])
+    assert ranking.pairs == [(0, 2, 0.8)]
+    for bad in (
+        {"better": 0, "worse": 0, "weight": 1},
+        {"better": 0, "worse": 3, "weight": 1},
+        {"better": 0, "worse": 1, "weight": 2},
+    ):
+        with pytest.raises(ValueError, match="row 1: pairs"):
+            rankings_from_records([{**row, "pairs": [bad]}])
+
+
 def test_ties_make_no_pairs():
     assert ordered_pairs([1, 1, 1]) == []
     assert ordered_pairs([2, 1]) == [(1, 0)]

@@ -19,6 +19,7 @@ class DatasetSnapshot(models.Model):
         SFT = "sft"
         PREFERENCE = "preference"
         RANKING = "ranking"
+        CONSENSUS = "consensus"
         ANNOTATIONS = "annotations"
 
     class Format(models.TextChoices):

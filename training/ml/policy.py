@@ -127,7 +127,8 @@ def best_worst(ranking):
 
     best = ranking.ranks.index(min(ranking.ranks))
     worst = len(ranking.ranks) - 1 - ranking.ranks[::-1].index(max(ranking.ranks))
-    return replace(ranking, completions=[ranking.completions[best], ranking.completions[worst]], ranks=[1, 2])
+    pair = [ranking.completions[best], ranking.completions[worst]]
+    return replace(ranking, completions=pair, ranks=[1, 2], pairs=None)  # pairs indexed the K answers
 
 
 class RewardModelFunction:

@@ -109,18 +109,24 @@ def rewards_separate(model, batch: list[Encoded]) -> list:
     return rewards
 
 
-def kwise_loss(rewards, ranks: list[int]):
-    """Mean of −log σ(r_better − r_worse) over the ranking's ordered pairs (None if all tied)."""
+def kwise_loss(rewards, ranks: list[int], pairs: list[tuple[int, int, float]] | None = None):
+    """Mean of −log σ(r_better − r_worse) over the ranking's ordered pairs (None if all tied).
+
+    With weighted pairs (a consensus row: better, worse, weight), the mean over its pairs of
+    weight × −log σ(r_better − r_worse): a pair the annotators' consensus is sure of counts fully,
+    a doubtful one less, so a ranking of doubtful pairs weighs less than a sure one. All weights 1
+    is the plain loss."""
     import torch
     import torch.nn.functional as F
 
-    pairs = ordered_pairs(ranks)
-    if not pairs:
+    weighted = pairs if pairs is not None else [(i, j, 1.0) for i, j in ordered_pairs(ranks)]
+    if not weighted:
         return None, 0, 0
-    better = torch.tensor([i for i, _ in pairs], device=rewards.device)
-    worse = torch.tensor([j for _, j in pairs], device=rewards.device)
+    better = torch.tensor([i for i, _, _ in weighted], device=rewards.device)
+    worse = torch.tensor([j for _, j, _ in weighted], device=rewards.device)
+    weights = torch.tensor([w for _, _, w in weighted], device=rewards.device, dtype=rewards.dtype)
     margins = rewards[better] - rewards[worse]
-    return -F.logsigmoid(margins).mean(), len(pairs), int((margins > 0).sum())
+    return -(weights * F.logsigmoid(margins)).mean(), len(weighted), int((margins > 0).sum())
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -164,7 +170,7 @@ def evaluate(model, examples: list[Encoded], config: RewardConfig, batch_size: i
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
             for rewards, example in zip(forward(model, batch), batch, strict=True):
-                loss, n, right = kwise_loss(rewards, example.ranks)
+                loss, n, right = kwise_loss(rewards, example.ranks, example.pairs)
                 if loss is not None:
                     losses.append(float(loss))
                     pairs += n
@@ -227,7 +233,7 @@ def _train_step(model, forward, batch: list[Encoded], optimizer, schedule) -> tu
 
     losses, pairs, correct = [], 0, 0
     for rewards, example in zip(forward(model, batch), batch, strict=True):
-        loss, n, right = kwise_loss(rewards, example.ranks)
+        loss, n, right = kwise_loss(rewards, example.ranks, example.pairs)
         losses.append(loss)
         pairs += n
         correct += right
@@ -261,7 +267,11 @@ def train_reward_model(
     model, tokenizer = load_reward_model(
         model_path, device=device, dtype=dtype, lora=config.lora, lora_rank=config.lora_rank
     )
-    train = [e for e in (encode(tokenizer, r, config) for r in rankings) if ordered_pairs(e.ranks)]
+    train = [
+        e
+        for e in (encode(tokenizer, r, config) for r in rankings)
+        if (e.pairs if e.pairs is not None else ordered_pairs(e.ranks))
+    ]
     test = [encode(tokenizer, r, config) for r in held_out]
     if not train:
         raise ValueError("no ranking with at least one ordered pair to train on")

@@ -24,6 +24,9 @@ class Ranking:
     prompt: list[dict] | str
     completions: list[str]
     ranks: list[int]
+    # Weighted pairs (better index, worse index, weight) of a consensus row; None: every ordered
+    # pair the ranks imply, each weighing 1.
+    pairs: list[tuple[int, int, float]] | None = None
 
 
 # --- rows ----------------------------------------------------------------------------------------
@@ -55,7 +58,8 @@ def rankings_from_records(records: list[dict]) -> list[Ranking]:
             ranks = [int(r) for r in record["ranks"]]
             if len(answers) != len(ranks) or len(answers) < 2:
                 raise ValueError(f"row {number}: completions and ranks must be equally long, 2 or more")
-            rankings.append(Ranking(record["prompt"], answers, ranks))
+            pairs = weighted_pairs(record.get("pairs"), len(answers), number)
+            rankings.append(Ranking(record["prompt"], answers, ranks, pairs))
         elif "chosen" in record and "rejected" in record:
             if "prompt" in record and record["prompt"] is not None:
                 prompt, chosen, rejected = (
@@ -69,6 +73,19 @@ def rankings_from_records(records: list[dict]) -> list[Ranking]:
         else:
             raise ValueError(f"row {number}: expected completions+ranks or chosen+rejected")
     return rankings
+
+
+def weighted_pairs(raw, answers: int, number: int) -> list[tuple[int, int, float]] | None:
+    """A consensus row's `pairs` ({better, worse, weight}, indices into its completions)."""
+    if raw is None:
+        return None
+    pairs = []
+    for pair in raw:
+        better, worse, weight = int(pair["better"]), int(pair["worse"]), float(pair["weight"])
+        if not (0 <= better < answers and 0 <= worse < answers and better != worse and 0 <= weight <= 1):
+            raise ValueError(f"row {number}: pairs need two different answer indices and a weight from 0 to 1")
+        pairs.append((better, worse, weight))
+    return pairs
 
 
 def ordered_pairs(ranks: list[int]) -> list[tuple[int, int]]:
@@ -144,6 +161,7 @@ class Encoded:
     prompt_ids: list[int]
     answer_ids: list[list[int]]
     ranks: list[int]
+    pairs: list[tuple[int, int, float]] | None = None  # Ranking.pairs
 
 
 def encode(tokenizer, ranking: Ranking, config: TokenLimits) -> Encoded:
@@ -166,7 +184,7 @@ def encode(tokenizer, ranking: Ranking, config: TokenLimits) -> Encoded:
         tokenizer(t, add_special_tokens=False)["input_ids"][: config.max_answer_tokens] or [tokenizer.eos_token_id]
         for t in answer_texts
     ]
-    return Encoded(prompt_ids, answers, list(ranking.ranks))
+    return Encoded(prompt_ids, answers, list(ranking.ranks), ranking.pairs)
 
 
 # --- batches -----------------------------------------------------------------------------------

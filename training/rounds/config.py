@@ -29,6 +29,11 @@ class DataSettings:
     min_agreement: float | None = setting(
         None, "keep annotators whose pairwise agreement is at least this (empty: everyone)", range=(0, 1)
     )
+    consensus: bool = setting(
+        True,
+        "the reward model and DPO train on one consensus ranking per task, each pair weighted by how sure "
+        "the annotators' reliability-weighted vote is (off: every annotator's ranking alike)",
+    )
     demonstrations: str = setting(
         "new",
         "SFT on the demonstrations the deployed policy has not been trained on (new), or on all of them again",

@@ -39,6 +39,13 @@ def _snapshot_path(round_: Round, kind: str) -> Path:
     return _snapshot_file_of(round_.snapshots.get(kind=kind))
 
 
+def _rankings_path(round_: Round) -> Path:
+    """The rankings the reward model and the policy stage read: the consensus snapshot when the
+    round froze one (data.consensus), else every annotator's rankings."""
+    kinds = set(round_.snapshots.values_list("kind", flat=True))
+    return _snapshot_path(round_, "consensus" if "consensus" in kinds else "ranking")
+
+
 def _snapshot_file_of(snapshot) -> Path:
     return snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0]
 
@@ -50,7 +57,9 @@ def _run_snapshot(round_, stage, reporter) -> str:
     filters["exclude_held_out"] = True  # the frozen evaluation split never enters training
     round_.snapshots.clear()
     counts = {}
-    kinds = ["sft", "ranking"]  # DPO reads the rankings too: its `pairs` setting chooses among their pairs
+    # DPO reads the rankings too: its `pairs` setting chooses among their pairs.
+    rankings = "consensus" if data.get("consensus", True) else "ranking"
+    kinds = ["sft", rankings]
     for i, kind in enumerate(kinds, start=1):
         snapshot = snapshot_create(
             project=round_.project, kind=kind, format="jsonl", filters=filters, actor=round_.created_by
@@ -61,9 +70,9 @@ def _run_snapshot(round_, stage, reporter) -> str:
         counts[f"{kind}_rows"] = snapshot.counts["rows"]
         reporter.progress(i, len(kinds), {f"{kind}_rows": snapshot.counts["rows"]})
         reporter.log(f"snapshot {snapshot.pk}: {snapshot.counts['rows']} {kind} rows")
-    if counts["ranking_rows"] < 2:
+    if counts[f"{rankings}_rows"] < 2:
         raise LabelingError(
-            f"The reward model needs at least 2 rankings; the snapshot has {counts['ranking_rows']}. "
+            f"The reward model needs at least 2 rankings; the snapshot has {counts[f'{rankings}_rows']}. "
             "Label more ranking tasks first."
         )
     RoundStage.objects.filter(pk=stage.pk).update(metrics=counts)
@@ -144,7 +153,7 @@ def _run_sft(round_, stage, reporter) -> str:
 
 
 def _run_reward(round_, stage, reporter) -> str:
-    path = _snapshot_path(round_, "ranking")
+    path = _rankings_path(round_)
     folder = _stage_dir(round_, "reward")
     sft = round_.sft_version
     metrics = train_reward_model(
@@ -171,7 +180,7 @@ def _run_policy(round_, stage, reporter) -> str:
     from training.ml.policy import PolicyConfig, optimize_policy
 
     config = PolicyConfig(**round_.config["policy"])
-    records = load_records(_snapshot_path(round_, "ranking"))
+    records = load_records(_rankings_path(round_))
     if config.algorithm != "dpo":
         records += load_records(_snapshot_path(round_, "sft"))
     folder = _stage_dir(round_, "policy")

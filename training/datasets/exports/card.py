@@ -24,6 +24,17 @@ read it directly.""",
 
 One row per ranking: what a K-wise reward model trains on (all K answers of a prompt in one
 example; every pair of different ranks is a comparison).""",
+    "consensus": """| column | type | meaning |
+|---|---|---|
+| `prompt` | list of `{role, content}` | the conversation |
+| `completions` | list of K answers, each a list with one `{role: assistant, content}` | best first, in the consensus order |
+| `ranks` | list of K integers | the consensus ranks: 1 is best; tied answers share a rank |
+| `pairs` | list of `{better, worse, weight}` | indices into `completions`, and how sure the consensus is of that pair: P(better ≻ worse) − P(worse ≻ better), from 0 to 1 |
+| `annotators` | int | how many annotators ranked the task |
+
+One row per task: the annotators' rankings merged by a one-coin Dawid–Skene model of their
+reliability (crowd-kit), each vote counted by its annotator's estimated skill. A K-wise reward
+model trains on `pairs`, each pair's loss times its weight (Yushan's reward stage does).""",
     "annotations": """| column | type | meaning |
 |---|---|---|
 | `kind` | `ranking` or `demonstration` | |

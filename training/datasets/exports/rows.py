@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q
 from labeling.imports import IMPORTED_USERNAME
 from labeling.models import Candidate, Demonstration, Ranking
 from labeling.quality.agreement import RankingLabel, by_task, pairwise_agreement
+from labeling.quality.reliability import consensus_fit
 from labeling.quality.selectors import shared_rankings
 from training.datasets.exports import shapes
 
@@ -147,6 +148,24 @@ def ranking_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
         progress(done)
 
 
+def consensus_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
+    """One row per task: its rankings merged by the annotators' estimated reliability. The model
+    is fitted on every selected ranking at once, so this reads them all before the first row."""
+    tasks: dict[int, tuple] = {}
+    labels = []
+    for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
+        task_id, groups, _ratings, flags, _, annotator_id, _, _, _, prompt = row
+        groups = kept_groups(groups, flags, snapshot.filters)
+        tasks.setdefault(task_id, (prompt, {pid: a[0] for pid, a in answers.items()}))
+        labels.append(RankingLabel(task_id, annotator_id, groups))
+        progress(done)
+    consensus = consensus_fit(labels)
+    for task_id, (prompt, texts) in tasks.items():
+        merged = consensus.tasks.get(task_id)
+        if merged is not None and merged.pairs:
+            yield shapes.consensus_row(prompt, merged.ranks, merged.pairs, texts, merged.annotators)
+
+
 def preference_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
     margin = bool(snapshot.filters.get("margin"))
     for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
@@ -244,4 +263,10 @@ def demonstration_annotation_rows(snapshot, progress: Callable[[int], None], don
         progress(done)
 
 
-ROWS = {"sft": sft_rows, "preference": preference_rows, "ranking": ranking_rows, "annotations": annotation_rows}
+ROWS = {
+    "sft": sft_rows,
+    "preference": preference_rows,
+    "ranking": ranking_rows,
+    "consensus": consensus_rows,
+    "annotations": annotation_rows,
+}

@@ -39,6 +39,23 @@ def ranking_row(prompt: list[dict], groups: list[list[str]], texts: dict[str, st
     }
 
 
+def consensus_row(prompt: list[dict], ranks: dict[str, int], pairs, texts: dict[str, str], annotators: int) -> dict:
+    """One task's consensus (labeling.quality.reliability): answers best first, their ranks, and the
+    weighted pairs as indices into that order."""
+    ordered = sorted(ranks, key=lambda answer_id: (ranks[answer_id], answer_id))
+    index = {answer_id: i for i, answer_id in enumerate(ordered)}
+    return {
+        "prompt": prompt,
+        "completions": [assistant(texts[answer_id]) for answer_id in ordered],
+        "ranks": [ranks[answer_id] for answer_id in ordered],
+        "pairs": [
+            {"better": index[better], "worse": index[worse], "weight": round(weight, 6)}
+            for better, worse, weight in pairs
+        ],
+        "annotators": annotators,
+    }
+
+
 def implied_pairs(groups: list[list[str]], mode: str) -> Iterator[tuple[str, str]]:
     """(better, worse) pairs a ranking implies. Tied answers make no pair.
 

@@ -37,6 +37,18 @@ SCHEMAS = {
         [("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES), ("margin", pa.float64())]
     ),
     "ranking": pa.schema([("prompt", MESSAGES), ("completions", pa.list_(MESSAGES)), ("ranks", pa.list_(pa.int64()))]),
+    "consensus": pa.schema(
+        [
+            ("prompt", MESSAGES),
+            ("completions", pa.list_(MESSAGES)),
+            ("ranks", pa.list_(pa.int64())),
+            (
+                "pairs",
+                pa.list_(pa.struct([("better", pa.int64()), ("worse", pa.int64()), ("weight", pa.float64())])),
+            ),
+            ("annotators", pa.int64()),
+        ]
+    ),
     "annotations": pa.schema(
         [
             ("kind", pa.string()),
