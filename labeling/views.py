@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from labeling import login_limits, page_selectors, roles, selectors, services, validation
 from labeling.models import Project
+from labeling.quality import selectors as quality_selectors
 
 
 class LimitedLoginView(LoginView):
@@ -67,6 +68,7 @@ def annotate(request, pk: int):
 def progress(request):
     context = {
         "progress": selectors.annotator_progress(annotator=request.user),
+        "agreement": quality_selectors.annotator_agreement(annotator=request.user),
         "submissions": page_selectors.progress_page_submissions(annotator=request.user),
         "flags": validation.FLAGS,
         "ratings": RATING_CHOICES,

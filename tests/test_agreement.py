@@ -203,3 +203,14 @@ def test_consensus_weights_say_how_sure_the_vote_is():
             assert task.ranks[better] < task.ranks[worse] and 0 < weight <= 1
     weights = [w for task in consensus.tasks.values() for _, _, w in task.pairs]
     assert max(weights) > 0.99 and min(weights) < 0.9  # unanimous careful votes against split ones
+
+
+def test_an_annotator_sees_their_own_agreement_and_not_the_others_names(ranked_twice, annotator, client):
+    body = api_client(annotator).get("/api/v1/me/progress/").json()
+    (mine,) = body["agreement"]
+    assert mine["agreement"] == pytest.approx(2 / 3) and mine["pairs"] == 3 and mine["tasks"] == 1
+    assert mine["project_agreement"] == pytest.approx(2 / 3)
+    client.force_login(annotator)
+    page = client.get("/me/").content.decode()
+    assert 'id="my-agreement"' in page and "0.67" in page
+    assert "bob" not in page

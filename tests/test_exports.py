@@ -256,3 +256,35 @@ def test_consensus_snapshot_merges_each_tasks_rankings_with_weighted_pairs(proje
     assert set(weights) <= {(0, 1), (0, 2), (1, 2)} and (1, 2) in weights
     assert 0 < weights[(1, 2)] <= weights[(0, 2)] <= 1
     assert "Dawid" in snapshot_file(snapshot=snapshot, name="README.md")[0].read_text()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_weighted_ranking_snapshot_leaves_out_the_pairs_the_consensus_believes_reversed(
+    project, annotator, annotator2, fmt
+):
+    project.overlap = 3
+    project.save()
+    carol = make_user("carol", role="annotator")
+    task = add_ranking_task(project, "Which is bigger?", answers=["one", "two", "three"])
+    for user, order in (
+        (annotator, ["three", "two", "one"]),
+        (annotator2, ["three", "two", "one"]),
+        (carol, ["three", "one", "two"]),  # "one" over "two": outvoted
+    ):
+        lease = leases.task_next_for(annotator=user, project=project)
+        ids = {c.text: c.public_id for c in task.candidates.all()}
+        submissions.ranking_submit(
+            annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id()
+        )
+    _, rows = build(project, "ranking", fmt, filters={"weighted": True})
+    assert len(rows) == 3
+    pairs_by_order = {}
+    for row in rows:
+        texts = [c[0]["content"] for c in row["completions"]]
+        pairs_by_order[tuple(texts)] = {(texts[p["better"]], texts[p["worse"]]): p["weight"] for p in row["pairs"]}
+    agreeing = pairs_by_order[("three", "two", "one")]
+    assert set(agreeing) == {("three", "two"), ("three", "one"), ("two", "one")}
+    assert all(0 < weight <= 1 for weight in agreeing.values())
+    assert set(pairs_by_order[("three", "one", "two")]) == {("three", "one"), ("three", "two")}
+    _, plain = build(project, "ranking", fmt)
+    assert "pairs" not in plain[0]

@@ -171,6 +171,23 @@ def test_rl_trains_against_the_reward_model_and_reports_reward_kl_and_length(
     assert stage["stage"] == "policy" and stage["config"]["algorithm"] == algorithm
 
 
+def test_dpo_measures_its_drift_and_stops_once_the_kl_passes_the_budget(tiny_model_path, tmp_path):
+    preferences = [
+        {"prompt": f"Question {i}?", "completions": ["Yes, gladly!", "Hmm.", "No."], "ranks": [1, 2, 3]}
+        for i in range(8)
+    ]
+    common = {"algorithm": "dpo", "prompts_per_step": 2, "learning_rate": 1e-2, "steps": 8, "max_completion_length": 8}
+    free = optimize_policy(preferences, str(tiny_model_path), None, str(tmp_path / "free"), PolicyConfig(**common))
+    assert free["steps"] == 8 and "stopped_early" not in free  # no budget: no check, no stop
+    held = optimize_policy(
+        preferences, str(tiny_model_path), None, str(tmp_path / "held"), PolicyConfig(**common, kl_budget=1e-6)
+    )
+    # Checks after every 2 steps (8 steps / 4 checks); the first one finds the policy moved past
+    # the budget, so training stops there instead of running its 8 steps.
+    assert held["steps"] == 2 and "budget" in held["stopped_early"]
+    assert [check["step"] for check in held["kl_checks"]] == [2] and held["kl_checks"][0]["kl"] > 1e-6
+
+
 def test_dpo_learns_the_preferences_against_the_sft_reference(tiny_model_path, tmp_path):
     preferences = [
         {

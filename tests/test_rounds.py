@@ -53,8 +53,9 @@ def test_a_round_runs_every_stage_and_records_lineage_curves_and_evaluation(labe
     assert round_.sft_version.parent == base and round_.sft_version.round_number == 1
     assert round_.reward_version.kind == ModelVersion.Kind.REWARD and round_.reward_version.parent == round_.sft_version
     assert round_.policy_version.parent == round_.sft_version
-    # By default the reward model and DPO read the consensus of the rankings (data.consensus).
-    assert set(round_.snapshots.values_list("kind", flat=True)) == {"sft", "consensus"}
+    # By default the reward model and DPO read every ranking, its pairs weighted by reliability.
+    assert set(round_.snapshots.values_list("kind", flat=True)) == {"sft", "ranking"}
+    assert round_.snapshots.get(kind="ranking").filters.get("weighted") is True
     # Live curves: the loss per SFT step, accuracy of the reward model, and per step of the default
     # policy stage (DPO) its loss, implicit-reward margin and accuracy.
     sft_points = RoundMetric.objects.filter(stage__round=round_, stage__name="sft")

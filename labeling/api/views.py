@@ -16,6 +16,7 @@ from labeling.api.parsers import PARSERS
 from labeling.api.permissions import CanSeeProjects, IsAnnotator, IsStaffAdmin
 from labeling.markdown import markdown_to_html
 from labeling.models import Project
+from labeling.quality.selectors import annotator_agreement
 
 TASK_ID = OpenApiParameter("task_id", int, OpenApiParameter.PATH)
 
@@ -153,6 +154,7 @@ class ProgressView(APIView):
         return Response(
             {
                 **selectors.annotator_progress(annotator=request.user, project=project),
+                "agreement": annotator_agreement(annotator=request.user, project=project),
                 "recent": [
                     {
                         "kind": item["kind"],

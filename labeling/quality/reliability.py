@@ -43,6 +43,25 @@ class Consensus:
     skills: dict[int, float]  # annotator → estimated probability of a true label on a pair
     labels: dict[int, int]  # annotator → pair labels they gave
     tasks: dict[int, TaskConsensus]
+    # task → (a, b) → posterior of "a", "b" and "tie"
+    beliefs: dict[int, dict[tuple[str, str], dict[str, float]]] = None
+
+    def annotator_pairs(self, label: RankingLabel) -> list[tuple[str, str, float]]:
+        """One annotator's own ranking as weighted pairs (better, worse, weight): each pair they
+        ordered, weighted by how far the consensus believes them, P(their order) − P(the reverse);
+        pairs the consensus believes reversed get no weight."""
+        beliefs = (self.beliefs or {}).get(label.task_id, {})
+        positions = rank_positions(label.groups)
+        pairs = []
+        for (a, b), value in pair_labels(label):
+            p = beliefs.get((a, b))
+            if value == TIE or p is None:
+                continue
+            better, worse = (a, b) if value == "a" else (b, a)
+            weight = (p["a"] - p["b"]) if value == "a" else (p["b"] - p["a"])
+            if weight > 0 and positions[better] < positions[worse]:
+                pairs.append((better, worse, weight))
+        return pairs
 
 
 def pair_labels(label: RankingLabel) -> Iterable[tuple[tuple[str, str], str]]:
@@ -66,7 +85,7 @@ def consensus_fit(labels: Iterable[RankingLabel]) -> Consensus:
             rows.append(((label.task_id, a, b), label.annotator_id, value))
             answers_of[label.task_id].update((a, b))
     if not rows:
-        return Consensus({}, {}, {})
+        return Consensus({}, {}, {}, {})
     frame = pd.DataFrame(rows, columns=["task", "worker", "label"])
     counts = frame["worker"].value_counts()
     with warnings.catch_warnings():  # crowd-kit 1.4 still passes pandas 3 keywords it deprecates
@@ -86,6 +105,7 @@ def consensus_fit(labels: Iterable[RankingLabel]) -> Consensus:
         skills={int(worker): float(skill) for worker, skill in model.skills_.items()},
         labels={int(worker): int(n) for worker, n in counts.items()},
         tasks=tasks,
+        beliefs=dict(beliefs),
     )
 
 

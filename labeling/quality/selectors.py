@@ -42,3 +42,23 @@ def project_agreement(*, project: Project) -> dict:
         {"annotator": names.get(pk, str(pk)), **figures} for pk, figures in report["pairwise"]["annotators"].items()
     ]
     return {**report, "pairwise": {**report["pairwise"], "annotators": annotators}}
+
+
+def annotator_agreement(*, annotator, project: Project | None = None) -> list[dict]:
+    """An annotator's own agreement with the others, per project where they share rankings, beside
+    the project's overall figure: numbers only, never another annotator's labels or name."""
+    projects = Project.objects.filter(tasks__rankings__annotator=annotator).distinct().order_by("name")
+    if project is not None:
+        projects = projects.filter(pk=project.pk)
+    mine = []
+    for each in projects:
+        report = project_agreement(project=each)
+        own = next((row for row in report["pairwise"]["annotators"] if row["annotator"] == annotator.username), None)
+        if own is None:
+            continue
+        fields = ("agreement", "ordered_agreement", "pairs", "tasks")
+        mine.append(
+            {"project": each.pk, "project_name": each.name, **{key: own[key] for key in fields}}
+            | {"project_agreement": report["pairwise"]["agreement"]}
+        )
+    return mine

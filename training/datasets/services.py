@@ -31,7 +31,14 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 1.0
 STALE_AFTER = timedelta(hours=1)
-BOOLEAN_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "exclude_held_out", "only_held_out", "margin")
+BOOLEAN_FILTERS = (
+    "exclude_flagged",
+    "exclude_none_acceptable",
+    "exclude_held_out",
+    "only_held_out",
+    "margin",
+    "weighted",  # ranking snapshots: each pair weighted by annotator reliability (a `pairs` column)
+)
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
@@ -204,7 +211,12 @@ class _Progress:
 
 
 def _write_rows(snapshot, writer) -> None:
-    fast = export_postgres.available() and snapshot.kind in export_postgres.KINDS
+    # Reliability weights need every ranking before the first row: the generic rows do that.
+    fast = (
+        export_postgres.available()
+        and snapshot.kind in export_postgres.KINDS
+        and not (snapshot.kind == "ranking" and snapshot.filters.get("weighted"))
+    )
     progress = _Progress(snapshot.pk, aside=fast)
     try:
         if not fast:
@@ -226,7 +238,11 @@ def _write_files(snapshot) -> None:
     folder.mkdir(parents=True)
     total = export_rows.source_count(snapshot)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(rows_total=total)
-    schema = "preference+margin" if snapshot.kind == "preference" and snapshot.filters.get("margin") else snapshot.kind
+    schema = snapshot.kind
+    if snapshot.kind == "preference" and snapshot.filters.get("margin"):
+        schema = "preference+margin"
+    if snapshot.kind == "ranking" and snapshot.filters.get("weighted"):
+        schema = "ranking+weights"
     writer = WRITERS[snapshot.format](folder / snapshot.data_file_name, schema)
     _write_rows(snapshot, writer)
     data = {"name": snapshot.data_file_name, **writer.close()}

@@ -29,10 +29,12 @@ class DataSettings:
     min_agreement: float | None = setting(
         None, "keep annotators whose pairwise agreement is at least this (empty: everyone)", range=(0, 1)
     )
-    consensus: bool = setting(
-        True,
-        "the reward model and DPO train on one consensus ranking per task, each pair weighted by how sure "
-        "the annotators' reliability-weighted vote is (off: every annotator's ranking alike)",
+    rankings: str = setting(
+        "weighted",
+        "what the reward model and DPO read: every annotator's ranking with its pairs weighted by annotator "
+        "reliability (weighted), one consensus ranking per task with weighted pairs (consensus), or every "
+        "ranking alike (plain)",
+        choices=("weighted", "consensus", "plain"),
     )
     demonstrations: str = setting(
         "new",

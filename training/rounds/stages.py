@@ -41,7 +41,8 @@ def _snapshot_path(round_: Round, kind: str) -> Path:
 
 def _rankings_path(round_: Round) -> Path:
     """The rankings the reward model and the policy stage read: the consensus snapshot when the
-    round froze one (data.consensus), else every annotator's rankings."""
+    round froze one (data.rankings "consensus"), else every annotator's rankings (with weighted
+    pairs for "weighted")."""
     kinds = set(round_.snapshots.values_list("kind", flat=True))
     return _snapshot_path(round_, "consensus" if "consensus" in kinds else "ranking")
 
@@ -58,11 +59,13 @@ def _run_snapshot(round_, stage, reporter) -> str:
     round_.snapshots.clear()
     counts = {}
     # DPO reads the rankings too: its `pairs` setting chooses among their pairs.
-    rankings = "consensus" if data.get("consensus", True) else "ranking"
+    choice = data.get("rankings", "weighted")
+    rankings = "consensus" if choice == "consensus" else "ranking"
     kinds = ["sft", rankings]
     for i, kind in enumerate(kinds, start=1):
+        kind_filters = {**filters, "weighted": True} if kind == "ranking" and choice == "weighted" else filters
         snapshot = snapshot_create(
-            project=round_.project, kind=kind, format="jsonl", filters=filters, actor=round_.created_by
+            project=round_.project, kind=kind, format="jsonl", filters=kind_filters, actor=round_.created_by
         )
         snapshot_build(snapshot_id=snapshot.pk)
         snapshot.refresh_from_db()

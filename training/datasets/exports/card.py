@@ -23,7 +23,11 @@ read it directly.""",
 | `ranks` | list of K integers | 1 is best; tied answers share a rank |
 
 One row per ranking: what a K-wise reward model trains on (all K answers of a prompt in one
-example; every pair of different ranks is a comparison).""",
+example; every pair of different ranks is a comparison). With the `weighted` filter, a `pairs`
+column (list of `{better, worse, weight}`, indices into `completions`) weighs each pair by how far
+the annotators' reliability-weighted consensus (a one-coin Dawid–Skene model, crowd-kit) believes
+it: P(this order) − P(the reverse), from 0 to 1; pairs it believes reversed are left out, and a
+ranking with none left is too.""",
     "consensus": """| column | type | meaning |
 |---|---|---|
 | `prompt` | list of `{role, content}` | the conversation |

@@ -140,12 +140,34 @@ def kept_groups(groups, flags, filters) -> list[list[str]]:
 
 
 def ranking_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
+    """One row per ranking. With the `weighted` filter, each row also carries its pairs weighted by
+    how far the annotators' reliability-weighted consensus believes them (labeling.quality.reliability):
+    a careful annotator's pairs count fully, pairs the consensus believes reversed not at all."""
+    consensus = _consensus_of(snapshot) if snapshot.filters.get("weighted") else None
     for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
-        _, groups, _ratings, flags, _, _, _, _, _, prompt = row
+        task_id, groups, _ratings, flags, _, annotator_id, _, _, _, prompt = row
         groups = kept_groups(groups, flags, snapshot.filters)
         if sum(len(group) for group in groups) >= 2:
-            yield shapes.ranking_row(prompt, groups, {pid: a[0] for pid, a in answers.items()})
+            ranking = shapes.ranking_row(prompt, groups, {pid: a[0] for pid, a in answers.items()})
+            if consensus is None:
+                yield ranking
+            else:
+                pairs = consensus.annotator_pairs(RankingLabel(task_id, annotator_id, groups))
+                ranking["pairs"] = shapes.indexed_pairs(groups, pairs)
+                if ranking["pairs"]:
+                    yield ranking
         progress(done)
+
+
+def _consensus_of(snapshot):
+    """The reliability model fitted on every ranking the snapshot selects (flag filters applied)."""
+    rows = (
+        rankings_selected(snapshot).order_by("task_id", "id").values_list("task_id", "annotator_id", "groups", "flags")
+    )
+    return consensus_fit(
+        RankingLabel(task_id, annotator_id, kept_groups(groups, flags, snapshot.filters))
+        for task_id, annotator_id, groups, flags in rows.iterator(chunk_size=CHUNK)
+    )
 
 
 def consensus_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:

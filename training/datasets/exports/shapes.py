@@ -56,6 +56,13 @@ def consensus_row(prompt: list[dict], ranks: dict[str, int], pairs, texts: dict[
     }
 
 
+def indexed_pairs(groups: list[list[str]], pairs) -> list[dict]:
+    """Weighted pairs of answer ids as {better, worse, weight} indices into a ranking row's
+    completions (the groups' order, best first)."""
+    index = {answer_id: i for i, answer_id in enumerate(answer_id for group in groups for answer_id in group)}
+    return [{"better": index[b], "worse": index[w], "weight": round(weight, 6)} for b, w, weight in pairs]
+
+
 def implied_pairs(groups: list[list[str]], mode: str) -> Iterator[tuple[str, str]]:
     """(better, worse) pairs a ranking implies. Tied answers make no pair.
 

@@ -30,6 +30,8 @@ CANDIDATE = pa.struct(
     ]
 )
 
+PAIRS = pa.list_(pa.struct([("better", pa.int64()), ("worse", pa.int64()), ("weight", pa.float64())]))
+
 SCHEMAS = {
     "sft": pa.schema([("messages", MESSAGES)]),
     "preference": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)]),
@@ -37,15 +39,20 @@ SCHEMAS = {
         [("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES), ("margin", pa.float64())]
     ),
     "ranking": pa.schema([("prompt", MESSAGES), ("completions", pa.list_(MESSAGES)), ("ranks", pa.list_(pa.int64()))]),
+    "ranking+weights": pa.schema(
+        [
+            ("prompt", MESSAGES),
+            ("completions", pa.list_(MESSAGES)),
+            ("ranks", pa.list_(pa.int64())),
+            ("pairs", PAIRS),
+        ]
+    ),
     "consensus": pa.schema(
         [
             ("prompt", MESSAGES),
             ("completions", pa.list_(MESSAGES)),
             ("ranks", pa.list_(pa.int64())),
-            (
-                "pairs",
-                pa.list_(pa.struct([("better", pa.int64()), ("worse", pa.int64()), ("weight", pa.float64())])),
-            ),
+            ("pairs", PAIRS),
             ("annotators", pa.int64()),
         ]
     ),
