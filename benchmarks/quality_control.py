@@ -199,10 +199,13 @@ def consensus_accuracies(annotators: list[Annotator], consensus_rows: list[dict]
 def snapshot_rows(project_id: int, kind: str, filters: dict | None = None) -> list[dict]:
     from django.db import connections
 
+    from labeling.models import Project
     from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
     from training.ml.common import load_records
 
-    snapshot = snapshot_create(project=Project_get(project_id), kind=kind, format="jsonl", filters=filters or {})
+    snapshot = snapshot_create(
+        project=Project.objects.get(pk=project_id), kind=kind, format="jsonl", filters=filters or {}
+    )
     snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
     if snapshot.status != "ready":
@@ -210,12 +213,6 @@ def snapshot_rows(project_id: int, kind: str, filters: dict | None = None) -> li
     rows = load_records(snapshot_file(snapshot=snapshot, name=snapshot.data_file_name)[0])
     connections.close_all()
     return rows
-
-
-def Project_get(project_id: int):  # noqa: N802 - reads like the model it returns
-    from labeling.models import Project
-
-    return Project.objects.get(pk=project_id)
 
 
 def reward_models_compare(rows: dict[str, list[dict]], truth: dict, origin: dict, model: str, seed: int) -> dict:
@@ -353,13 +350,14 @@ def main(argv=None) -> int:
         }
         from scipy.stats import spearmanr
 
-        from labeling.quality.agreement import RankingLabel  # noqa: F401 - the consensus the snapshot used
+        from labeling.models import Project
+        from labeling.quality.agreement import RankingLabel
         from labeling.quality.reliability import consensus_fit
         from labeling.quality.selectors import shared_rankings
 
         labels = [
             RankingLabel(task, annotator, groups)
-            for task, annotator, groups in shared_rankings(Project_get(project)).values_list(
+            for task, annotator, groups in shared_rankings(Project.objects.get(pk=project)).values_list(
                 "task_id", "annotator_id", "groups"
             )
         ]

@@ -113,21 +113,23 @@ def test_date_filter(project, annotator, annotator2):
     assert len(rows) == 2
 
 
-def test_agreement_filter_drops_the_annotator_who_disagrees(project, annotator, annotator2):
+def rank_by_three(project, annotator, annotator2, *, carol: list[str]):
+    """Overlap 3: alice and bob rank "three" > "two" > "one"; carol ranks as given."""
     project.overlap = 3
     project.save()
-    carol = make_user("carol", role="annotator")
+    carol_user = make_user("carol", role="annotator")
     task = add_ranking_task(project, "Which is bigger?", answers=["one", "two", "three"])
-    for user, order in (
-        (annotator, ["three", "two", "one"]),
-        (annotator2, ["three", "two", "one"]),
-        (carol, ["one", "two", "three"]),
-    ):
+    agreeing = ["three", "two", "one"]
+    for user, order in ((annotator, agreeing), (annotator2, agreeing), (carol_user, carol)):
         lease = leases.task_next_for(annotator=user, project=project)
         ids = {c.text: c.public_id for c in task.candidates.all()}
         submissions.ranking_submit(
             annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id()
         )
+
+
+def test_agreement_filter_drops_the_annotator_who_disagrees(project, annotator, annotator2):
+    rank_by_three(project, annotator, annotator2, carol=["one", "two", "three"])
     _, rows = build(project, "annotations", filters={"min_agreement": 0.5})
     assert len(rows) == 2
 
@@ -232,20 +234,7 @@ def test_implied_pairs_skip_ties():
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_consensus_snapshot_merges_each_tasks_rankings_with_weighted_pairs(project, annotator, annotator2, fmt):
-    project.overlap = 3
-    project.save()
-    carol = make_user("carol", role="annotator")
-    task = add_ranking_task(project, "Which is bigger?", answers=["one", "two", "three"])
-    for user, order in (
-        (annotator, ["three", "two", "one"]),
-        (annotator2, ["three", "two", "one"]),
-        (carol, ["three", "one", "two"]),
-    ):
-        lease = leases.task_next_for(annotator=user, project=project)
-        ids = {c.text: c.public_id for c in task.candidates.all()}
-        submissions.ranking_submit(
-            annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id()
-        )
+    rank_by_three(project, annotator, annotator2, carol=["three", "one", "two"])
     snapshot, rows = build(project, "consensus", fmt)
     assert len(rows) == 1  # one row for the task, not one per annotator
     (row,) = rows
@@ -262,20 +251,7 @@ def test_consensus_snapshot_merges_each_tasks_rankings_with_weighted_pairs(proje
 def test_weighted_ranking_snapshot_leaves_out_the_pairs_the_consensus_believes_reversed(
     project, annotator, annotator2, fmt
 ):
-    project.overlap = 3
-    project.save()
-    carol = make_user("carol", role="annotator")
-    task = add_ranking_task(project, "Which is bigger?", answers=["one", "two", "three"])
-    for user, order in (
-        (annotator, ["three", "two", "one"]),
-        (annotator2, ["three", "two", "one"]),
-        (carol, ["three", "one", "two"]),  # "one" over "two": outvoted
-    ):
-        lease = leases.task_next_for(annotator=user, project=project)
-        ids = {c.text: c.public_id for c in task.candidates.all()}
-        submissions.ranking_submit(
-            annotator=user, task_id=lease.task_id, ranking=[[ids[t]] for t in order], client_id=new_client_id()
-        )
+    rank_by_three(project, annotator, annotator2, carol=["three", "one", "two"])
     _, rows = build(project, "ranking", fmt, filters={"weighted": True})
     assert len(rows) == 3
     pairs_by_order = {}

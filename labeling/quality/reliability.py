@@ -51,7 +51,6 @@ class Consensus:
         ordered, weighted by how far the consensus believes them, P(their order) − P(the reverse);
         pairs the consensus believes reversed get no weight."""
         beliefs = (self.beliefs or {}).get(label.task_id, {})
-        positions = rank_positions(label.groups)
         pairs = []
         for (a, b), value in pair_labels(label):
             p = beliefs.get((a, b))
@@ -59,7 +58,7 @@ class Consensus:
                 continue
             better, worse = (a, b) if value == "a" else (b, a)
             weight = (p["a"] - p["b"]) if value == "a" else (p["b"] - p["a"])
-            if weight > 0 and positions[better] < positions[worse]:
+            if weight > 0:
                 pairs.append((better, worse, weight))
         return pairs
 

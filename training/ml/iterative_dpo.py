@@ -14,6 +14,7 @@ plus a few DPO steps: far less than RLOO's sampling in every step.
 """
 
 from training.ml.common import trainer_callback
+from training.ml.kl_budget import kl_per_answer
 from training.ml.reward_data import preference_pairs, prompts_from_records
 from training.ml.reward_shaping import RewardShaper
 
@@ -30,15 +31,6 @@ def _sample(model, tokenizer, conversations, config, iteration: int):
         seed=config.seed + 1000 * iteration,
     )
     return sample_answers(model, tokenizer, repeated, sampling, batch_size=4 * config.generations_per_prompt)
-
-
-def _kl_per_answer(model, reference, answers, batch_size: int) -> float:
-    from training.ml.evaluate import sequence_logprobs
-
-    sequences = [(a.prompt_ids + a.token_ids, len(a.prompt_ids)) for a in answers]
-    policy = sequence_logprobs(model, sequences, batch_size=batch_size)
-    ref = sequence_logprobs(reference, sequences, batch_size=batch_size)
-    return sum(p - r for p, r in zip(policy, ref, strict=True)) / max(len(answers), 1)
 
 
 def best_worst_pairs(conversations, answers, shaped: list[float], n: int) -> list[dict]:
@@ -107,7 +99,7 @@ def iterative_dpo(records, sft_model_path: str, reward_model_path: str, work_dir
         texts = [a.text for a in answers]
         scores = scorer.score([c for c in conversations for _ in range(n)], texts)
         shaped = shaper(scores, [len(a.token_ids) for a in answers])
-        kl = _kl_per_answer(model, reference, answers, batch_size=8)
+        kl = kl_per_answer(model, reference, answers, batch_size=8)
         entry = {
             "reward": sum(shaped) / len(shaped),
             "kl": kl,

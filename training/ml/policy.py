@@ -45,6 +45,7 @@ from training.ml.common import (
     seed_everything,
     trainer_callback,
 )
+from training.ml.kl_budget import dpo_kl_callback, kl_budget_callback
 from training.ml.modeling import common_arguments, dpo_metrics, lora_config, quiet_trainer, save_stage_checkpoint
 from training.ml.options import SEED_RANGE, setting
 from training.ml.reward_data import answer_text, preference_pairs, prompts_from_records, rankings_from_records
@@ -160,84 +161,6 @@ def _rl_metrics(logs: dict) -> dict:
         "mean_length": length,
         "loss": logs.get("loss"),
     }
-
-
-def kl_budget_callback(budget: float, metrics_from_logs):
-    """Stops training after the step whose KL (nats per answer) passed `budget`; `.stopped_at`
-    says which step, None when the budget held."""
-    from transformers import TrainerCallback
-
-    class KLBudget(TrainerCallback):
-        stopped_at = None
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            kl = metrics_from_logs(logs or {}).get("kl") if logs and "loss" in logs else None
-            if budget > 0 and kl is not None and kl > budget:
-                self.stopped_at = state.global_step
-                control.should_training_stop = True
-
-    return KLBudget()
-
-
-KL_CHECK_PROMPTS = 8  # DPO: prompts answered at each KL check
-KL_CHECKS = 4  # DPO: checks over the stage's steps (after every steps/4 steps, and at the end)
-
-
-def dpo_kl_callback(records, tokenizer, config: PolicyConfig):
-    """DPO samples nothing while it trains, so its drift is measured: after every steps/KL_CHECKS
-    steps the policy answers KL_CHECK_PROMPTS of the training prompts (temperature, max_completion_length
-    of the config) and the KL to the reference is estimated on those answers, in nats per answer,
-    log π(y|x) − log π_ref(y|x) averaged over them (the evaluation's definition). Past `kl_budget`,
-    training stops after that step. Set `.trainer` before training (the reference model is its)."""
-    import random
-
-    from transformers import TrainerCallback
-
-    from training.ml.evaluate import as_conversation
-
-    prompts = [as_conversation(row["prompt"]) for row in prompts_from_records(records)]
-    prompts = random.Random(config.seed).sample(prompts, min(KL_CHECK_PROMPTS, len(prompts)))
-
-    class DPOKLBudget(TrainerCallback):
-        trainer = None
-        stopped_at = None
-        checks: list[dict] = []
-
-        def on_step_end(self, args, state, control, **kwargs):
-            every = max(1, -(-state.max_steps // KL_CHECKS))
-            due = state.global_step % every == 0 or state.global_step >= state.max_steps
-            if config.kl_budget <= 0 or not prompts or self.trainer is None or not due:
-                return
-            kl = self.measure(state.global_step)
-            if kl > config.kl_budget:
-                self.stopped_at = state.global_step
-                control.should_training_stop = True
-
-        def measure(self, step: int) -> float:
-            from training.ml.evaluate import sample_answers, sequence_logprobs
-            from training.ml.generation import SamplingParams
-
-            model = self.trainer.model
-            was_training = model.training
-            model.eval()
-            sampling = SamplingParams(
-                temperature=config.temperature, max_new_tokens=config.max_completion_length, seed=config.seed + step
-            )
-            answers = sample_answers(model, tokenizer, prompts, sampling, batch_size=KL_CHECK_PROMPTS)
-            sequences = [(a.prompt_ids + a.token_ids, len(a.prompt_ids)) for a in answers]
-            policy = sequence_logprobs(model, sequences, batch_size=KL_CHECK_PROMPTS)
-            if self.trainer.ref_model is not None:
-                reference = sequence_logprobs(self.trainer.ref_model, sequences, batch_size=KL_CHECK_PROMPTS)
-            else:  # LoRA: the reference is the model with its adapters off
-                with model.disable_adapter():
-                    reference = sequence_logprobs(model, sequences, batch_size=KL_CHECK_PROMPTS)
-            if was_training:
-                model.train()
-            kl = sum(p - r for p, r in zip(policy, reference, strict=True)) / len(answers)
-            self.checks = [*self.checks, {"step": step, "kl": kl}]
-            return kl
-
-    return DPOKLBudget()
 
 
 def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config: PolicyConfig, peft, callbacks):
