@@ -27,13 +27,18 @@ def _lease_until(project: Project, now):
     return now + timedelta(seconds=project.lease_seconds)
 
 
-def _next_task_locked(*, annotator, project: Project, now, wait: bool) -> Task | None:
+# A gold task's overlap: every annotator may answer it once, and it is never completed.
+GOLD_OVERLAP = 1_000_000
+
+
+def _next_task_locked(*, annotator, project: Project, now, wait: bool, gold: bool = False) -> Task | None:
     """The next task I may take (with its prompt), locked: with wait=False one no one else is
     choosing right now (sql.next_task). With wait=True the caller counts the task's slots again
-    once it has the lock."""
+    once it has the lock. gold=True looks in the project's gold tasks instead of its queue."""
+    overlap = GOLD_OVERLAP if gold else project.overlap
     row = sql.one(
         sql.next_task(wait=wait),
-        sql.queue_params(annotator=annotator, now=now, project=project.pk, overlap=project.overlap),
+        sql.queue_params(annotator=annotator, now=now, project=project.pk, overlap=overlap, gold=gold),
     )
     if row is None:
         return None
@@ -53,26 +58,40 @@ def task_next(*, annotator, project_id: int) -> Assignment | None:
     row = sql.one(sql.PROJECT_AND_LEASE, sql.queue_params(annotator=annotator, now=timezone.now(), project=project_id))
     if row is None:
         raise NotFound(f"There is no project {project_id}.", field="project")
-    project, current = sql.PROJECT.instance(row), row[len(sql.PROJECT)]
+    project, current, on_hold = sql.PROJECT.instance(row), row[len(sql.PROJECT)], row[len(sql.PROJECT) + 1]
     if project.paused:
         raise Conflict("This project is paused; no tasks are being handed out.")
+    if on_hold:
+        raise Forbidden(
+            "You are on hold in this project: your answers on its check tasks fell below its threshold. "
+            "An admin has been told and will review your work."
+        )
     if current is not None and (renewed := _lease_renew(assignment_id=current, project=project)) is not None:
         return renewed
+    # Gold tasks come at the project's rate, at random, so nothing about when one comes tells it
+    # apart; with none of them left for me, the queue serves as usual.
+    if project.gold_rate > 0 and random.random() < project.gold_rate:
+        if (gold := _choose(annotator=annotator, project=project, gold=True)) is not None:
+            return gold
+    return _choose(annotator=annotator, project=project, gold=False)
+
+
+def _choose(*, annotator, project: Project, gold: bool) -> Assignment | None:
     for _ in range(CHOOSE_ATTEMPTS):
         with transaction.atomic():
             now = timezone.now()
-            task = _next_task_locked(annotator=annotator, project=project, now=now, wait=False)
+            task = _next_task_locked(annotator=annotator, project=project, now=now, wait=False, gold=gold)
             if task is None and sql.postgres():
                 # Every task left may be one that another request holds this instant (leasing
                 # or submitting it) and SKIP LOCKED passed over: wait for it rather than tell
                 # this annotator there is nothing left while a slot is still open.
-                task = _next_task_locked(annotator=annotator, project=project, now=now, wait=True)
+                task = _next_task_locked(annotator=annotator, project=project, now=now, wait=True, gold=gold)
             if task is None:
                 return None
             # The candidate query may have read before a concurrent lease committed; count
             # again now that we hold the task's lock.
             in_use, mine = _slots_and_mine(task=task, annotator=annotator, now=now)
-            if in_use >= project.overlap:
+            if not task.gold and in_use >= project.overlap + task.extra_overlap:
                 continue
             return _lease(task=task, annotator=annotator, project=project, now=now, existing_id=mine)
     return None

@@ -42,6 +42,45 @@ class Project(models.Model):
         help_text="Share of new prompts set aside, by a hash of their text, as the frozen evaluation split: "
         "labeled like any other, never trained on, the same prompts for every round.",
     )
+    # --- quality control (labeling/quality) ---
+    gold_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of the tasks an annotator is served that are gold tasks (known answers, shown like any other).",
+    )
+    gold_threshold = models.FloatField(
+        default=0.75,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="An annotator whose gold accuracy is confidently below this (the 95% interval's upper end) is put on hold.",
+    )
+    gold_min_answers = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Gold tasks an annotator answers before their accuracy can put them on hold.",
+    )
+    reviews_required = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(10)],
+        help_text="Reviews a demonstration needs before rounds train on it; 0 turns review off.",
+    )
+    review_accept_share = models.FloatField(
+        default=0.6,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of its reviews that must accept (or edit) a demonstration for it to be accepted.",
+    )
+    adjudication_threshold = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A ranking task whose annotators agree on fewer than this share of pairs goes to adjudication.",
+    )
+    adaptive_overlap = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(10)],
+        help_text="Extra annotators a low-agreement ranking task may ask for before it goes to adjudication.",
+    )
+    leaderboard = models.BooleanField(
+        default=False, help_text="Annotators see a leaderboard of the project's annotators (counts and gold accuracy)."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -91,6 +130,17 @@ class Task(models.Model):
         help_text="Higher is served first. Ranking tasks from a policy take the number of its deployment, "
         "so the newly deployed policy's answers are labeled before older ones.",
     )
+    gold = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="A gold task: its answer is known (GoldAnswer); every annotator may get it once, at the project's "
+        "gold rate, and it is never completed.",
+    )
+    extra_overlap = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Annotators asked for beyond the project's overlap because the first ones disagreed (adaptive overlap).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -98,7 +148,9 @@ class Task(models.Model):
         ordering = ["id"]
         # The order in which tasks are handed out (labeling.sql.NEXT_TASK): with it, choosing the
         # next task reads the first few open tasks instead of sorting all of them.
-        indexes = [models.Index(fields=["project", "state", "-priority", "-completions", "id"], name="task_queue_idx")]
+        indexes = [
+            models.Index(fields=["project", "state", "gold", "-priority", "-completions", "id"], name="task_queue_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} task {self.pk}"
@@ -181,10 +233,25 @@ class Assignment(models.Model):
 
 
 class Demonstration(models.Model):
+    class ReviewState(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="demonstration")
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="demonstrations")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="demonstrations")
     text = models.TextField()
+    review_state = models.CharField(
+        max_length=20,
+        choices=ReviewState.choices,
+        default=ReviewState.PENDING,
+        db_default="pending",
+        help_text="Peer review's outcome (labeling/quality/review.py); rejected demonstrations never reach SFT.",
+    )
+    reviewed_text = models.TextField(
+        blank=True, db_default="", help_text="The text as reviewers last edited it; empty when no one edited it."
+    )
     client_id = models.UUIDField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -237,6 +304,103 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verb} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# --- quality control (labeling/quality) ---------------------------------------------------------
+
+
+class GoldAnswer(models.Model):
+    """The known answer of a gold task: a reference ranking (groups of candidate public ids, best
+    first) for a ranking task, or a reference answer for a demonstration task (which reviewers see
+    beside the annotator's, and whose verdict is the annotator's gold score)."""
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="gold_answer")
+    groups = models.JSONField(default=list, blank=True)
+    text = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"gold answer of task {self.task_id}"
+
+
+class Hold(models.Model):
+    """An annotator put on hold in a project because their gold accuracy fell confidently below the
+    project's threshold: they get no new tasks there, and snapshots and rounds can leave out their
+    labels, until an admin releases them."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="holds")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="holds")
+    accuracy = models.FloatField()
+    low = models.FloatField()
+    high = models.FloatField()
+    gold_answers = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"],
+                condition=models.Q(released_at__isnull=True),
+                name="hold_one_active_per_annotator",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on hold in {self.project}"
+
+
+class Review(models.Model):
+    """One reviewer's verdict on a demonstration: accept, edit (the edited text kept beside the
+    original) or reject (with a reason)."""
+
+    class Verdict(models.TextChoices):
+        ACCEPT = "accept"
+        EDIT = "edit"
+        REJECT = "reject"
+
+    demonstration = models.ForeignKey(Demonstration, on_delete=models.PROTECT, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    text = models.TextField(blank=True, help_text="The edited text (verdict edit).")
+    reason = models.CharField(max_length=500, blank=True)
+    client_id = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["demonstration", "reviewer"], name="review_once_per_reviewer")]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.reviewer_id} on demonstration {self.demonstration_id}"
+
+
+class Adjudication(models.Model):
+    """The final ranking of a task whose annotators disagreed, decided by a reviewer or an admin;
+    it replaces the annotators' consensus for that task."""
+
+    task = models.OneToOneField(Task, on_delete=models.PROTECT, related_name="adjudication")
+    adjudicator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="adjudications")
+    groups = models.JSONField()
+    note = models.CharField(max_length=500, blank=True)
+    client_id = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"adjudication of task {self.task_id}"
 
 
 def new_public_id() -> str:

@@ -1,4 +1,4 @@
-"""The three roles. Admins are staff; annotators and researchers are Django groups.
+"""The roles. Admins are staff; annotators, reviewers and researchers are Django groups.
 
 The checks (is_annotator, is_researcher, is_admin, has_role) and, for pages, one decorator per
 role: log in first (anonymous users go to the login page), then the role, else the 403 page with
@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 
 ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
+REVIEWER = "reviewer"
 
 
 def _in_group(user, name: str) -> bool:
@@ -45,9 +46,14 @@ def is_researcher(user) -> bool:
     return user.is_active and (_in_group(user, RESEARCHER) or is_admin(user))
 
 
+def is_reviewer(user) -> bool:
+    """A reviewer or an admin: reviewers judge others' demonstrations and adjudicate rankings."""
+    return user.is_active and (_in_group(user, REVIEWER) or is_admin(user))
+
+
 def has_role(user) -> bool:
-    """Any of the three: who may see the projects, the playground and the arena."""
-    return is_annotator(user) or is_researcher(user) or is_admin(user)
+    """Any role: who may see the projects, the playground and the arena."""
+    return is_annotator(user) or is_reviewer(user) or is_researcher(user) or is_admin(user)
 
 
 def role_grant(*, user, role: str) -> None:
@@ -86,5 +92,6 @@ def _role_page(check, default_message: str):
 
 annotator_page = _role_page(is_annotator, "Only annotators can label. Ask an admin for the annotator role.")
 admin_page = _role_page(is_admin, "Only admins can open this page.")
+reviewer_page = _role_page(is_reviewer, "Only reviewers and admins can review. Ask an admin for the reviewer role.")
 researcher_page = _role_page(is_researcher, "Only researchers and admins can open this page.")
 any_role_page = _role_page(has_role, "Your account has no role in Yushan yet; ask an admin.")

@@ -124,34 +124,37 @@ def queue_params(*, annotator, now, **more) -> dict:
 # A task's overlap slot is held by a submitted assignment or a lease that has not expired.
 HOLDS_SLOT = "(a.state = %(submitted)s OR (a.state = %(leased)s AND a.lease_expires_at > %(now)s))"
 
-# The project, and the lease I hold in it now if any (a reload, a retry): most requests come from
-# an annotator who holds none, and then go straight on to choosing a task. One round trip instead
-# of two ORM queries on every "next task".
+# The project, the lease I hold in it now if any (a reload, a retry), and whether I am on hold
+# there (labeling.quality.gold): most requests come from an annotator who holds none, and then go
+# straight on to choosing a task. One round trip instead of three ORM queries on every "next task".
 PROJECT_AND_LEASE = f"""
     SELECT {PROJECT.sql},
            (SELECT a.id FROM labeling_assignment a JOIN labeling_task t ON t.id = a.task_id
             WHERE a.annotator_id = %(me)s AND a.state = %(leased)s AND a.lease_expires_at > %(now)s
               AND t.project_id = p.id
-            ORDER BY a.id LIMIT 1)
+            ORDER BY a.id LIMIT 1),
+           EXISTS (SELECT 1 FROM labeling_hold h
+                   WHERE h.project_id = p.id AND h.annotator_id = %(me)s AND h.released_at IS NULL)
     FROM labeling_project p WHERE p.id = %(project)s
 """
 
 # The first task in queue order (highest priority, then most completions, then oldest) that I may take, with its
-# prompt. Written out because the ORM cannot say the per-task probe below, whose shape keeps the
+# prompt; gold tasks and the others are two queues (%(gold)s). Written out because the ORM cannot say the per-task probe below, whose shape keeps the
 # plan on the task_queue_idx index (see tests/test_services.py's EXPLAIN test).
 NEXT_TASK = f"""
     SELECT {TASK.sql}, {PROMPT.sql}
     FROM labeling_task t JOIN labeling_prompt pr ON pr.id = t.prompt_id
-    WHERE t.project_id = %(project)s AND t.state = %(open)s
+    WHERE t.project_id = %(project)s AND t.state = %(open)s AND t.gold = %(gold)s
       -- A slot is free, and I never submitted or skipped it (an expired lease of mine may come
       -- back to me): my own such assignment counts as a whole overlap. One probe of the task's
       -- few assignments per queued task, by task id only: a probe by (task, me) was planned
       -- through all of my assignments per task when statistics were missing (a new project),
-      -- which grew with every task I did.
+      -- which grew with every task I did. A task's overlap is the project's plus the annotators
+      -- it asked for after a disagreement (adaptive overlap); a gold task's is unlimited.
       AND (SELECT COUNT(*) FILTER (WHERE {HOLDS_SLOT})
-                  + %(overlap)s * COUNT(*) FILTER (WHERE a.annotator_id = %(me)s
+                  + (%(overlap)s + t.extra_overlap) * COUNT(*) FILTER (WHERE a.annotator_id = %(me)s
                                                      AND a.state IN (%(submitted)s, %(skipped)s))
-           FROM labeling_assignment a WHERE a.task_id = t.id) < %(overlap)s
+           FROM labeling_assignment a WHERE a.task_id = t.id) < %(overlap)s + t.extra_overlap
       -- One of the answers is my own demonstration: never mine to rank.
       AND NOT EXISTS (SELECT 1 FROM labeling_candidate c JOIN labeling_demonstration d ON d.id = c.demonstration_id
                       WHERE c.task_id = t.id AND d.annotator_id = %(me)s

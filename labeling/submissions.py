@@ -34,7 +34,8 @@ def _submission_store(record, *, verb: str, payload: dict, **values) -> None:
     assignment.state = Assignment.State.SUBMITTED
     assignment.finished_at = now
     task.completions += 1
-    if task.completions >= task.project.overlap:
+    # A gold task is never completed: every annotator may answer it once.
+    if not task.gold and task.completions >= task.project.overlap + task.extra_overlap:
         task.state = Task.State.COMPLETED
         task.completed_at = now
     params = {

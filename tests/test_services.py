@@ -295,7 +295,7 @@ def test_choosing_a_task_does_not_slow_down_as_an_annotator_finishes_tasks(proje
     project.save()
     for _ in range(300):
         submit_demo(annotator, leases.task_next_for(annotator=annotator, project=project))
-    params = sql.queue_params(annotator=annotator, now=timezone.now(), project=project.pk, overlap=3)
+    params = sql.queue_params(annotator=annotator, now=timezone.now(), project=project.pk, overlap=3, gold=False)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql.NEXT_TASK, params)
         (plan,) = cursor.fetchone()[0]
