@@ -38,6 +38,7 @@ BOOLEAN_FILTERS = (
     "only_held_out",
     "margin",
     "weighted",  # ranking snapshots: each pair weighted by annotator reliability (a `pairs` column)
+    "exclude_held",  # leave out the labels of annotators on hold (labeling.quality.gold)
 )
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 

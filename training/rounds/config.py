@@ -26,6 +26,9 @@ class DataSettings:
 
     exclude_flagged: bool = setting(False, "leave out rankings with a flagged answer")
     exclude_none_acceptable: bool = setting(True, "leave out rankings marked 'none acceptable'")
+    exclude_held: bool = setting(
+        True, "leave out the labels of annotators on hold (their gold accuracy fell below the project's threshold)"
+    )
     min_agreement: float | None = setting(
         None, "keep annotators whose pairwise agreement is at least this (empty: everyone)", range=(0, 1)
     )

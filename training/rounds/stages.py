@@ -25,7 +25,7 @@ from training.rounds.services import round_deploy_and_generate
 
 JUDGES = {"new_reward_model": "the new reward model", "previous_reward_model": "the previous round's reward model"}
 # The data settings that are snapshot filters (the others choose among the snapshot's rows).
-SNAPSHOT_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "min_agreement")
+SNAPSHOT_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "exclude_held", "min_agreement")
 
 
 def _stage_dir(round_: Round, name: str) -> Path:

@@ -6,10 +6,11 @@ holds one task's answers at a time whatever the size of the project."""
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, TextField, Value
+from django.db.models.functions import Coalesce, NullIf
 
 from labeling.imports import IMPORTED_USERNAME
-from labeling.models import Candidate, Demonstration, Ranking
+from labeling.models import Candidate, Demonstration, Hold, Ranking
 from labeling.quality.agreement import RankingLabel, by_task, pairwise_agreement
 from labeling.quality.reliability import consensus_fit
 from labeling.quality.selectors import shared_rankings
@@ -43,6 +44,18 @@ def agreement_scores(project) -> dict[int, float]:
     return {user: figures["agreement"] for user, figures in annotators.items() if figures["agreement"] is not None}
 
 
+def _quality(queryset, project, filters: dict):
+    """What quality control leaves out of every snapshot: the labels of gold tasks (they check
+    annotators; the known answer is the admin's, and every annotator's copy of the same prompt
+    would weigh it many times over). `exclude_held`: also the labels of annotators on hold in
+    the project (labeling.quality.gold), which rounds leave out by default."""
+    queryset = queryset.filter(task__gold=False)
+    if filters.get("exclude_held"):
+        held = Hold.objects.filter(project=project, released_at__isnull=True).values("annotator_id")
+        queryset = queryset.exclude(annotator_id__in=held)
+    return queryset
+
+
 def _training_split(queryset, filters: dict):
     """`exclude_held_out`: leave out the project's frozen evaluation split (what rounds train on);
     `only_held_out`: keep only that split (what rounds are evaluated on)."""
@@ -65,16 +78,27 @@ def rankings_selected(snapshot):
         version_match &= Q(model_version__round_number=filters["round"])
     if version_match:
         queryset = queryset.filter(Exists(Candidate.objects.filter(version_match, task=OuterRef("task_id"))))
-    return _by_annotators(queryset, snapshot.project, filters)
+    return _by_annotators(_quality(queryset, snapshot.project, filters), snapshot.project, filters)
 
 
 def demonstrations_selected(snapshot):
-    queryset = _dated(Demonstration.objects.filter(task__project=snapshot.project), snapshot.filters)
+    """Demonstrations peer review did not reject; where the project asks for reviews, only the
+    accepted ones (labeling.quality.review)."""
+    project = snapshot.project
+    queryset = _dated(Demonstration.objects.filter(task__project=project), snapshot.filters)
     queryset = _training_split(queryset, snapshot.filters)
     if snapshot.filters.get("model_version") is not None or snapshot.filters.get("round") is not None:
         # Demonstrations are written by people, not by a model version or round.
         return queryset.none()
-    return _by_annotators(queryset, snapshot.project, snapshot.filters)
+    queryset = queryset.exclude(review_state=Demonstration.ReviewState.REJECTED)
+    if project.reviews_required > 0:
+        queryset = queryset.filter(review_state=Demonstration.ReviewState.ACCEPTED)
+    return _by_annotators(_quality(queryset, project, snapshot.filters), project, snapshot.filters)
+
+
+def reviewed_text():
+    """A demonstration's text as its reviewers last edited it, else as its annotator wrote it."""
+    return Coalesce(NullIf("reviewed_text", Value("")), "text", output_field=TextField())
 
 
 def source_count(snapshot) -> int:
@@ -202,7 +226,7 @@ def sft_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
     stream = (
         demonstrations_selected(snapshot)
         .order_by("id")
-        .values_list("text", "task__prompt__messages")
+        .values_list(reviewed_text(), "task__prompt__messages")
         .iterator(chunk_size=CHUNK)
     )
     for done, (text, prompt) in enumerate(stream, start=1):
@@ -264,7 +288,7 @@ def demonstration_annotation_rows(snapshot, progress: Callable[[int], None], don
             "created_at",
             "updated_at",
             "task__prompt__messages",
-            "text",
+            reviewed_text(),
         )
         .iterator(chunk_size=CHUNK)
     )
