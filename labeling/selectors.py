@@ -11,6 +11,7 @@ from labeling.models import Assignment, Demonstration, Event, Project, Ranking, 
 from labeling.validation import row_id
 
 SUBMIT_VERBS = ("demonstration.submitted", "ranking.submitted")
+ANNOTATOR_VERBS = (*SUBMIT_VERBS, "task.leased", "task.skipped", "demonstration.edited", "ranking.edited")
 
 
 def projects_for_annotator(annotator):
@@ -59,7 +60,8 @@ def project_stats(*, project: Project) -> dict:
     now = timezone.now()
     by_state = {
         (row["kind"], row["state"]): row["n"]
-        for row in Task.objects.filter(project=project).values("kind", "state").annotate(n=Count("pk"))
+        # Gold tasks are counted apart (labeling.quality.gold): they stay open for every annotator.
+        for row in Task.objects.filter(project=project, gold=False).values("kind", "state").annotate(n=Count("pk"))
     }
     open_leases = (
         Assignment.objects.filter(task__project=project, state=Assignment.State.LEASED, lease_expires_at__gt=now)
@@ -74,8 +76,12 @@ def project_stats(*, project: Project) -> dict:
         .annotate(n=Count("pk"))
         .order_by("hour")
     )
+    # Annotators at work lease, skip, submit and edit; an admin who deploys or votes in the arena
+    # is not one of them.
     active = (
-        Event.objects.filter(project=project, actor__isnull=False, created_at__gte=now - timedelta(minutes=15))
+        Event.objects.filter(
+            project=project, verb__in=ANNOTATOR_VERBS, actor__isnull=False, created_at__gte=now - timedelta(minutes=15)
+        )
         .values("actor__username")
         .annotate(n=Count("pk", filter=Q(verb__in=SUBMIT_VERBS)))
         .order_by("actor__username")

@@ -115,7 +115,7 @@ def test_a_vote_becomes_a_finished_k2_ranking_by_the_voter(project, two_versions
     ranking = Ranking.objects.get(task=task)
     assert ranking.annotator == annotator and ranking.groups == [[b.public_id], [a.public_id]]
     assert Assignment.objects.get(task=task).state == Assignment.State.SUBMITTED
-    assert Event.objects.filter(verb="ranking.submitted", payload__arena_battle_id=battle.pk).exists()
+    assert Event.objects.filter(verb="arena.ranking_recorded", payload__arena_battle_id=battle.pk).exists()
     # Nobody is ever offered the arena's task.
     assert leases.task_next_for(annotator=annotator, project=project) is None
 

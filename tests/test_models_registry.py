@@ -187,8 +187,8 @@ def test_versions_page_shows_lineage_and_deploys_for_admins(client, project, ver
     assert page.status_code == 200
     html = page.content.decode()
     assert "round 1" in html and "Deployed" in html
-    response = client.post(f"{url}{round1.pk}/deploy/")
+    response = client.post(f"{url}{round1.pk}/deploy/", {"confirm": "yes"})  # the confirmation page's form
     assert response.status_code == 302
     assert selectors.deployed_policy(project=project) == round1
-    client.post(f"{url}{base.pk}/deploy/")
+    client.post(f"{url}{base.pk}/deploy/", {"confirm": "yes"})
     assert Deployment.objects.first().rollback is True

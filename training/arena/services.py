@@ -26,6 +26,7 @@ from training.registry.models import ModelVersion
 from worker.queue import enqueue
 
 ARENA_NAMESPACE = uuid.UUID("0b7f5c8e-3d2a-4f61-9c0e-5e2b7a1d9f43")
+ARENA_RANKING_VERB = "arena.ranking_recorded"
 
 
 def _chat_params(seed: int | None = None, max_new_tokens: int | None = None) -> SamplingParams:
@@ -234,12 +235,14 @@ def _arena_ranking_create(*, battle: ArenaBattle, user, vote: str, now) -> Task:
     # Finished at birth: nobody else is ever offered it; the voter's Ranking is its one completion.
     a, b = task.candidates.order_by("id").values_list("public_id", flat=True)
     groups = {"a": [[a], [b]], "b": [[b], [a]], "tie": [[a, b]], "both_bad": [[a, b]]}[vote]
+    # Its audit event is an arena one, not "ranking.submitted": the vote is labeling data, but not
+    # an annotator's submission, so the project page's throughput and active annotators leave it out.
     submissions.ranking_record_finished(
         task=task,
         annotator=user,
         groups=groups,
         client_id=uuid.uuid5(ARENA_NAMESPACE, str(battle.pk)),
-        verb="ranking.submitted",
+        verb=ARENA_RANKING_VERB,
         actor=user,
         leased_at=battle.created_at,
         none_acceptable=vote == "both_bad",

@@ -1,5 +1,12 @@
-"""The playground and the arena (anyone with a role). Each view checks the role, calls one
-service or selector, and renders.
+"""The playground and the arena. Each view checks the role, calls one service or selector, and
+renders.
+
+Who may do what: anyone with a role may chat in the Playground and read the arena's Leaderboard
+(a researcher evaluating versions among them). Starting battles and voting is for annotators and
+admins: a vote is stored as a finished ranking by the voter, labeling data that goes into
+snapshots and the next reward model, and labels come from the people who label (whose work the
+project's quality control watches) or from its admins. The navigation shows the same links
+(labeling/home.html, training/_model_nav.html).
 
 Neither generates on the web process: a turn or a battle is queued for the interactive worker
 (training.arena.interactive), and the page polls its progress URL until the answer is there
@@ -15,13 +22,24 @@ from django.shortcuts import get_object_or_404, redirect, render
 from labeling.errors import LabelingError
 from labeling.markdown import markdown_to_html
 from labeling.models import Project
-from labeling.roles import any_role_page
+from labeling.roles import any_role_page, is_admin, is_annotator, page_requires
 from training.arena import selectors, services
 from training.arena.interactive import work_progress
 from training.arena.models import ArenaBattle, PlaygroundTurn
 from training.registry import selectors as registry_selectors
 
 PLAYGROUND_MAX_TURNS = 20
+
+
+def may_vote_in_arena(user) -> bool:
+    return is_annotator(user) or is_admin(user)
+
+
+arena_voter_page = page_requires(
+    may_vote_in_arena,
+    "Arena votes become labels, so only annotators and admins start battles. "
+    "Researchers can try every version in the Playground and read the Leaderboard.",
+)
 
 
 def _session_key(project: Project) -> str:
@@ -123,7 +141,7 @@ def playground_turn_progress(request, pk: int, turn_id: int):
 # --- arena ---------------------------------------------------------------------------------------
 
 
-@any_role_page
+@arena_voter_page
 def arena(request, pk: int):
     project = get_object_or_404(Project, pk=pk)
     versions = list(registry_selectors.policy_versions(project=project))
@@ -154,7 +172,7 @@ def arena(request, pk: int):
     )
 
 
-@any_role_page
+@arena_voter_page
 def arena_battle(request, pk: int, battle_id: int):
     battle = selectors.arena_battle_for(battle_id=battle_id, user=request.user)
     if battle is None or battle.project_id != pk:
@@ -182,7 +200,7 @@ def arena_battle(request, pk: int, battle_id: int):
     )
 
 
-@any_role_page
+@arena_voter_page
 def arena_battle_progress(request, pk: int, battle_id: int):
     """JSON for the battle page while both answers are written."""
     battle = selectors.arena_battle_for(battle_id=battle_id, user=request.user)

@@ -1,8 +1,10 @@
 """Reads: model versions and their lineage, the deployed policy, generation jobs."""
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Count
+from django.utils import timezone
 
 from labeling.models import Project, Prompt
 from training.registry.models import DeployedPolicy, Deployment, GenerationJob, ModelVersion
@@ -63,6 +65,35 @@ def deployment_history(*, project: Project, limit: int = 20):
 def versions_deployed_before(*, project: Project) -> set[int]:
     """Versions that have been deployed at some time: deploying one again is a rollback."""
     return set(Deployment.objects.filter(project=project).values_list("model_version_id", flat=True))
+
+
+@dataclass(frozen=True)
+class DeployAction:
+    """What deploying a version does, for its button: "deploy" (never deployed), "rollback" (to an
+    older version deployed before) or "return" (to a newer one deployed before, after a rollback)."""
+
+    kind: str
+    label: str
+
+
+def deploy_action(*, version: ModelVersion, deployed: ModelVersion | None, deployed_before: set[int]) -> DeployAction:
+    """Older and newer follow registration order (the version id), which is the lineage's order."""
+    if version.pk not in deployed_before:
+        return DeployAction("deploy", f"Deploy v{version.pk}")
+    if deployed is not None and version.pk < deployed.pk:
+        return DeployAction("rollback", f"Roll back to v{version.pk} (older)")
+    return DeployAction("return", f"Return to v{version.pk} (newer)")
+
+
+def generation_job_time_left(job: GenerationJob, *, now: datetime | None = None) -> timedelta | None:
+    """The running job's time left at its rate so far (prompts done over time since it started);
+    None before its first prompt is done, or when it is not running."""
+    if job.status != GenerationJob.Status.RUNNING or not job.started_at or not job.prompts_done:
+        return None
+    if job.prompts_total <= job.prompts_done:
+        return None
+    per_prompt = ((now or timezone.now()) - job.started_at) / job.prompts_done
+    return per_prompt * (job.prompts_total - job.prompts_done)
 
 
 def generation_jobs(*, project: Project, limit: int = 20):

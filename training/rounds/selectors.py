@@ -1,10 +1,14 @@
-"""Reads about rounds: what a round that has not started its next stage is waiting for."""
+"""Reads about rounds: what a round that has not started its next stage is waiting for, and the
+evaluation a version's deploy confirmation shows."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
 
-from training.registry.models import GenerationJob
+from training.ml.evaluate import should_deploy
+from training.registry.models import GenerationJob, ModelVersion
+from training.registry.selectors import generation_job_time_left
 from training.rounds.models import Round, RoundStage
 
 # A round queued this long with nothing ahead of it probably has no gpu worker to run it.
@@ -62,8 +66,67 @@ def round_waiting_for(*, round_: Round, now=None) -> str | None:
 
 def _job_progress(job: GenerationJob, now) -> str:
     text = f"generation job {job.pk} of {job.project.name}, {job.prompts_done} / {job.prompts_total} prompts"
-    if job.started_at and job.prompts_done and job.prompts_total > job.prompts_done:
-        per_prompt = (now - job.started_at) / job.prompts_done
-        minutes = per_prompt * (job.prompts_total - job.prompts_done) / timedelta(minutes=1)
-        text += f", about {max(1, round(minutes))} min left"
+    left = generation_job_time_left(job, now=now)
+    if left is not None:
+        text += f", about {max(1, round(left / timedelta(minutes=1)))} min left"
     return text
+
+
+JUDGES = {"new_reward_model": "this round's reward model", "previous_reward_model": "the previous round's reward model"}
+
+
+@dataclass(frozen=True)
+class VersionEvaluation:
+    """A round's evaluation of the policy it made, as the deploy confirmation shows it."""
+
+    round: Round
+    win_rate: float
+    interval: tuple[float, float] | None  # 95% bootstrap interval over the prompts
+    judge: str  # the judge that decided, in words
+    prompts: int | None
+    threshold: float  # the project's deploy threshold now
+    round_threshold: float  # the one the round was started with
+    passed: bool  # the interval's lower bound reaches the threshold, and no credible judge disagrees
+    judges_block: bool  # the judges disagree and that alone keeps it from passing
+    compared_with: ModelVersion  # the policy deployed when the round started
+
+    @property
+    def lower_bound(self) -> float:
+        return self.interval[0] if self.interval else self.win_rate
+
+
+def version_evaluation(*, version: ModelVersion) -> VersionEvaluation | None:
+    """The evaluation of the round that made this policy, judged against the project's deploy
+    threshold as it is now (training.ml.evaluate.should_deploy, the rule the deploy stage
+    applies); None for a version no round evaluated (a base model, a round's SFT model)."""
+    round_ = (
+        Round.objects.filter(policy_version=version)
+        .exclude(evaluation={})
+        .select_related("project", "base_policy")
+        .order_by("-id")
+        .first()
+    )
+    if round_ is None or "win_rate" not in round_.evaluation:
+        return None
+    evaluation = round_.evaluation
+    threshold = round_.project.deploy_threshold
+    interval = evaluation.get("win_rate_ci")
+    blocks = bool(evaluation.get("disagreement_blocks_deploy", evaluation.get("judges_disagree")))
+    decided_by = evaluation.get("decided_by", "new_reward_model")
+    return VersionEvaluation(
+        round=round_,
+        win_rate=evaluation["win_rate"],
+        interval=tuple(interval) if interval else None,
+        judge=JUDGES.get(decided_by, decided_by),
+        prompts=evaluation.get("prompts"),
+        threshold=threshold,
+        round_threshold=round_.config.get("deploy", {}).get("threshold", threshold),
+        passed=should_deploy(evaluation, threshold),
+        judges_block=blocks,
+        compared_with=round_.base_policy,
+    )
+
+
+def round_awaiting_decision_on(*, version: ModelVersion) -> Round | None:
+    """The round that made this policy, if it waits for an admin to deploy it or keep the current one."""
+    return Round.objects.filter(policy_version=version, status=Round.Status.AWAITING_DECISION).first()

@@ -6,7 +6,43 @@ import { api } from "../labeling/common.js";
 const root = document.getElementById("round");
 const url = root ? root.dataset.api : "";
 const ACTIVE = new Set(["queued", "running"]);
-const CURVE_KEYS = ["loss", "eval_loss", "train_accuracy", "eval_accuracy", "reward", "kl", "mean_length", "margin", "accuracy"];
+// Each curve's vertical axis: what it measures, with its unit. The horizontal axis is the step.
+const CURVES = {
+  loss: "loss (nats)",
+  eval_loss: "held-out loss (nats)",
+  train_accuracy: "training accuracy (share of pairs)",
+  eval_accuracy: "held-out accuracy (share of pairs)",
+  reward: "mean reward (reward model score)",
+  kl: "KL to the SFT model (nats per answer)",
+  mean_length: "mean answer length (tokens)",
+  reward_margin: "implicit reward margin (chosen minus rejected)",
+  margin: "reward margin (chosen minus rejected)",
+  accuracy: "preference accuracy (share of pairs)",
+};
+const STAGES = { snapshot: "Snapshot", sft: "SFT", reward: "Reward model", policy: "Policy", evaluate: "Evaluation", deploy: "Deploy" };
+// The stage table's latest numbers, by name.
+const METRICS = {
+  loss: "loss",
+  eval_loss: "held-out loss",
+  train_accuracy: "training accuracy",
+  eval_accuracy: "held-out accuracy",
+  reward: "mean reward",
+  kl: "KL (nats per answer)",
+  mean_length: "answer length (tokens)",
+  reward_margin: "reward margin",
+  accuracy: "accuracy",
+  epoch: "epoch",
+  steps: "steps",
+  seconds: "seconds",
+  win_rate: "win rate",
+  win_rate_low: "win rate, interval's lower end",
+  threshold: "threshold",
+  sft_rows: "SFT rows",
+  ranking_rows: "ranking rows",
+  consensus_rows: "consensus rows",
+  train_loss_first: "first training loss",
+  train_loss_last: "last training loss",
+};
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, text, cls) {
@@ -28,8 +64,13 @@ function duration(s) {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
+// Whole numbers as they are ("18", not "18.000"); others to 3 significant digits.
 function number(v) {
-  return typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3)) : String(v);
+  if (typeof v !== "number") return String(v);
+  if (!Number.isFinite(v) || Number.isInteger(v)) return String(v);
+  if (Math.abs(v) >= 1000) return String(Math.round(v));
+  if (Math.abs(v) < 0.001) return v.toExponential(2);
+  return v.toPrecision(3);
 }
 
 function stagesTable(stages) {
@@ -38,7 +79,7 @@ function stagesTable(stages) {
   for (const stage of stages) {
     const row = el("tr");
     row.dataset.stage = stage.name;
-    row.append(el("th", stage.name));
+    row.append(el("th", STAGES[stage.name] || stage.name));
     row.append(el("td", stage.status + (stage.attempts > 1 ? ` (attempt ${stage.attempts})` : "")));
     const cell = el("td");
     const bar = el("progress");
@@ -56,7 +97,7 @@ function stagesTable(stages) {
     const latest = Object.entries(stage.metrics || {})
       .filter(([, v]) => typeof v === "number")
       .slice(0, 6)
-      .map(([k, v]) => `${k} ${number(v)}`)
+      .map(([k, v]) => `${METRICS[k] || k.replaceAll("_", " ")}: ${number(v)}`)
       .join(" · ");
     const last = el("td", stage.error || latest, stage.error ? "error" : "small");
     row.append(last);
@@ -64,35 +105,67 @@ function stagesTable(stages) {
   }
 }
 
-function chart(title, points) {
-  const width = 320, height = 140, pad = 28;
+// About `count` round numbers from lo to hi (1, 2, 2.5 or 5 times a power of ten apart).
+function ticks(lo, hi, count, whole) {
+  const raw = (hi - lo) / Math.max(1, count);
+  const power = 10 ** Math.floor(Math.log10(raw || 1));
+  const steps = whole ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10];
+  let step = steps.map((m) => m * power).find((s) => s >= raw) || raw;
+  if (whole) step = Math.max(1, Math.round(step));
+  const first = Math.ceil(lo / step) * step;
+  const values = [];
+  for (let v = first; v <= hi + step * 1e-9; v += step) values.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return values;
+}
+
+function svgNode(tag, attributes, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A tick's number: as short as it can be ("0.65", not "0.650").
+function tickLabel(v) {
+  return String(Number(v.toPrecision(6)));
+}
+
+// A line chart with both axes: ticks and numbers on each, "step" below, the unit above.
+function chart(title, axis, points) {
+  const width = 360, height = 220;
+  const left = 46, right = 12, top = 24, bottom = 40;
   const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  if (y0 === y1) { y0 -= 1; y1 += 1; }
-  const sx = (x) => pad + ((x - x0) / Math.max(1, x1 - x0)) * (width - 2 * pad);
-  const sy = (y) => height - pad - ((y - y0) / (y1 - y0)) * (height - 2 * pad);
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", title);
-  const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "));
-  line.setAttribute("fill", "none");
-  line.setAttribute("stroke", "currentColor");
-  line.setAttribute("stroke-width", "2");
-  svg.append(line);
-  for (const [y, label] of [[y1, number(y1)], [y0, number(y0)]]) {
-    const text = document.createElementNS(ns, "text");
-    text.setAttribute("x", "2");
-    text.setAttribute("y", String(sy(y) + 4));
-    text.setAttribute("font-size", "10");
-    text.textContent = label;
-    svg.append(text);
+  if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
+  const margin = (y1 - y0) * 0.05;
+  y0 -= margin; y1 += margin;
+  const sx = (x) => left + ((x - x0) / Math.max(1, x1 - x0)) * (width - left - right);
+  const sy = (y) => height - bottom - ((y - y0) / (y1 - y0)) * (height - top - bottom);
+  const svg = svgNode("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${title}: ${axis}` });
+  for (const y of ticks(y0, y1, 4, false)) {
+    svg.append(svgNode("line", { x1: left, x2: width - right, y1: sy(y).toFixed(1), y2: sy(y).toFixed(1), class: "grid" }));
+    svg.append(svgNode("text", { x: left - 6, y: (sy(y) + 3).toFixed(1), "text-anchor": "end", class: "tick-label" }, tickLabel(y)));
   }
-  const figure = el("figure", null, "card");
-  figure.append(el("figcaption", `${title} (last ${number(ys[ys.length - 1])})`, "small"), svg);
+  for (const x of ticks(x0, x1, 5, true)) {
+    svg.append(svgNode("line", { x1: sx(x).toFixed(1), x2: sx(x).toFixed(1), y1: height - bottom, y2: height - bottom + 4, class: "axis" }));
+    svg.append(svgNode("text", { x: sx(x).toFixed(1), y: height - bottom + 15, "text-anchor": "middle", class: "tick-label" }, tickLabel(x)));
+  }
+  svg.append(svgNode("line", { x1: left, x2: left, y1: top, y2: height - bottom, class: "axis" }));
+  svg.append(svgNode("line", { x1: left, x2: width - right, y1: height - bottom, y2: height - bottom, class: "axis" }));
+  svg.append(svgNode("text", { x: (left + width - right) / 2, y: height - 8, "text-anchor": "middle", class: "axis-title" }, "step"));
+  svg.append(svgNode("text", { x: 2, y: top - 10, "text-anchor": "start", class: "axis-title" }, axis));
+  svg.append(svgNode("polyline", {
+    points: points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "),
+    fill: "none",
+    stroke: "currentColor",
+    "stroke-width": 2,
+  }));
+  const figure = el("figure", null, "card curve");
+  const caption = el("figcaption", null, "small");
+  caption.append(el("strong", title));
+  const last = points[points.length - 1];
+  figure.append(caption, svg, el("p", `Step ${number(last[0])}: ${number(last[1])}`, "muted small"));
   return figure;
 }
 
@@ -100,9 +173,9 @@ function curves(data) {
   const box = $("#curves");
   box.replaceChildren();
   for (const [stage, points] of Object.entries(data || {})) {
-    for (const key of CURVE_KEYS) {
+    for (const [key, axis] of Object.entries(CURVES)) {
       const series = points.filter((p) => typeof p[key] === "number").map((p) => [p.step, p[key]]);
-      if (series.length >= 2) box.append(chart(`${stage} · ${key}`, series));
+      if (series.length >= 2) box.append(chart(STAGES[stage] || stage, axis, series));
     }
   }
   if (!box.children.length) box.append(el("p", "Curves appear after the first training steps.", "empty"));
@@ -208,6 +281,8 @@ function buttons(data) {
   $("#cancel-round").hidden = !active || data.cancel_requested;
   $("#retry-round").hidden = !["failed", "cancelled"].includes(data.status);
   $("#deploy-round").hidden = $("#keep-round").hidden = data.status !== "awaiting_decision";
+  // The deploy button opens the confirmation, which shows this evaluation again with the threshold.
+  if (data.policy_version) $("#deploy-round").textContent = `Deploy v${data.policy_version.id}`;
   const status = $("#round-status");
   status.textContent = data.status.replace("_", " ") + (data.cancel_requested && active ? " (cancelling)" : "") + (data.deployed ? " · deployed" : "");
   const waiting = $("#round-waiting");
@@ -245,7 +320,6 @@ async function act(path, body, message) {
 if (root) {
   $("#cancel-round").addEventListener("click", () => act("cancel/", undefined, "Cancelling at the next step…"));
   $("#retry-round").addEventListener("click", () => act("retry/", undefined, "Retrying…"));
-  $("#deploy-round").addEventListener("click", () => act("decision/", { deploy: true }, "Deploying…"));
   $("#keep-round").addEventListener("click", () => act("decision/", { deploy: false }, "Keeping the current policy…"));
   refresh();
 }
