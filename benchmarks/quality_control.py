@@ -30,11 +30,17 @@ What it does, in a throwaway Yushan (its own SQLite database and web server in a
      one consensus ranking per task (the `consensus` snapshot). 95% intervals resample tasks;
      differences to `plain` are paired.
 
+4. Gold screening: GOLD_TASKS more tasks of the same shape (the question with "in one sentence"
+   appended) are imported as gold tasks, their true order as the known answer, and served at the
+   project's gold rate (GOLD_RATE), indistinguishable from the others. An annotator whose gold
+   accuracy is confidently below the project's threshold (0.75: the 95% interval's upper end) is
+   put on hold and gets 403 on the next task; the benchmark records who was held, after how many
+   gold answers, and every annotator's gold accuracy as the admin sees it.
+
 Targets: Spearman >= 0.9; the weighted consensus at least 5 points above majority vote; the
-weighted reward model (the rounds' default) at least as accurate as the unweighted one; gold screening puts every random
-annotator on hold and no careful one (not measured yet: gold tasks are still to be built, so this
-target fails until they are). The JSON report goes to --out (default
-benchmarks/results/quality_control.json).
+weighted reward model (the rounds' default) at least as accurate as the unweighted one; gold
+screening puts every random or adversarial annotator on hold and no careful one. The JSON report
+goes to --out (default benchmarks/results/quality_control.json).
 """
 
 import argparse
@@ -63,6 +69,8 @@ FILLER = {
     "zh": ("希望這對你有幫助。", "還有問題歡迎再問。"),
 }
 BRIEFLY = {"en": " Please answer briefly.", "zh": "請簡短回答。"}
+ONE_SENTENCE = {"en": " Answer in one sentence.", "zh": "請用一句話回答。"}
+GOLD_TASKS, GOLD_RATE = 32, 0.15
 # name: pair accuracy. Careful ones spread over 0.84..0.96, noisy over 0.55..0.65.
 ANNOTATORS = {
     **{f"careful{i + 1}": round(0.84 + 0.12 * i / 13, 3) for i in range(14)},
@@ -76,8 +84,9 @@ ANNOTATORS = {
 
 
 def tasks_build(seed: int = 0) -> tuple[list[dict], dict[str, dict[str, int]], dict[str, str]]:
-    """Import rows {prompt, answers}, the true rank of every answer of every prompt, and each
-    prompt's bank prompt (the held-out split is made by bank prompt)."""
+    """Import rows {prompt, answers} (and GOLD_TASKS rows with `gold`: their true order), the true
+    rank of every answer of every prompt, and each prompt's bank prompt (the held-out split is made
+    by bank prompt)."""
     rows = [json.loads(line) for line in BANK.read_text(encoding="utf-8").splitlines() if line.strip()]
     by_lang = defaultdict(list)
     for row in rows:
@@ -98,6 +107,19 @@ def tasks_build(seed: int = 0) -> tuple[list[dict], dict[str, dict[str, int]], d
             imports.append({"prompt": prompt, "answers": answers})
             truth[prompt] = {answer: rank for rank, answer in enumerate(answers, start=1)}
             origin[prompt] = row["prompt"]
+    for row in rng.sample(rows, GOLD_TASKS):
+        lang, other = row["lang"], "en" if row["lang"] == "zh" else "zh"
+        same = [r for r in by_lang[lang] if r["answer"] != row["answer"]]
+        answers = [
+            row["answer"],
+            row["answer"] + (" " if lang == "en" else "") + FILLER[lang][0],
+            rng.choice(same)["answer"],
+            rng.choice(by_lang[other])["answer"],
+        ]
+        prompt = row["prompt"] + ONE_SENTENCE[lang]
+        imports.append({"prompt": prompt, "answers": answers, "gold": [[0], [1], [2], [3]]})
+        truth[prompt] = {answer: rank for rank, answer in enumerate(answers, start=1)}
+        origin[prompt] = row["prompt"]
     return imports, truth, origin
 
 
@@ -120,10 +142,14 @@ class Annotator:
         self.api, self.name, self.accuracy, self.project, self.truth = api, name, accuracy, project, truth
         self.rng = random.Random(f"{seed}:{name}")
         self.submitted: list[tuple[str, list[str]]] = []  # (prompt, order by candidate text)
+        self.held_after: int | None = None  # tasks submitted when the project put them on hold
 
     def label_all(self) -> None:
         while True:
-            task = self.api.get("/api/v1/tasks/next/", params={"project": self.project}, expect=(200, 204))
+            task = self.api.get("/api/v1/tasks/next/", params={"project": self.project}, expect=(200, 204, 403))
+            if task is not None and "id" not in task:  # 403: on hold, with the reason
+                self.held_after = len(self.submitted)
+                return
             if task is None:
                 return
             prompt = task["messages"][-1]["content"]
@@ -169,13 +195,14 @@ def true_accuracy(submitted: list[tuple[str, list[str]]], truth: dict) -> tuple[
     return (right / pairs if pairs else 0.0), pairs
 
 
-def consensus_accuracies(annotators: list[Annotator], consensus_rows: list[dict], truth: dict) -> dict:
+def consensus_accuracies(annotators: list[Annotator], consensus_rows: list[dict], truth: dict, gold: set) -> dict:
     """Pairs ordered right by one annotator (each task's first submission), by a majority of the
     task's annotators, and by the weighted consensus."""
     by_prompt = defaultdict(list)
     for annotator in annotators:
         for prompt, order in annotator.submitted:
-            by_prompt[prompt].append(order)
+            if prompt not in gold:  # gold tasks check annotators; no consensus is made of them
+                by_prompt[prompt].append(order)
     single = majority = weighted = pairs = 0
     consensus = {row["prompt"][-1]["content"]: row for row in consensus_rows}
     for prompt, orders in by_prompt.items():
@@ -194,6 +221,52 @@ def consensus_accuracies(annotators: list[Annotator], consensus_rows: list[dict]
             else:
                 weighted += 0.5  # a tie (or an answer the consensus left out) is a coin flip
     return {"pairs": pairs, "single": single / pairs, "majority": majority / pairs, "weighted": weighted / pairs}
+
+
+def project_label(stack, admin: Api, name: str, rows: list[dict], truth: dict, seed: int, *, gold_rate: float):
+    """A project of these task rows (imported), labeled by every simulated annotator through the
+    API: (project id, annotators, seconds)."""
+    project = admin.post(
+        "/api/v1/projects/",
+        {
+            "name": name,
+            "guidelines": "Rank by the true order.",
+            "k": K,
+            "overlap": OVERLAP,
+            "held_out_share": 0.0,
+            "gold_rate": gold_rate,
+        },
+        expect=(201,),
+    )["id"]
+    bank = stack.folder / f"tasks-{project}.jsonl"
+    bank.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    log(stack.manage("import_prompts", str(bank), "--project", name).strip())
+    annotators = [
+        Annotator(Api(stack.base_url, user, TEACHER_PASSWORD), user, accuracy, project, truth, seed)
+        for user, accuracy in ANNOTATORS.items()
+    ]
+    return project, annotators, labeling_pass(annotators)
+
+
+def gold_screening(annotators: list[Annotator], gold_view: dict) -> dict:
+    """Who the project put on hold, after how many tasks, and each annotator's gold accuracy as the
+    admin's gold report (GET /api/v1/projects/ID/gold/) gives it."""
+    report = {row["annotator"]: row for row in gold_view["annotators"]}
+    rows = []
+    for annotator in annotators:
+        seen = report.get(annotator.name, {})
+        rows.append(
+            {
+                "annotator": annotator.name,
+                "nominal": annotator.accuracy,
+                "held": annotator.held_after is not None,
+                "held_after_tasks": annotator.held_after,
+                "gold_answers": seen.get("gold_answers", 0),
+                "gold_accuracy": seen.get("accuracy"),
+                "gold_ci": seen.get("interval"),
+            }
+        )
+    return {"rate": GOLD_RATE, "tasks": GOLD_TASKS, "annotators": rows}
 
 
 def snapshot_rows(project_id: int, kind: str, filters: dict | None = None) -> list[dict]:
@@ -293,11 +366,15 @@ def targets_check(record: dict) -> list[dict]:
                 f"{models['weighted']['accuracy']:.3f} vs {models['ranking']['accuracy']:.3f}",
             )
         )
+    screened = {row["annotator"]: row for row in record["gold"]["annotators"]}
+    careless = [name for name in screened if name.startswith(("random", "adversarial"))]
+    careful = [name for name in screened if name.startswith("careful")]
+    held = [name for name in screened if screened[name]["held"]]
     targets.append(
         (
-            "gold screening holds every random annotator and no careful one",
-            False,
-            "not measured: gold tasks are not built yet",
+            "gold screening holds every random or adversarial annotator and no careful one",
+            all(screened[name]["held"] for name in careless) and not any(screened[name]["held"] for name in careful),
+            f"held: {', '.join(held) or 'nobody'}",
         )
     )
     return [{"name": name, "passed": bool(passed), "detail": detail} for name, passed, detail in targets]
@@ -318,29 +395,20 @@ def main(argv=None) -> int:
         stack.users_create()
         stack.start()
         admin = Api(stack.base_url, *ADMIN)
-        project = admin.post(
-            "/api/v1/projects/",
-            {
-                "name": PROJECT,
-                "guidelines": "Rank by the true order.",
-                "k": K,
-                "overlap": OVERLAP,
-                "held_out_share": 0.0,
-            },
-            expect=(201,),
-        )["id"]
         imports, truth, origin = tasks_build(args.seed)
-        bank = folder / "tasks.jsonl"
-        bank.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in imports), encoding="utf-8")
-        log(stack.manage("import_prompts", str(bank), "--project", PROJECT).strip())
-        annotators = [
-            Annotator(Api(stack.base_url, name, TEACHER_PASSWORD), name, accuracy, project, truth, args.seed)
-            for name, accuracy in ANNOTATORS.items()
-        ]
-        seconds = labeling_pass(annotators)
+        # The reliability model and the consensus are measured on every annotator's labels, as a
+        # project without gold tasks gets them; gold screening in a second project with the same
+        # tasks and the gold ones, where the careless stop at their hold.
+        plain = [row for row in imports if "gold" not in row]
+        project, annotators, seconds = project_label(stack, admin, PROJECT, plain, truth, args.seed, gold_rate=0.0)
         rankings = sum(len(a.submitted) for a in annotators)
         log(f"{len(annotators)} annotators submitted {rankings} rankings through the API in {seconds:.0f} s")
         researcher_view = admin.get(f"/api/v1/projects/{project}/agreement/")
+        screened, screened_annotators, _ = project_label(
+            stack, admin, PROJECT + " (gold screening)", imports, truth, args.seed, gold_rate=GOLD_RATE
+        )
+        gold_view = admin.get(f"/api/v1/projects/{screened}/gold/")
+        screened_rows = snapshot_rows(screened, "consensus")
         stack.stop()
 
         rows = {
@@ -378,10 +446,13 @@ def main(argv=None) -> int:
                 }
             )
         spearman = float(spearmanr([r["estimated"] for r in table], [r["true"] for r in table]).statistic)
+        gold_prompts = {row["prompt"] for row in imports if "gold" in row}
         record = {
             "annotators": table,
             "spearman": spearman,
-            "consensus": consensus_accuracies(annotators, rows["consensus"], truth),
+            "consensus": consensus_accuracies(annotators, rows["consensus"], truth, gold_prompts),
+            "gold": gold_screening(screened_annotators, gold_view)
+            | {"consensus": consensus_accuracies(screened_annotators, screened_rows, truth, gold_prompts)},
             "agreement": {
                 key: researcher_view[key] for key in ("alpha", "flags_agreement", "none_acceptable_agreement")
             }
@@ -433,6 +504,16 @@ def report_print(record: dict) -> None:
             print(
                 f"{name} - plain: {d['difference']:+.3f} [{low:+.3f}, {high:+.3f}], paired, {models['held_out_tasks']} tasks"
             )
+    print(f"\n{'annotator':<14}{'nominal':>9}{'gold':>6}{'accuracy':>10}  {'95% CI':<16}held")
+    for row in record["gold"]["annotators"]:
+        accuracy = "—" if row["gold_accuracy"] is None else f"{row['gold_accuracy']:.3f}"
+        ci = "" if not row["gold_ci"] else f"[{row['gold_ci'][0]:.2f}, {row['gold_ci'][1]:.2f}]"
+        held = f"after {row['held_after_tasks']} tasks" if row["held"] else "no"
+        print(f"{row['annotator']:<14}{row['nominal']:>9.3f}{row['gold_answers']:>6}{accuracy:>10}  {ci:<16}{held}")
+    g = record["gold"]["consensus"]
+    print(
+        f"with gold screening: pairs ordered right by one annotator {g['single']:.3f}, majority of 3 {g['majority']:.3f}, weighted consensus {g['weighted']:.3f}"
+    )
     print(f"total {record['total_seconds'] / 60:.1f} min\n")
     for target in record["targets"]:
         print(f"{'PASS' if target['passed'] else 'FAIL'}  {target['name']} ({target['detail']})")

@@ -31,7 +31,8 @@ class ProjectAdmin(admin.ModelAdmin):
                 messages.error(request, "The file is not UTF-8 text.")
                 return redirect(request.path)
             report = prompts_import(project=project, text=text, fmt=fmt, source=upload.name, actor=request.user)
-            messages.info(request, f"Imported {report.created} prompts; {report.duplicates} already present.")
+            gold = f" ({report.gold_tasks} gold)" if report.gold_tasks else ""
+            messages.info(request, f"Imported {report.created} prompts{gold}; {report.duplicates} already present.")
             for line, problem in report.errors[:50]:
                 messages.warning(request, f"line {line}: {problem}")
             return redirect("admin:labeling_project_change", pk)
@@ -86,9 +87,9 @@ class CandidateInline(admin.TabularInline):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "kind", "state", "priority", "completions", "created_at"]
+    list_display = ["id", "project", "kind", "state", "gold", "priority", "completions", "created_at"]
     list_editable = ["priority"]
-    list_filter = ["project", "kind", "state"]
+    list_filter = ["project", "kind", "state", "gold"]
     inlines = [CandidateInline]
 
 

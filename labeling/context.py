@@ -7,5 +7,6 @@ def roles(request):
     return {
         "is_annotator": role_rules.is_annotator(user),
         "is_researcher": role_rules.is_researcher(user),
+        "is_reviewer": role_rules.is_reviewer(user),
         "is_admin": role_rules.is_admin(user),
     }

@@ -1,5 +1,8 @@
 """Imports. Prompt files: JSONL rows with `prompt` (text) or `messages` (a conversation), optionally
-`answers` (K strings, making a ranking task); or CSV with a `prompt` column. Datasets:
+`answers` (K strings, making a ranking task) and `gold` (the task's known answer, making it a gold
+task: for a ranking task groups of positions in `answers`, best first, e.g. [[2], [0, 1]]; for a
+demonstration task the reference answer); or CSV with a `prompt` column and optionally `gold`
+(the reference answer). Datasets:
 conversations (demonstrations) and preference pairs (finished K=2 rankings), attributed to the
 'imported' account. Bad rows are reported with their line numbers and skipped; importing the same
 file twice adds nothing."""
@@ -18,6 +21,7 @@ from labeling import services, validation
 from labeling.errors import LabelingError
 from labeling.events import event_record
 from labeling.models import Assignment, Candidate, Demonstration, Project, Prompt, Ranking, Task, new_public_id
+from labeling.quality.gold import gold_mark
 from labeling.submissions import ranking_record_finished
 
 
@@ -26,6 +30,7 @@ class ImportReport:
     created: int = 0
     duplicates: int = 0
     ranking_tasks: int = 0
+    gold_tasks: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -70,6 +75,9 @@ def _import_row(*, project, row: dict, source: str, actor, report: ImportReport)
         answers = [answers]
     if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
         return "`answers` must be a list of strings"
+    gold = row.get("gold")
+    if gold in (None, ""):  # a CSV row without a reference answer has an empty `gold` column
+        gold = None
     try:
         # One transaction per row: a prompt whose answers are refused must not stay behind without
         # its ranking task, or importing the corrected file would call it "already present".
@@ -77,20 +85,53 @@ def _import_row(*, project, row: dict, source: str, actor, report: ImportReport)
             prompt, created = services.prompt_create(
                 project=project, messages=messages, source=source, actor=actor, demonstration_task=not answers
             )
+            task = None
             if created and answers:
-                services.ranking_task_create(
+                task = services.ranking_task_create(
                     prompt=prompt,
                     answers=[{"text": a, "source": row.get("answer_source", source)} for a in answers],
                     actor=actor,
                 )
+            elif created:
+                task = prompt.tasks.filter(kind=Task.Kind.DEMONSTRATION).first()
+            if created and gold is not None:
+                _gold_import(task=task, gold=gold, actor=actor)
     except LabelingError as error:
-        return error.message
+        return f"`gold`: {error.message}" if error.field == "gold" else error.message
     if created:
         report.created += 1
         report.ranking_tasks += bool(answers)
+        report.gold_tasks += gold is not None
     else:
         report.duplicates += 1
     return None
+
+
+def _gold_import(*, task: Task, gold, actor) -> None:
+    """Make an imported task gold: `gold` is, for a ranking task, groups of positions in the row's
+    `answers` (from 0), best first; for a demonstration task, the reference answer."""
+    if task.kind == Task.Kind.DEMONSTRATION:
+        if not isinstance(gold, str):
+            raise LabelingError("a prompt's gold answer is its reference answer, as text.", field="gold")
+        gold_mark(task=task, text=gold, actor=actor)
+        return
+    ids = list(task.candidates.order_by("id").values_list("public_id", flat=True))
+    if not isinstance(gold, list) or not all(isinstance(group, list) for group in gold):
+        raise LabelingError(
+            "a ranking's gold answer is groups of positions in `answers`, best first, e.g. [[2], [0, 1]].", field="gold"
+        )
+    groups = []
+    for group in gold:
+        positions = [p for p in group if isinstance(p, int) and not isinstance(p, bool) and 0 <= p < len(ids)]
+        if len(positions) != len(group):
+            raise LabelingError(f"positions in `answers` are whole numbers from 0 to {len(ids) - 1}.", field="gold")
+        groups.append([ids[p] for p in positions])
+    try:
+        gold_mark(task=task, ranking=groups, actor=actor)
+    except LabelingError as error:  # ranking_clean's words name answer ids the file never saw
+        raise LabelingError(
+            "every answer's position must appear exactly once, e.g. [[2], [0, 1]] for three answers.", field="gold"
+        ) from error
 
 
 # --- datasets: conversations, preference pairs, Anthropic HH ------------------------------------

@@ -69,11 +69,18 @@ def task_next(*, annotator, project_id: int) -> Assignment | None:
     if current is not None and (renewed := _lease_renew(assignment_id=current, project=project)) is not None:
         return renewed
     # Gold tasks come at the project's rate, at random, so nothing about when one comes tells it
-    # apart; with none of them left for me, the queue serves as usual.
-    if project.gold_rate > 0 and random.random() < project.gold_rate:
+    # apart; with none of them left for me, the queue serves as usual. Only while the queue has a
+    # task for me: a task that came after "nothing left for you" would be gold for sure.
+    if project.gold_rate > 0 and random.random() < project.gold_rate and _queue_has_task(annotator, project):
         if (gold := _choose(annotator=annotator, project=project, gold=True)) is not None:
             return gold
     return _choose(annotator=annotator, project=project, gold=False)
+
+
+def _queue_has_task(annotator, project: Project) -> bool:
+    """Whether the project's ordinary queue has a task I may take (read only: nothing is locked)."""
+    params = sql.queue_params(annotator=annotator, now=timezone.now(), project=project.pk, overlap=project.overlap)
+    return sql.one(sql.NEXT_TASK, {**params, "gold": False}) is not None
 
 
 def _choose(*, annotator, project: Project, gold: bool) -> Assignment | None:

@@ -7,16 +7,21 @@ from django.utils import timezone
 
 from labeling import roles, selectors
 from labeling.models import Project
+from labeling.quality.adjudication import adjudication_queue, adjudication_queue_size
+from labeling.quality.gold import project_gold_report
+from labeling.quality.review import review_counts
 from labeling.quality.selectors import project_agreement
 
 
 def home_projects(*, user) -> list[dict]:
-    """Every project, with this annotator's progress in it when the user labels."""
-    annotating = roles.is_annotator(user)
+    """Every project, with this annotator's progress in it when the user labels, and its review
+    figures when the user reviews."""
+    annotating, reviewing = roles.is_annotator(user), roles.is_reviewer(user)
     rows = []
     for project in selectors.projects_for_annotator(user):
         progress = selectors.annotator_progress(annotator=user, project=project) if annotating else None
-        rows.append({"project": project, "progress": progress})
+        review = review_summary(project=project) if reviewing else None
+        rows.append({"project": project, "progress": progress, "review": review})
     return rows
 
 
@@ -90,6 +95,8 @@ def project_admin_data(*, project: Project) -> dict:
         "hours": hours,
         "last_24h": sum(b["count"] for b in hours),
         "agreement": agreement_page_data(project_agreement(project=project)),
+        "gold": project_gold_report(project=project),
+        "review": review_summary(project=project),
     }
 
 
@@ -98,3 +105,22 @@ def agreement_page_data(report: dict) -> dict:
     days = [day for day in report["pairwise"]["by_day"] if day["agreement"] is not None][-30:]
     trend = [{**day, "percent": round(100 * day["agreement"], 1)} for day in days]
     return {**report, "trend": trend}
+
+
+def review_summary(*, project: Project) -> dict:
+    """The review figures of the project and home pages: demonstrations by review state, those
+    waiting for reviewers, and the ranking tasks waiting for adjudication."""
+    return {
+        **review_counts(project=project),
+        "required": project.reviews_required,
+        "adjudications": adjudication_queue_size(project=project),
+    }
+
+
+def adjudication_page_data(*, project: Project, adjudicator) -> dict:
+    """The adjudication queue as the page shows it: each task's answers with rank choices."""
+    queue = adjudication_queue(project=project, adjudicator=adjudicator)
+    for item in queue["tasks"]:
+        item["rank_choices"] = list(range(1, len(item["answers"]) + 1))
+        item["percent"] = round(100 * item["agreement"])
+    return queue

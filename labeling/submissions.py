@@ -15,6 +15,8 @@ from labeling.errors import Conflict, LabelingError, NotFound
 from labeling.events import event_record, insert_with_event
 from labeling.leases import lease_lock
 from labeling.models import Assignment, Demonstration, Ranking, Task
+from labeling.quality.adjudication import ranking_completion_check
+from labeling.quality.gold import gold_check
 
 
 def _client_uuid(client_id) -> uuid.UUID:
@@ -119,6 +121,9 @@ def ranking_submit(
             groups = validation.ranking_clean(ranking, known)
             clean_ratings = validation.ratings_clean(ratings, known)
             clean_flags = validation.flags_clean(flags, known)
+            # Before it is counted: a ranking that completes a task whose annotators disagree may ask
+            # for one more annotator instead (adaptive overlap). No query unless it completes one.
+            ranking_completion_check(task=task, annotator=annotator, groups=groups)
             now = timezone.now()
             record = Ranking(
                 assignment=assignment,
@@ -148,6 +153,8 @@ def ranking_submit(
                     "shown_order": assignment.candidate_order,
                 },
             )
+            if task.gold:  # scored at once: a low accuracy puts them on hold before their next task
+                gold_check(project=task.project, annotator=annotator)
             return record, True
     except (LabelingError, IntegrityError):  # as in demonstration_submit
         if existing := _replay(Ranking, client_id=client_uuid, annotator=annotator, task_id=task_id):
@@ -179,6 +186,8 @@ def demonstration_edit(*, annotator, demonstration_id, text) -> Demonstration:
         if record is None:
             raise NotFound("There is no such submission of yours.")
         _check_edit_window(record, annotator)
+        if record.reviews.exists():  # the reviews judged this text (labeling.quality.review)
+            raise Conflict("A reviewer has already reviewed this answer, so it can no longer be edited.")
         previous = record.text
         record.text, record.updated_at = text, timezone.now()
         record.save(update_fields=["text", "updated_at"])
@@ -227,6 +236,8 @@ def ranking_edit(*, annotator, ranking_id, ranking, ratings=None, flags=None, no
                 "none_acceptable": none_acceptable,
             },
         )
+        if record.task.gold:  # an edit changes the gold score too
+            gold_check(project=record.task.project, annotator=annotator)
         return record
 
 

@@ -11,5 +11,10 @@ urlpatterns = [
     path("projects/<int:pk>/label/", views.annotate, name="annotate"),
     path("projects/<int:pk>/admin/", views.project_admin, name="project-admin"),
     path("projects/<int:pk>/admin/pause/", views.project_pause, name="project-pause"),
+    path(
+        "projects/<int:pk>/admin/holds/<int:hold_id>/release/", views.project_hold_release, name="project-hold-release"
+    ),
+    path("projects/<int:pk>/review/", views.review, name="review"),
+    path("projects/<int:pk>/adjudicate/", views.adjudicate, name="adjudicate"),
     path("me/", views.progress, name="progress"),
 ]

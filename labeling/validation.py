@@ -1,5 +1,7 @@
 """Checks on untrusted input: conversations, demonstration text, rankings, ratings and flags."""
 
+import uuid
+
 from django.conf import settings
 
 from labeling.errors import LabelingError
@@ -131,3 +133,11 @@ def skip_reason_clean(reason) -> str:
     if len(reason) > SKIP_REASON_MAX_CHARS:
         raise LabelingError(f"reason is longer than {SKIP_REASON_MAX_CHARS} characters.", field="reason")
     return reason.strip()
+
+
+def client_id_clean(client_id) -> uuid.UUID:
+    """The UUID a client chose for a write, which makes its retries idempotent."""
+    try:
+        return uuid.UUID(str(client_id))
+    except (TypeError, ValueError, AttributeError):
+        raise LabelingError("client_id must be a UUID chosen by the client.", field="client_id") from None

@@ -12,7 +12,9 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
 from labeling import login_limits, page_selectors, roles, selectors, services, validation
-from labeling.models import Project
+from labeling.models import Hold, Project
+from labeling.quality import adjudication, gold
+from labeling.quality import review as peer_review
 from labeling.quality import selectors as quality_selectors
 
 
@@ -59,8 +61,36 @@ def annotate(request, pk: int):
         "max_chars": settings.DEMONSTRATION_MAX_CHARS,
         "flags": [{"name": name, "label": label} for name, label in validation.FLAGS.items()],
         "ratings": RATING_CHOICES,
+        # Said at once, as the next-task API says it (403), so no one waits for a task.
+        "on_hold": Hold.objects.filter(project=project, annotator=request.user, released_at__isnull=True).exists(),
     }
     return render(request, "labeling/annotate.html", context)
+
+
+@roles.reviewer_page
+@ensure_csrf_cookie  # the page's script sends the token back in X-CSRFToken
+def review(request, pk: int):
+    project = get_object_or_404(Project, pk=pk)
+    context = {
+        "project": project,
+        "api_root": _api_root(),
+        "max_chars": settings.DEMONSTRATION_MAX_CHARS,
+        "reason_max": peer_review.REASON_MAX_CHARS,
+        "summary": page_selectors.review_summary(project=project),
+    }
+    return render(request, "labeling/review.html", context)
+
+
+@roles.reviewer_page
+@ensure_csrf_cookie
+def adjudicate(request, pk: int):
+    project = get_object_or_404(Project, pk=pk)
+    context = {
+        "project": project,
+        "note_max": adjudication.NOTE_MAX_CHARS,
+        "queue": page_selectors.adjudication_page_data(project=project, adjudicator=request.user),
+    }
+    return render(request, "labeling/adjudicate.html", context)
 
 
 @roles.annotator_page
@@ -69,6 +99,8 @@ def progress(request):
     context = {
         "progress": selectors.annotator_progress(annotator=request.user),
         "agreement": quality_selectors.annotator_agreement(annotator=request.user),
+        "gold": gold.annotator_gold(annotator=request.user),
+        "leaderboards": gold.leaderboards(annotator=request.user),
         "submissions": page_selectors.progress_page_submissions(annotator=request.user),
         "flags": validation.FLAGS,
         "ratings": RATING_CHOICES,
@@ -98,3 +130,12 @@ def project_pause(request, pk: int):
     else:
         messages.info(request, f"{project.name} is running again.")
     return redirect("project-admin", pk=project.pk)
+
+
+@roles.admin_page(PROJECT_PAGE_REFUSED)
+@require_POST
+def project_hold_release(request, pk: int, hold_id: int):
+    hold = get_object_or_404(Hold.objects.select_related("annotator"), pk=hold_id, project_id=pk)
+    gold.hold_release(hold=hold, actor=request.user)
+    messages.info(request, f"{hold.annotator.username} may work in this project again.")
+    return redirect(reverse("project-admin", args=[pk]) + "#gold")

@@ -57,6 +57,7 @@ cat <<MSG
     annotator  alice / yushan-alice
     annotator  bob   / yushan-bob
     researcher rita  / yushan-rita
+    reviewer   rosa  / yushan-rosa
   Stop with Ctrl-C.
 
 MSG

@@ -42,6 +42,11 @@ def researcher(db):
 
 
 @pytest.fixture
+def reviewer(db):
+    return make_user("rosa", role=roles.REVIEWER)
+
+
+@pytest.fixture
 def admin_user(db):
     return make_user("ada", staff=True)
 

@@ -17,7 +17,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from labeling import leases, services, submissions
-from labeling.models import Assignment, Demonstration, Ranking
+from labeling.models import Adjudication, Assignment, Demonstration, Ranking, Review
 from tests.factories import PASSWORD, add_demonstration_task, add_ranking_task, new_client_id, service_missing
 
 pytestmark = pytest.mark.browser
@@ -338,3 +338,172 @@ def test_the_playground_waits_for_the_interactive_worker_then_shows_the_reply(
     assert not browser.find_elements(By.CSS_SELECTOR, ".turn-pending")
     assert browser.find_element(By.CSS_SELECTOR, ".turn-user strong").text == "model"
     assert browser.find_element(By.CSS_SELECTOR, ".chat-form button.primary").is_enabled()
+
+
+def test_an_admin_deploys_a_policy_through_the_confirmation_with_its_evaluation_in_view(
+    browser, live_server, admin_user, project, tiny_model_path, tiny_model_path_b, model_store, monkeypatch
+):
+    """The round that lost waits for a decision: its deploy button opens a confirmation that shows
+    the win rate, its interval, the judge and the missed threshold; confirming deploys it."""
+    from tests.factories import register_copy
+    from training.registry import generation
+    from training.registry import selectors as registry_selectors
+    from training.rounds.models import STAGES, Round, RoundStage
+
+    monkeypatch.setattr(generation, "_generation_enqueue", lambda job_id: None)  # no worker here
+    base = register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    policy = register_copy(project, tiny_model_path_b, name="round 1 policy", store=model_store, parent=base)
+    round_ = Round.objects.create(
+        project=project,
+        number=1,
+        status=Round.Status.AWAITING_DECISION,
+        config={"deploy": {"auto": True, "threshold": 0.55}},
+        base_policy=base,
+        policy_version=policy,
+        evaluation={
+            "win_rate": 0.375,
+            "win_rate_ci": [0.2, 0.55],
+            "decided_by": "new_reward_model",
+            "judges": {"new_reward_model": {"win_rate": 0.375, "win_rate_ci": [0.2, 0.55], "verdict": "worse"}},
+            "judges_disagree": False,
+            "prompts": 8,
+        },
+    )
+    RoundStage.objects.bulk_create(
+        RoundStage(round=round_, name=name, position=i, status="waiting" if name == "deploy" else "succeeded")
+        for i, name in enumerate(STAGES)
+    )
+    browser.get(f"{live_server.url}/accounts/login/")
+    browser.find_element(By.NAME, "username").send_keys(admin_user.username)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
+    WebDriverWait(browser, WAIT_SECONDS).until(EC.url_changes(f"{live_server.url}/accounts/login/"))
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+
+    browser.get(f"{live_server.url}/rounds/{round_.pk}/")
+    deploy = browser.find_element(By.ID, "deploy-round")
+    wait.until(lambda d: deploy.is_displayed() and deploy.text == f"Deploy v{policy.pk}")
+    deploy.click()
+
+    evaluation = (By.ID, "deploy-evaluation")
+    wait.until(EC.presence_of_element_located(evaluation))
+    screenshot(browser, "deploy-confirmation")
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Deploy v{policy.pk}?"
+    text = browser.find_element(*evaluation).text
+    assert "0.375 (95% interval 0.200 – 0.550)" in text
+    assert "this round's reward model" in text and "the interval's lower end must reach 0.550" in text
+    assert browser.find_element(By.CSS_SELECTOR, "#deploy-evaluation .pill-warn").text.lower() == "missed"
+    warning = browser.find_element(By.ID, "threshold-warning")
+    assert warning.is_displayed() and "missed the deploy threshold" in warning.text
+    assert registry_selectors.deployed_policy(project=project) == base  # opening the confirmation deployed nothing
+
+    browser.find_element(By.ID, "confirm-deploy").click()
+    wait.until(lambda d: "deployed" in d.find_element(By.ID, "round-status").text.lower())
+    assert f"Deployed round 1 policy (v{policy.pk})" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    assert registry_selectors.deployed_policy(project=project) == policy
+    round_.refresh_from_db()
+    assert round_.status == Round.Status.SUCCEEDED and round_.deployed
+
+    # The Models page: the way back is labelled as a rollback, and the table fits the window.
+    browser.get(f"{live_server.url}/projects/{project.pk}/models/")
+    screenshot(browser, "models-after-deploy")
+    back = browser.find_element(By.CSS_SELECTOR, f'#versions tr[data-version="{base.pk}"] .deploy-link')
+    assert back.text == f"Roll back to v{base.pk} (older)"
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def log_in_as(driver, base_url: str, username: str) -> None:
+    """Log in through the form as any role (log_in above waits for an annotator's home page)."""
+    driver.get(f"{base_url}/accounts/login/")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
+    WebDriverWait(driver, WAIT_SECONDS).until(EC.url_changes(f"{base_url}/accounts/login/"))
+
+
+def test_a_reviewer_accepts_edits_and_rejects_demonstrations(browser, live_server, reviewer, annotator, project):
+    """Accept with a key, edit in place and see the diff, reject with a reason; then nothing is left."""
+    project.reviews_required, project.overlap = 1, 1
+    project.save()
+    texts = ["玉山，海拔 3,952 公尺。", "Yushan is 3,952 m tall.", "K2 is the highest mountain in Taiwan."]
+    demonstrations = []
+    for prompt, text in zip(("台灣第一高峰？", "How tall is Yushan?", "Highest in Taiwan?"), texts, strict=True):
+        task = add_demonstration_task(project, prompt)
+        leases.task_next_for(annotator=annotator, project=project)
+        record, _ = submissions.demonstration_submit(
+            annotator=annotator, task_id=task.pk, text=text, client_id=new_client_id()
+        )
+        demonstrations.append(record)
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    log_in_as(browser, live_server.url, reviewer.username)
+    browser.find_element(By.LINK_TEXT, "Review").click()
+
+    def shown(demonstration):
+        wait.until(EC.text_to_be_present_in_element((By.ID, "item-id"), f"#{demonstration.pk}"))
+        assert demonstration.text in browser.find_element(By.ID, "answer").text
+
+    shown(demonstrations[0])
+    assert "台灣第一高峰" in browser.find_element(By.ID, "conversation").text
+    press(browser, "a")  # the focus is on the Accept button, not a text field
+
+    shown(demonstrations[1])
+    press(browser, "e")
+    editor = wait.until(EC.visibility_of_element_located((By.ID, "edit-text")))
+    assert editor.get_attribute("value") == texts[1]
+    editor.send_keys(Keys.END, Keys.BACKSPACE, ", the highest peak in Taiwan.")
+    press_with(browser, Keys.CONTROL, Keys.ENTER)
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#last-diff ins"), "the highest peak in Taiwan"))
+    screenshot(browser, "review-edit-diff")
+
+    shown(demonstrations[2])
+    browser.find_element(By.ID, "reject-open").click()
+    reason = wait.until(EC.visibility_of_element_located((By.ID, "reject-reason")))
+    reason.send_keys("Wrong mountain: Yushan is the highest in Taiwan.", Keys.ENTER)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "Nothing left to review"))
+
+    states = {}
+    for record in demonstrations:
+        record.refresh_from_db()
+        states[record.pk] = (record.review_state, record.reviewed_text)
+    assert states == {
+        demonstrations[0].pk: ("accepted", ""),
+        demonstrations[1].pk: ("accepted", "Yushan is 3,952 m tall, the highest peak in Taiwan."),
+        demonstrations[2].pk: ("rejected", ""),
+    }
+    rejection = Review.objects.get(demonstration=demonstrations[2])
+    assert (rejection.verdict, rejection.reason) == ("reject", "Wrong mountain: Yushan is the highest in Taiwan.")
+
+
+def test_an_admin_sees_agreement_on_the_project_page(browser, live_server, admin_user, annotator, annotator2, project):
+    """Two annotators rank the same two tasks (overlap 2): they agree on one and not on the other."""
+    for question, second_order in (("Highest?", [0, 1, 2]), ("Lowest?", [2, 1, 0])):
+        task = add_ranking_task(project, question, answers=["Yushan", "Xueshan", "Hehuan"])
+        ids = [c.public_id for c in task.candidates.order_by("id")]
+        for user, order in ((annotator, [0, 1, 2]), (annotator2, second_order)):
+            leases.task_next_for(annotator=user, project=project)
+            submissions.ranking_submit(
+                annotator=user, task_id=task.pk, ranking=[[ids[i]] for i in order], client_id=new_client_id()
+            )
+    log_in_as(browser, live_server.url, admin_user.username)
+    browser.find_element(By.LINK_TEXT, "Project page").click()
+    agreement = WebDriverWait(browser, WAIT_SECONDS).until(EC.visibility_of_element_located((By.ID, "agreement")))
+    # 3 of 6 answer pairs agree; the second task (0 of 3) waits for adjudication.
+    assert browser.find_element(By.ID, "agreement-pairwise").text == "0.50"
+    assert "6 answer pairs on 2 tasks" in agreement.text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#agreement-annotators tbody tr")
+    assert sorted(row.find_element(By.TAG_NAME, "td").text for row in rows) == ["alice", "bob"]
+    assert browser.find_element(By.ID, "adjudication-queue").text == "1"
+    screenshot(browser, "project-agreement")
+
+    # The admin decides the disagreement: Hehuan first, the other two tied.
+    browser.find_element(By.LINK_TEXT, "Adjudicate rankings").click()
+    form = WebDriverWait(browser, WAIT_SECONDS).until(
+        EC.visibility_of_element_located((By.CSS_SELECTOR, f"#adjudication-{task.pk} form"))
+    )
+    assert "A › B › C" in browser.page_source and "C › B › A" in browser.page_source
+    for answer_id, rank in zip(ids, ("2", "2", "1"), strict=True):
+        Select(form.find_element(By.CSS_SELECTOR, f"tr[data-id='{answer_id}'] select[name=rank]")).select_by_value(rank)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, WAIT_SECONDS).until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"#adjudication-{task.pk} .form-status"), "Adjudicated")
+    )
+    screenshot(browser, "adjudicate")
+    assert Adjudication.objects.get(task=task).groups == [[ids[2]], [ids[0], ids[1]]]

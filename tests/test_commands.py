@@ -37,7 +37,7 @@ def test_seed_demo_twice_adds_nothing_and_the_printed_logins_work():
     assert re.search(r": [1-9]\d* new prompts", first)
     assert ": 0 new prompts" in second
     logins = re.findall(r"^\s+(\w+)\s+(\w+) / (\S+)$", second, re.MULTILINE)
-    assert {role for role, _, _ in logins} == {"admin", "annotator", "researcher"}
+    assert {role for role, _, _ in logins} == {"admin", "annotator", "researcher", "reviewer"}
     for _, username, password in logins:
         assert authenticate(username=username, password=password) is not None, username
 

@@ -4,20 +4,22 @@ import pytest
 from rest_framework.test import APIClient
 
 from labeling import leases, submissions
+from labeling.models import Hold
 from tests.factories import add_demonstration_task, add_ranking_task, api_client, new_client_id
 
 pytestmark = pytest.mark.django_db
 
-ROLES = ["anonymous", "outsider", "annotator", "researcher", "admin"]
+ROLES = ["anonymous", "outsider", "annotator", "reviewer", "researcher", "admin"]
 DENIED = {401, 403}
 
 
 @pytest.fixture
-def users(annotator, researcher, admin_user, outsider):
+def users(annotator, reviewer, researcher, admin_user, outsider):
     return {
         "anonymous": None,
         "outsider": outsider,
         "annotator": annotator,
+        "reviewer": reviewer,
         "researcher": researcher,
         "admin": admin_user,
     }
@@ -32,11 +34,12 @@ def world(project, annotator2):
         annotator=annotator2, task_id=lease.task_id, text="bob's", client_id=new_client_id()
     )
     add_ranking_task(project)
-    return {"project": project, "task": lease.task_id, "demo": demo.pk}
+    hold = Hold.objects.create(project=project, annotator=annotator2, accuracy=0.4, low=0.2, high=0.6, gold_answers=5)
+    return {"project": project, "task": lease.task_id, "demo": demo.pk, "hold": hold.pk}
 
 
 def endpoint_calls(world):
-    p, t, d = world["project"].pk, world["task"], world["demo"]
+    p, t, d, h = world["project"].pk, world["task"], world["demo"], world["hold"]
     return {
         "projects": ("get", "/api/v1/projects/", None),
         "demonstration": ("post", f"/api/v1/tasks/{t}/demonstration/", {"text": "x", "client_id": new_client_id()}),
@@ -50,6 +53,14 @@ def endpoint_calls(world):
         "stats": ("get", f"/api/v1/projects/{p}/stats/", None),
         "agreement": ("get", f"/api/v1/projects/{p}/agreement/", None),
         "pause": ("post", f"/api/v1/projects/{p}/pause/", {"paused": False}),
+        "gold": ("get", f"/api/v1/projects/{p}/gold/", None),
+        "mark gold": ("put", f"/api/v1/tasks/{t}/gold/", {"text": "The reference answer."}),
+        "unmark gold": ("delete", f"/api/v1/tasks/{t}/gold/", None),
+        "release hold": ("post", f"/api/v1/projects/{p}/holds/{h}/release/", {}),
+        "review next": ("get", f"/api/v1/reviews/next/?project={p}", None),
+        "review": ("post", f"/api/v1/demonstrations/{d}/reviews/", {"verdict": "accept", "client_id": new_client_id()}),
+        "adjudications": ("get", f"/api/v1/projects/{p}/adjudications/", None),
+        "adjudicate": ("post", f"/api/v1/tasks/{t}/adjudication/", {"ranking": [["a"]], "client_id": new_client_id()}),
         "schema": ("get", "/api/schema/", None),
         # Last: leasing would make the task above this annotator's own.
         "next": ("get", f"/api/v1/tasks/next/?project={p}", None),
@@ -128,7 +139,33 @@ EXPECTED = {
         "admin": "ok",
     },
     "schema": {"anonymous": "denied", "outsider": "ok", "annotator": "ok", "researcher": "ok", "admin": "ok"},
+    "gold": {"anonymous": "denied", "outsider": "denied", "annotator": "denied", "researcher": "ok", "admin": "ok"},
+    **{
+        name: {
+            "anonymous": "denied",
+            "outsider": "denied",
+            "annotator": "denied",
+            "researcher": "denied",
+            "admin": "ok",
+        }
+        for name in ("mark gold", "unmark gold", "release hold")
+    },
 }
+
+
+# Reviewers and admins review demonstrations and adjudicate rankings. The project asks for no
+# reviews and the task is a demonstration task, so both pass the role check and get a 409.
+REVIEWING = {"anonymous": "denied", "outsider": "denied", "annotator": "denied", "researcher": "denied"}
+EXPECTED |= {
+    "review next": {**REVIEWING, "reviewer": "ok", "admin": "ok"},
+    "review": {**REVIEWING, "reviewer": 409, "admin": 409},
+    "adjudications": {**REVIEWING, "reviewer": "ok", "admin": "ok"},
+    "adjudicate": {**REVIEWING, "reviewer": 409, "admin": 409},
+}
+# A reviewer (and nothing else) sees the projects and the schema, and is denied every endpoint of
+# the other roles.
+for name, row in EXPECTED.items():
+    row.setdefault("reviewer", "ok" if name in ("projects", "schema") else "denied")
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -36,6 +36,13 @@ class IsResearcher(RolePermission):
     message = "Only researchers and admins can do this."
 
 
+class IsReviewer(RolePermission):
+    """Reviewers and admins: they review demonstrations and adjudicate rankings."""
+
+    check = staticmethod(roles.is_reviewer)
+    message = "Only reviewers and admins can review. Ask an admin for the reviewer role."
+
+
 class CanSeeProjects(RolePermission):
     """Anyone with a role."""
 

@@ -18,7 +18,7 @@ from rest_framework import serializers
 from labeling.validation import BIGGEST_ID
 
 ID_BOUNDS = {"minimum": 1, "maximum": BIGGEST_ID}
-ID_NAMES = {"id", "task_id", "project", "model_version", "round", "task"}
+ID_NAMES = {"id", "task_id", "hold_id", "project", "model_version", "round", "task"}
 NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
 NO_NUL = "^[^\\x00]*$"
 

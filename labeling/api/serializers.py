@@ -81,6 +81,14 @@ class ProjectSerializer(StrictModelSerializer):
             "paused",
             "held_out_share",
             "deploy_threshold",
+            "gold_rate",
+            "gold_threshold",
+            "gold_min_answers",
+            "leaderboard",
+            "reviews_required",
+            "review_accept_share",
+            "adjudication_threshold",
+            "adaptive_overlap",
         ]
 
 

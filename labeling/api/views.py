@@ -16,6 +16,7 @@ from labeling.api.parsers import PARSERS
 from labeling.api.permissions import CanSeeProjects, IsAnnotator, IsStaffAdmin
 from labeling.markdown import markdown_to_html
 from labeling.models import Project
+from labeling.quality.gold import annotator_gold, leaderboards
 from labeling.quality.selectors import annotator_agreement
 
 TASK_ID = OpenApiParameter("task_id", int, OpenApiParameter.PATH)
@@ -155,6 +156,8 @@ class ProgressView(APIView):
             {
                 **selectors.annotator_progress(annotator=request.user, project=project),
                 "agreement": annotator_agreement(annotator=request.user, project=project),
+                "gold": annotator_gold(annotator=request.user, project=project),
+                "leaderboards": leaderboards(annotator=request.user, project=project),
                 "recent": [
                     {
                         "kind": item["kind"],

@@ -63,6 +63,19 @@ class Consensus:
         return pairs
 
 
+def adjudicated_pairs(label: RankingLabel, final: list[list[str]]) -> list[tuple[str, str, float]]:
+    """One annotator's ranking of an adjudicated task as pairs (better, worse, 1.0): the pairs they
+    ordered as the adjudicator's final ranking does; the others, and ties, get no weight."""
+    positions = rank_positions(final)
+    return [
+        (better, worse, 1.0)
+        for (a, b), value in pair_labels(label)
+        if value != TIE
+        for better, worse in [(a, b) if value == "a" else (b, a)]
+        if better in positions and worse in positions and positions[better] < positions[worse]
+    ]
+
+
 def pair_labels(label: RankingLabel) -> Iterable[tuple[tuple[str, str], str]]:
     """((a, b), "a" | "b" | "tie") for every pair of answers the ranking orders, a < b by id."""
     positions = rank_positions(label.groups)
@@ -125,4 +138,22 @@ def task_consensus(answers: set[str], beliefs: dict[tuple[str, str], dict[str, f
         weight = beats[(better, worse)] - beats[(worse, better)]
         if weight > 0:
             pairs.append((better, worse, weight))
+    return TaskConsensus(ranks=ranks, pairs=pairs, annotators=annotators)
+
+
+def adjudicated_consensus(groups: list[list[str]], annotators: int) -> TaskConsensus:
+    """An adjudicated task (labeling.quality.adjudication): the adjudicator's final ranking in
+    place of the annotators' consensus, every pair it orders at weight 1 (certain). Ranks as in
+    task_consensus: 1 + the answers ranked above, so tied answers share a rank."""
+    ranks, above = {}, 0
+    for group in groups:
+        ranks.update(dict.fromkeys(group, above + 1))
+        above += len(group)
+    pairs = [
+        (better, worse, 1.0)
+        for index, higher in enumerate(groups)
+        for lower in groups[index + 1 :]
+        for better in higher
+        for worse in lower
+    ]
     return TaskConsensus(ranks=ranks, pairs=pairs, annotators=annotators)

@@ -2,7 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
 from labeling.models import Project, Ranking
 from labeling.quality.agreement import RankingLabel, agreement_report
@@ -13,9 +13,11 @@ CACHE_SECONDS = 300
 
 
 def shared_rankings(project: Project):
-    """The project's rankings on tasks that two or more annotators ranked, by task."""
+    """The project's rankings on tasks that two or more annotators ranked, by task. Gold tasks
+    are left out: every annotator answers them, so they would swamp agreement and reliability
+    (their answers are scored against the known one instead: labeling.quality.gold)."""
     shared = (
-        Ranking.objects.filter(task__project=project)
+        Ranking.objects.filter(task__project=project, task__gold=False)
         .values("task_id")
         .annotate(n=Count("pk"))
         .filter(n__gte=2)
@@ -27,8 +29,11 @@ def shared_rankings(project: Project):
 def project_agreement(*, project: Project) -> dict:
     """The agreement report (labeling.quality.agreement) with usernames. Cached until a ranking of
     the project is added or edited, or for CACHE_SECONDS at most."""
-    state = Ranking.objects.filter(task__project=project).aggregate(n=Count("pk"), last=Max("updated_at"))
-    key = f"agreement:{project.pk}:{state['n']}:{state['last'].isoformat() if state['last'] else ''}"
+    state = Ranking.objects.filter(task__project=project).aggregate(
+        n=Count("pk"), gold=Count("pk", filter=Q(task__gold=True)), last=Max("updated_at")
+    )
+    # Gold rankings in the key: marking a ranked task gold takes it out of the report.
+    key = f"agreement:{project.pk}:{state['n']}:{state['gold']}:{state['last'].isoformat() if state['last'] else ''}"
     report = cache.get(key)
     if report is None:
         rows = shared_rankings(project).values_list(

@@ -31,8 +31,9 @@ class SnapshotInSerializer(serializers.Serializer):
     filters = JSONObjectField(
         required=False,
         help_text="date_from, date_to (YYYY-MM-DD), round, model_version, min_agreement (0-1), "
-        "exclude_flagged, exclude_none_acceptable, margin, exclude_held_out, only_held_out (booleans; "
-        "the last two leave out, or keep only, the project's frozen evaluation split).",
+        "exclude_flagged, exclude_none_acceptable, margin, weighted, exclude_held (the labels of annotators "
+        "on hold), exclude_held_out, only_held_out (booleans; the last two leave out, or keep only, the "
+        "project's frozen evaluation split). Gold tasks' labels are always left out.",
     )
 
 

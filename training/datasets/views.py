@@ -10,7 +10,7 @@ from labeling.validation import row_id
 from training.datasets.models import DatasetSnapshot
 from training.datasets.services import snapshot_build_enqueue, snapshot_create
 
-BOOLEAN_FIELDS = ("exclude_flagged", "exclude_none_acceptable", "margin", "weighted")
+BOOLEAN_FIELDS = ("exclude_flagged", "exclude_none_acceptable", "margin", "weighted", "exclude_held")
 SPLITS = ("exclude_held_out", "only_held_out")  # the "Prompts" choice: the training or the evaluation split
 VALUE_FIELDS = ("date_from", "date_to", "round", "model_version", "min_agreement")
 

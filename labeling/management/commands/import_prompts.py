@@ -7,7 +7,10 @@ from labeling.selectors import project_by_name_or_id
 
 
 class Command(BaseCommand):
-    help = "Import prompts (JSONL with `prompt` or `messages`, optional `answers`; or CSV with `prompt`)."
+    help = (
+        "Import prompts (JSONL with `prompt` or `messages`, optional `answers` and `gold`; "
+        "or CSV with `prompt`, optional `gold`). See labeling/imports.py."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
@@ -25,7 +28,8 @@ class Command(BaseCommand):
         report = prompts_import(project=target, text=text, fmt=fmt, source=file.name)
         for line, problem in report.errors:
             self.stderr.write(f"{file}:{line}: skipped: {problem}")
+        gold = f", {report.gold_tasks} gold" if report.gold_tasks else ""
         self.stdout.write(
-            f"Imported {report.created} prompts ({report.ranking_tasks} with ranking tasks); "
+            f"Imported {report.created} prompts ({report.ranking_tasks} with ranking tasks{gold}); "
             f"{report.duplicates} already present; {len(report.errors)} rows skipped."
         )

@@ -43,6 +43,7 @@ DEMO_USERS = [
     ("alice", "yushan-alice", roles.ANNOTATOR),
     ("bob", "yushan-bob", roles.ANNOTATOR),
     ("rita", "yushan-rita", roles.RESEARCHER),
+    ("rosa", "yushan-rosa", roles.REVIEWER),
 ]
 
 

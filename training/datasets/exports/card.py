@@ -6,7 +6,11 @@ SCHEMAS_MD = {
 | `messages` | list of `{role, content}` | the prompt conversation followed by the annotator's demonstration (role `assistant`) |
 
 TRL's conversational language-modeling format: `SFTTrainer` trains on it directly (use
-`assistant_only_loss=True` for loss on the answer only).""",
+`assistant_only_loss=True` for loss on the answer only).
+
+Peer review: demonstrations that reviewers rejected are left out, and where the project asks for
+reviews only accepted ones are in. Where a reviewer edited an accepted demonstration, the row holds
+the edited answer (the annotator's original stays in Yushan, with the diff).""",
     "preference": """| column | type | meaning |
 |---|---|---|
 | `prompt` | list of `{role, content}` | the conversation up to the answer |
@@ -38,7 +42,13 @@ ranking with none left is too.""",
 
 One row per task: the annotators' rankings merged by a one-coin Dawid–Skene model of their
 reliability (crowd-kit), each vote counted by its annotator's estimated skill. A K-wise reward
-model trains on `pairs`, each pair's loss times its weight (Yushan's reward stage does).""",
+model trains on `pairs`, each pair's loss times its weight (Yushan's reward stage does).
+
+Adjudication: a task whose annotators agreed on fewer pairs than the project's adjudication
+threshold goes to a reviewer or an admin, who decides its final ranking. For an adjudicated task
+the row is that ranking, not the model's consensus: `ranks` are the adjudicator's and every pair
+it orders has weight 1. `annotators` still counts the annotators who ranked the task, and their
+rankings still inform the reliability model.""",
     "annotations": """| column | type | meaning |
 |---|---|---|
 | `kind` | `ranking` or `demonstration` | |

@@ -3,6 +3,7 @@
 Rankings and their candidates are read as two ordered streams and merged by task id, so memory
 holds one task's answers at a time whatever the size of the project."""
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -10,9 +11,9 @@ from django.db.models import Exists, OuterRef, Q, TextField, Value
 from django.db.models.functions import Coalesce, NullIf
 
 from labeling.imports import IMPORTED_USERNAME
-from labeling.models import Candidate, Demonstration, Hold, Ranking
+from labeling.models import Adjudication, Candidate, Demonstration, Hold, Ranking
 from labeling.quality.agreement import RankingLabel, by_task, pairwise_agreement
-from labeling.quality.reliability import consensus_fit
+from labeling.quality.reliability import adjudicated_consensus, adjudicated_pairs, consensus_fit
 from labeling.quality.selectors import shared_rankings
 from training.datasets.exports import shapes
 
@@ -168,6 +169,7 @@ def ranking_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
     how far the annotators' reliability-weighted consensus believes them (labeling.quality.reliability):
     a careful annotator's pairs count fully, pairs the consensus believes reversed not at all."""
     consensus = _consensus_of(snapshot) if snapshot.filters.get("weighted") else None
+    adjudicated = _adjudicated(snapshot) if consensus is not None else {}
     for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
         task_id, groups, _ratings, flags, _, annotator_id, _, _, _, prompt = row
         groups = kept_groups(groups, flags, snapshot.filters)
@@ -176,11 +178,20 @@ def ranking_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
             if consensus is None:
                 yield ranking
             else:
-                pairs = consensus.annotator_pairs(RankingLabel(task_id, annotator_id, groups))
+                label = RankingLabel(task_id, annotator_id, groups)
+                if task_id in adjudicated:  # the adjudicator's ranking decides which pairs count
+                    pairs = adjudicated_pairs(label, adjudicated[task_id])
+                else:
+                    pairs = consensus.annotator_pairs(label)
                 ranking["pairs"] = shapes.indexed_pairs(groups, pairs)
                 if ranking["pairs"]:
                     yield ranking
         progress(done)
+
+
+def _adjudicated(snapshot) -> dict[int, list[list[str]]]:
+    """Task id → the adjudicator's final ranking (labeling.quality.adjudication)."""
+    return dict(Adjudication.objects.filter(task__project=snapshot.project).values_list("task_id", "groups"))
 
 
 def _consensus_of(snapshot):
@@ -195,19 +206,30 @@ def _consensus_of(snapshot):
 
 
 def consensus_rows(snapshot, progress: Callable[[int], None]) -> Iterator[dict]:
-    """One row per task: its rankings merged by the annotators' estimated reliability. The model
-    is fitted on every selected ranking at once, so this reads them all before the first row."""
+    """One row per task: its rankings merged by the annotators' estimated reliability, or, for a
+    task a reviewer adjudicated (labeling.quality.adjudication), the adjudicator's ranking with
+    every pair at weight 1. The model is fitted on every selected ranking at once (adjudicated
+    tasks' too: they tell how reliable their annotators are), so this reads them all before the
+    first row."""
     tasks: dict[int, tuple] = {}
     labels = []
+    flagged: dict[int, dict[str, list[str]]] = {}  # per task, every answer any of its rankings flagged
     for done, (row, answers) in enumerate(_rankings_with_answers(snapshot), start=1):
         task_id, groups, _ratings, flags, _, annotator_id, _, _, _, prompt = row
         groups = kept_groups(groups, flags, snapshot.filters)
         tasks.setdefault(task_id, (prompt, {pid: a[0] for pid, a in answers.items()}))
         labels.append(RankingLabel(task_id, annotator_id, groups))
+        flagged.setdefault(task_id, {}).update({pid: names for pid, names in (flags or {}).items() if names})
         progress(done)
     consensus = consensus_fit(labels)
+    adjudicated = _adjudicated(snapshot)
+    annotators = Counter(label.task_id for label in labels)
     for task_id, (prompt, texts) in tasks.items():
-        merged = consensus.tasks.get(task_id)
+        if task_id in adjudicated:
+            final = kept_groups(adjudicated[task_id], flagged[task_id], snapshot.filters)
+            merged = adjudicated_consensus(final, annotators[task_id])
+        else:
+            merged = consensus.tasks.get(task_id)
         if merged is not None and merged.pairs:
             yield shapes.consensus_row(prompt, merged.ranks, merged.pairs, texts, merged.annotators)
 
