@@ -12,6 +12,8 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
+# The translation catalogues, compiled (pure Python; the slim image has no GNU gettext).
+RUN python manage.py compile_translations
 # Run as a user of our own; it owns what the app writes: collected static files under var/, the
 # model and snapshot stores (a named volume mounted on a directory starts with its owner).
 RUN useradd --create-home --uid 1000 yushan \

@@ -75,9 +75,12 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After the session (a stored choice lives there), before CommonMiddleware (which may redirect).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "labeling.language.UserLanguageMiddleware",  # a signed-in user's own choice beats the browser's
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out login into labeling.login_limits' 429
@@ -192,7 +195,19 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-LANGUAGE_CODE = "en-us"
+# --- Languages ---------------------------------------------------------------------------------
+# English and Traditional Chinese as used in Taiwan. The language comes from the user's own choice
+# (labeling.language), else the language cookie, else the browser's Accept-Language: zh-TW, zh-HK
+# and a plain zh fall back to zh-hant (Django's LANG_INFO), anything else to English. Dates and
+# numbers follow the active language (Django 5 always localises); the catalogues are in locale/,
+# compiled by `manage.py compile_translations` (make run / make test do it).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hant", "繁體中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["feedback_site.formats"]  # zh-hant: numbers grouped by thousands, as in Taiwan
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600  # remembered for a year, like the choice stored per user
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SECURE = HTTPS_ONLY
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -238,6 +253,11 @@ SPECTACULAR_SETTINGS = {
     # are stated (labeling/api/schema.py); responses keep theirs.
     "COMPONENT_SPLIT_REQUEST": True,
     "COMPONENT_SPLIT_PATCH": False,  # the PATCH endpoints replace the whole edit: fields stay required
+    # Two choice sets share the field name `kind`: a task's and a snapshot's. Name both.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskKindEnum": ["demonstration", "ranking"],
+        "SnapshotKindEnum": "training.datasets.models.DatasetSnapshot.Kind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "labeling.api.schema.postprocess",

@@ -3,10 +3,17 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from labeling.views import language_set
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The language switch (Django's set_language, which also stores a signed-in user's choice) and
+    # the JavaScript catalogue (gettext() and interpolate() for the pages' scripts, from locale/).
+    path("i18n/setlang/", language_set, name="set_language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(packages=["labeling", "training"]), name="javascript-catalog"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file: the CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.utils.translation import gettext
 
 from labeling import services, validation
 from labeling.errors import LabelingError
@@ -28,18 +29,22 @@ class ProjectAdmin(admin.ModelAdmin):
             try:
                 text = upload.read().decode("utf-8")
             except UnicodeDecodeError:
-                messages.error(request, "The file is not UTF-8 text.")
+                messages.error(request, gettext("The file is not UTF-8 text."))
                 return redirect(request.path)
             report = prompts_import(project=project, text=text, fmt=fmt, source=upload.name, actor=request.user)
-            gold = f" ({report.gold_tasks} gold)" if report.gold_tasks else ""
-            messages.info(request, f"Imported {report.created} prompts{gold}; {report.duplicates} already present.")
+            counts = {"created": report.created, "gold": report.gold_tasks, "duplicates": report.duplicates}
+            if report.gold_tasks:
+                message = gettext("Imported %(created)s prompts (%(gold)s gold); %(duplicates)s already present.")
+            else:
+                message = gettext("Imported %(created)s prompts; %(duplicates)s already present.")
+            messages.info(request, message % counts)
             for line, problem in report.errors[:50]:
-                messages.warning(request, f"line {line}: {problem}")
+                messages.warning(request, gettext("line %(line)s: %(problem)s") % {"line": line, "problem": problem})
             return redirect("admin:labeling_project_change", pk)
         context = {
             **self.admin_site.each_context(request),
             "project": project,
-            "title": f"Import prompts into {project}",
+            "title": gettext("Import prompts into %(project)s") % {"project": project},
         }
         return render(request, "admin/labeling/project_import.html", context)
 

@@ -5,3 +5,11 @@ class LabelingConfig(AppConfig):
     name = "labeling"
     verbose_name = "Labeling"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.contrib.auth.signals import user_logged_in
+
+        from labeling import language
+
+        # A user's stored language follows them into each new session (labeling.language).
+        user_logged_in.connect(language.session_language_restore, dispatch_uid="yushan-session-language")

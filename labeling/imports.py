@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling import services, validation
 from labeling.errors import LabelingError
@@ -54,7 +55,7 @@ def _rows(text: str, fmt: str):
 
 def prompts_import(*, project: Project, text: str, fmt: str, source: str, actor=None) -> ImportReport:
     if fmt not in {"jsonl", "csv"}:
-        raise LabelingError("format must be jsonl or csv.", field="format")
+        raise LabelingError(gettext("format must be jsonl or csv."), field="format")
     report = ImportReport()
     for number, row, problem in _rows(text, fmt):
         if problem is None and not isinstance(row, dict):
@@ -112,25 +113,30 @@ def _gold_import(*, task: Task, gold, actor) -> None:
     `answers` (from 0), best first; for a demonstration task, the reference answer."""
     if task.kind == Task.Kind.DEMONSTRATION:
         if not isinstance(gold, str):
-            raise LabelingError("a prompt's gold answer is its reference answer, as text.", field="gold")
+            raise LabelingError(gettext("a prompt's gold answer is its reference answer, as text."), field="gold")
         gold_mark(task=task, text=gold, actor=actor)
         return
     ids = list(task.candidates.order_by("id").values_list("public_id", flat=True))
     if not isinstance(gold, list) or not all(isinstance(group, list) for group in gold):
         raise LabelingError(
-            "a ranking's gold answer is groups of positions in `answers`, best first, e.g. [[2], [0, 1]].", field="gold"
+            gettext("a ranking's gold answer is groups of positions in `answers`, best first, e.g. [[2], [0, 1]]."),
+            field="gold",
         )
     groups = []
     for group in gold:
         positions = [p for p in group if isinstance(p, int) and not isinstance(p, bool) and 0 <= p < len(ids)]
         if len(positions) != len(group):
-            raise LabelingError(f"positions in `answers` are whole numbers from 0 to {len(ids) - 1}.", field="gold")
+            raise LabelingError(
+                gettext("positions in `answers` are whole numbers from 0 to %(last)s.") % {"last": len(ids) - 1},
+                field="gold",
+            )
         groups.append([ids[p] for p in positions])
     try:
         gold_mark(task=task, ranking=groups, actor=actor)
     except LabelingError as error:  # ranking_clean's words name answer ids the file never saw
         raise LabelingError(
-            "every answer's position must appear exactly once, e.g. [[2], [0, 1]] for three answers.", field="gold"
+            gettext("every answer's position must appear exactly once, e.g. [[2], [0, 1]] for three answers."),
+            field="gold",
         ) from error
 
 
@@ -143,14 +149,14 @@ _HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 def hh_parse(transcript: str) -> list[dict]:
     """'\\n\\nHuman: …\\n\\nAssistant: …' → [{role, content}, …]."""
     if not isinstance(transcript, str):
-        raise LabelingError("HH transcripts are strings.")
+        raise LabelingError(gettext("HH transcripts are strings."))
     parts = _HH_TURN.split(transcript)
     if parts[0].strip():
-        raise LabelingError("an HH transcript starts with '\\n\\nHuman: '.")
+        raise LabelingError(gettext("an HH transcript starts with '\\n\\nHuman: '."))
     roles = {"Human": "user", "Assistant": "assistant"}
     turns = [{"role": roles[parts[i]], "content": parts[i + 1].strip()} for i in range(1, len(parts) - 1, 2)]
     if not turns:
-        raise LabelingError("no '\\n\\nHuman: ' or '\\n\\nAssistant: ' turns found.")
+        raise LabelingError(gettext("no '\\n\\nHuman: ' or '\\n\\nAssistant: ' turns found."))
     return turns
 
 
@@ -165,7 +171,7 @@ def _answer_text(value, name: str) -> str:
             and value[0]["content"].strip()
         ):
             return value[0]["content"]
-    raise LabelingError(f"`{name}` must be text or a list with one assistant message.")
+    raise LabelingError(gettext("`%(name)s` must be text or a list with one assistant message.") % {"name": name})
 
 
 def _split_shared_prefix(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict], str, str]:
@@ -177,29 +183,31 @@ def _split_shared_prefix(chosen: list[dict], rejected: list[dict]) -> tuple[list
     shared = min(shared, len(chosen) - 1, len(rejected) - 1)
     rest_chosen, rest_rejected = chosen[shared:], rejected[shared:]
     if len(rest_chosen) != 1 or len(rest_rejected) != 1:
-        raise LabelingError("chosen and rejected differ before their last answer.")
+        raise LabelingError(gettext("chosen and rejected differ before their last answer."))
     if rest_chosen[0]["role"] != "assistant" or rest_rejected[0]["role"] != "assistant":
-        raise LabelingError("chosen and rejected must end with an assistant answer.")
+        raise LabelingError(gettext("chosen and rejected must end with an assistant answer."))
     return chosen[:shared], rest_chosen[0]["content"], rest_rejected[0]["content"]
 
 
 def _preference_from_row(row: dict, fmt: str) -> tuple[list[dict], str, str]:
     if "chosen" not in row or "rejected" not in row:
-        raise LabelingError("needs `chosen` and `rejected`.")
+        raise LabelingError(gettext("needs `chosen` and `rejected`."))
     if fmt == "hh":
         return _split_shared_prefix(hh_parse(row["chosen"]), hh_parse(row["rejected"]))
     if "prompt" in row:
         return row["prompt"], _answer_text(row["chosen"], "chosen"), _answer_text(row["rejected"], "rejected")
     if isinstance(row["chosen"], list) and isinstance(row["rejected"], list):
         return _split_shared_prefix(row["chosen"], row["rejected"])
-    raise LabelingError("needs `prompt`, or conversational `chosen`/`rejected` that share their prompt.")
+    raise LabelingError(gettext("needs `prompt`, or conversational `chosen`/`rejected` that share their prompt."))
 
 
 def dataset_import(*, project: Project, text: str, fmt: str, source: str, actor=None) -> ImportReport:
     """Bring an existing dataset into a project. Preferences become K=2 rankings and
     conversations become demonstrations, both attributed to the 'imported' source."""
     if fmt not in DATASET_FORMATS:
-        raise LabelingError(f"format must be one of {', '.join(DATASET_FORMATS)}.", field="format")
+        raise LabelingError(
+            gettext("format must be one of %(formats)s.") % {"formats": ", ".join(DATASET_FORMATS)}, field="format"
+        )
     if fmt == "prompts":
         return prompts_import(project=project, text=text, fmt="jsonl", source=source, actor=actor)
     report = ImportReport()
@@ -228,10 +236,10 @@ def dataset_import(*, project: Project, text: str, fmt: str, source: str, actor=
 def _import_conversation(*, project, row: dict, source: str, actor) -> bool:
     messages = row.get("messages")
     if not isinstance(messages, list) or len(messages) < 2:
-        raise LabelingError("needs `messages`: a conversation ending with the assistant's answer.")
+        raise LabelingError(gettext("needs `messages`: a conversation ending with the assistant's answer."))
     last = messages[-1]
     if not isinstance(last, dict) or last.get("role") != "assistant":
-        raise LabelingError("the last message must be the assistant's answer.")
+        raise LabelingError(gettext("the last message must be the assistant's answer."))
     return imported_demonstration_create(
         project=project, messages=messages[:-1], text=last.get("content"), source=source, actor=actor
     )
@@ -282,9 +290,9 @@ def imported_preference_create(
     messages = validation.messages_clean(messages)
     for name, text in (("chosen", chosen), ("rejected", rejected)):
         if not isinstance(text, str) or not text.strip():
-            raise LabelingError(f"{name} must be non-empty text.", field=name)
+            raise LabelingError(gettext("%(name)s must be non-empty text.") % {"name": name}, field=name)
     if chosen == rejected:
-        raise LabelingError("chosen and rejected are the same answer.", field="rejected")
+        raise LabelingError(gettext("chosen and rejected are the same answer."), field="rejected")
     client_id = _import_key(project, "preference", messages, chosen, rejected)
     if Ranking.objects.filter(client_id=client_id).exists():
         return False
@@ -312,7 +320,7 @@ def imported_demonstration_create(*, project: Project, messages, text, source: s
     """A finished conversation from another dataset, stored as a demonstration. False if already imported."""
     messages = validation.messages_clean(messages)
     if not isinstance(text, str) or not text.strip():
-        raise LabelingError("the assistant's answer is empty.", field="messages")
+        raise LabelingError(gettext("the assistant's answer is empty."), field="messages")
     client_id = _import_key(project, "demonstration", messages, text)
     if Demonstration.objects.filter(client_id=client_id).exists():
         return False

@@ -14,11 +14,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from labeling import sql, validation
 from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
 from labeling.events import event_record, insert_with_event
-from labeling.models import Assignment, Event, Project, Task
+from labeling.models import Assignment, Event, Hold, Project, Task
 
 CHOOSE_ATTEMPTS = 8
 
@@ -29,6 +30,10 @@ def _lease_until(project: Project, now):
 
 # A gold task's overlap: every annotator may answer it once, and it is never completed.
 GOLD_OVERLAP = 1_000_000
+ON_HOLD = gettext_lazy(
+    "You are on hold in this project: your answers on its check tasks fell below its threshold. "
+    "An admin has been told and will review your work."
+)
 
 
 def _next_task_locked(*, annotator, project: Project, now, wait: bool, gold: bool = False) -> Task | None:
@@ -57,15 +62,12 @@ def task_next(*, annotator, project_id: int) -> Assignment | None:
     """Lease the next task of a project to this annotator, or give back the lease they already hold."""
     row = sql.one(sql.PROJECT_AND_LEASE, sql.queue_params(annotator=annotator, now=timezone.now(), project=project_id))
     if row is None:
-        raise NotFound(f"There is no project {project_id}.", field="project")
+        raise NotFound(gettext("There is no project %(project_id)s.") % {"project_id": project_id}, field="project")
     project, current, on_hold = sql.PROJECT.instance(row), row[len(sql.PROJECT)], row[len(sql.PROJECT) + 1]
     if project.paused:
-        raise Conflict("This project is paused; no tasks are being handed out.")
+        raise Conflict(gettext("This project is paused; no tasks are being handed out."))
     if on_hold:
-        raise Forbidden(
-            "You are on hold in this project: your answers on its check tasks fell below its threshold. "
-            "An admin has been told and will review your work."
-        )
+        raise Forbidden(ON_HOLD)
     if current is not None and (renewed := _lease_renew(assignment_id=current, project=project)) is not None:
         return renewed
     # Gold tasks come at the project's rate, at random, so nothing about when one comes tells it
@@ -176,28 +178,33 @@ def lease_lock(*, annotator, task_id, kind: str | None = None) -> tuple[Task, As
     `candidate_ids`, the public ids of its answers."""
     task_id = int(task_id)
     if not 0 < task_id <= validation.BIGGEST_ID:  # no such row, and SQLite cannot even compare with it
-        raise NotFound(f"There is no task {task_id}.")
+        raise NotFound(gettext("There is no task %(task_id)s.") % {"task_id": task_id})
     row = sql.one(sql.locked_lease(), {"me": annotator.pk, "task": task_id})
     if row is None:
         if not Task.objects.filter(pk=task_id).exists():
-            raise NotFound(f"There is no task {task_id}.")
-        raise Forbidden("This task is not leased to you. Ask for the next task first.")
+            raise NotFound(gettext("There is no task %(task_id)s.") % {"task_id": task_id})
+        raise Forbidden(gettext("This task is not leased to you. Ask for the next task first."))
     task = sql.TASK.instance(row)
     task.project = sql.PROJECT.instance(row, len(sql.TASK))
     assignment = sql.ASSIGNMENT.instance(row, len(sql.TASK) + len(sql.PROJECT))
     assignment.task = task
     task.candidate_ids = set((row[-1] or "").split())
     if kind is not None and task.kind != kind:
-        raise Conflict(f"Task {task.pk} is a {task.kind} task, not a {kind} task.")
+        raise Conflict(
+            gettext("Task %(task_pk)s is a %(kind)s task, not a %(kind2)s task.")
+            % {"task_pk": task.pk, "kind": task.kind, "kind2": kind}
+        )
     if assignment.state == Assignment.State.SUBMITTED:
-        raise Conflict("You already submitted this task; edit it from your recent submissions instead.")
+        raise Conflict(gettext("You already submitted this task; edit it from your recent submissions instead."))
     if assignment.state == Assignment.State.SKIPPED:
-        raise Conflict("You skipped this task; it is no longer leased to you.")
+        raise Conflict(gettext("You skipped this task; it is no longer leased to you."))
     now = timezone.now()
     if assignment.state == Assignment.State.EXPIRED or assignment.lease_expires_at <= now:
         raise Conflict(
-            f"Your lease on this task expired at {assignment.lease_expires_at:%H:%M:%S} UTC. "
-            "Your draft is kept; ask for the next task to lease it again if it is still free."
+            gettext(
+                "Your lease on this task expired at %(lease_expires_at)s UTC. Your draft is kept; ask for the next task to lease it again if it is still free."
+            )
+            % {"lease_expires_at": format(assignment.lease_expires_at, "%H:%M:%S")}
         )
     return task, assignment
 
@@ -213,9 +220,9 @@ def lease_heartbeat(*, annotator, task_id) -> Assignment:
 def draft_save(*, annotator, task_id, text) -> Assignment:
     """Autosave: the draft survives a reload, a crash of the browser, or a lost connection."""
     if not isinstance(text, str):
-        raise LabelingError("text must be a string.", field="text")
+        raise LabelingError(gettext("text must be a string."), field="text")
     if len(text) > settings.DEMONSTRATION_MAX_CHARS * 2:
-        raise LabelingError("The draft is too long to save.", field="text")
+        raise LabelingError(gettext("The draft is too long to save."), field="text")
     with transaction.atomic():
         task, assignment = lease_lock(annotator=annotator, task_id=task_id, kind=Task.Kind.DEMONSTRATION)
         now = timezone.now()
@@ -242,6 +249,79 @@ def task_skip(*, annotator, task_id, reason="") -> Assignment:
             payload={"assignment_id": assignment.pk, "reason": reason, "draft_chars": len(assignment.draft_text)},
         )
         return assignment
+
+
+def unskip_refusal(*, task: Task, project: Project, in_use: int, on_hold: bool) -> str | None:
+    """Why a task I skipped cannot be leased to me again now, or None when it can: I must not be
+    on hold in the project, the project must be running, and the task open with a free place
+    (`in_use`: the places others hold)."""
+    if on_hold:
+        return ON_HOLD
+    if project.paused:
+        return gettext("%(project)s is paused, so no task can be taken back now.") % {"project": project.name}
+    if task.state != Task.State.OPEN:
+        return gettext("Task %(task)s is completed: other annotators finished it after you skipped it.") % {
+            "task": task.pk
+        }
+    if not task.gold and in_use >= project.overlap + task.extra_overlap:
+        return gettext(
+            "Every place on task %(task)s is taken by other annotators right now. "
+            "Try again later: a place frees up when one of their leases ends."
+        ) % {"task": task.pk}
+    return None
+
+
+def task_unskip(*, annotator, task_id) -> tuple[Assignment, bool]:
+    """Take back a task I skipped: my assignment on it is leased to me again, with its draft and
+    its order of answers, if the task is still open and has a free place. A retry while that lease
+    holds answers the same (the bool says whether this call re-opened it)."""
+    task_id = int(task_id)
+    if not 0 < task_id <= validation.BIGGEST_ID:  # no such row, and SQLite cannot even compare with it
+        raise NotFound(gettext("You have not skipped task %(task_id)s.") % {"task_id": task_id})
+    with transaction.atomic():
+        # The task's lock first, as everywhere: counting its places and taking one happen under it.
+        task = Task.objects.select_for_update(of=("self",)).select_related("project").filter(pk=task_id).first()
+        assignment = None
+        if task is not None:
+            assignment = Assignment.objects.select_for_update().filter(task=task, annotator=annotator).first()
+        if assignment is None:
+            raise NotFound(gettext("You have not skipped task %(task_id)s.") % {"task_id": task_id})
+        now = timezone.now()
+        if assignment.state == Assignment.State.LEASED and assignment.lease_expires_at > now:
+            assignment.task = task
+            return assignment, False  # a retry: it is mine already
+        if assignment.state == Assignment.State.SUBMITTED:
+            raise Conflict(
+                gettext("You submitted task %(task_id)s; edit it from your recent submissions instead.")
+                % {"task_id": task_id}
+            )
+        if assignment.state != Assignment.State.SKIPPED:
+            raise Conflict(
+                gettext(
+                    "You did not skip task %(task_id)s: your lease on it ended. Ask for the next task to get it back if it is still free."
+                )
+                % {"task_id": task_id}
+            )
+        on_hold = Hold.objects.filter(project=task.project, annotator=annotator, released_at__isnull=True).exists()
+        in_use, _ = _slots_and_mine(task=task, annotator=annotator, now=now)
+        if refusal := unskip_refusal(task=task, project=task.project, in_use=in_use, on_hold=on_hold):
+            raise (Forbidden if on_hold else Conflict)(refusal)  # on hold: as asking for the next task
+        reason = assignment.skip_reason
+        assignment.state = Assignment.State.LEASED
+        assignment.leased_at = now
+        assignment.lease_expires_at = _lease_until(task.project, now)
+        assignment.finished_at = None
+        assignment.skip_reason = ""
+        assignment.save(update_fields=["state", "leased_at", "lease_expires_at", "finished_at", "skip_reason"])
+        event_record(
+            actor=annotator,
+            verb="task.unskipped",
+            project=task.project,
+            task=task,
+            payload={"assignment_id": assignment.pk, "skip_reason": reason},
+        )
+        assignment.task = task
+        return assignment, True
 
 
 def leases_return_expired(*, now=None) -> int:

@@ -24,10 +24,11 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-LOCKED_MESSAGE = "Too many failed attempts for this username. Wait {minutes} minutes, then try again."
-THROTTLED_MESSAGE = "Too many login attempts from your address. Wait {seconds} seconds, then try again."
+LOCKED_MESSAGE = gettext_lazy("Too many failed attempts for this username. Wait %(minutes)s minutes, then try again.")
+THROTTLED_MESSAGE = gettext_lazy("Too many login attempts from your address. Wait %(seconds)s seconds, then try again.")
 
 
 def normalised_username(username) -> str:
@@ -79,7 +80,7 @@ def _minutes() -> int:
 
 def api_locked_response() -> JsonResponse:
     seconds = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    body = {"detail": LOCKED_MESSAGE.format(minutes=_minutes()), "code": "locked_out", "retry_after": seconds}
+    body = {"detail": LOCKED_MESSAGE % {"minutes": _minutes()}, "code": "locked_out", "retry_after": seconds}
     response = JsonResponse(body, status=429)
     response["Retry-After"] = str(seconds)
     return response
@@ -90,7 +91,7 @@ def lockout_response(request, original_response=None, credentials=None):
     page with the reason, both 429."""
     if request.path.startswith("/api/"):
         return api_locked_response()
-    return login_page_refusal(request, LOCKED_MESSAGE.format(minutes=_minutes()), settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    return login_page_refusal(request, LOCKED_MESSAGE % {"minutes": _minutes()}, settings.LOGIN_FAILURE_WINDOW_SECONDS)
 
 
 def login_page_refusal(request, message: str, retry_after: int):
@@ -119,4 +120,4 @@ def address_refusal(request):
     if throttle.allow_request(request, None):
         return None
     seconds = max(1, round(throttle.wait() or 1))
-    return login_page_refusal(request, THROTTLED_MESSAGE.format(seconds=seconds), seconds)
+    return login_page_refusal(request, THROTTLED_MESSAGE % {"seconds": seconds}, seconds)

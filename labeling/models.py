@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 
 class Project(models.Model):
@@ -113,12 +114,12 @@ class Prompt(models.Model):
 
 class Task(models.Model):
     class Kind(models.TextChoices):
-        DEMONSTRATION = "demonstration"
-        RANKING = "ranking"
+        DEMONSTRATION = "demonstration", gettext_lazy("Demonstration")
+        RANKING = "ranking", gettext_lazy("Ranking")
 
     class State(models.TextChoices):
-        OPEN = "open"
-        COMPLETED = "completed"
+        OPEN = "open", gettext_lazy("Open")
+        COMPLETED = "completed", gettext_lazy("Completed")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
@@ -195,10 +196,10 @@ class Assignment(models.Model):
     """One annotator's claim on one task: leased, then submitted, skipped or expired."""
 
     class State(models.TextChoices):
-        LEASED = "leased"
-        SUBMITTED = "submitted"
-        SKIPPED = "skipped"
-        EXPIRED = "expired"
+        LEASED = "leased", gettext_lazy("Leased")
+        SUBMITTED = "submitted", gettext_lazy("Submitted")
+        SKIPPED = "skipped", gettext_lazy("Skipped")
+        EXPIRED = "expired", gettext_lazy("Expired")
 
     # No index of their own: the unique (task, annotator) and (annotator, state) indexes below
     # lead with them. With a redundant single-column index, PostgreSQL without statistics yet (a
@@ -234,9 +235,9 @@ class Assignment(models.Model):
 
 class Demonstration(models.Model):
     class ReviewState(models.TextChoices):
-        PENDING = "pending"
-        ACCEPTED = "accepted"
-        REJECTED = "rejected"
+        PENDING = "pending", gettext_lazy("Pending")
+        ACCEPTED = "accepted", gettext_lazy("Accepted")
+        REJECTED = "rejected", gettext_lazy("Rejected")
 
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="demonstration")
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="demonstrations")
@@ -365,9 +366,9 @@ class Review(models.Model):
     original) or reject (with a reason)."""
 
     class Verdict(models.TextChoices):
-        ACCEPT = "accept"
-        EDIT = "edit"
-        REJECT = "reject"
+        ACCEPT = "accept", gettext_lazy("Accept")
+        EDIT = "edit", gettext_lazy("Edit")
+        REJECT = "reject", gettext_lazy("Reject")
 
     demonstration = models.ForeignKey(Demonstration, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
@@ -401,6 +402,23 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"adjudication of task {self.task_id}"
+
+
+# --- people ---------------------------------------------------------------------------------------
+
+
+class UserSettings(models.Model):
+    """What a person chose for themselves, kept across logins and devices: for now, the language of
+    the pages (labeling.language); blank follows the browser."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="yushan_settings")
+    language = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        verbose_name_plural = "user settings"
+
+    def __str__(self) -> str:
+        return f"settings of {self.user_id}"
 
 
 def new_public_id() -> str:

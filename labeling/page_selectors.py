@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from django.utils import timezone
 
 from labeling import roles, selectors
+from labeling.markdown import markdown_to_html
 from labeling.models import Project
 from labeling.quality.adjudication import adjudication_queue, adjudication_queue_size
 from labeling.quality.gold import project_gold_report
@@ -34,35 +35,42 @@ def prompt_last_user_text(messages: list[dict]) -> str:
 
 
 def progress_page_submissions(*, annotator) -> list[dict]:
-    """recent_submissions, plus what the page shows: the prompt, and for rankings the answers
-    with this annotator's letters and the current ranks, ratings and flags."""
+    """recent_submissions, plus what the page shows: the prompt, and for rankings the summary in
+    this annotator's letters and what the ranking board starts from (its answers in those letters,
+    the current ranking, ratings and flags)."""
     items = selectors.recent_submissions(annotator=annotator)
     for item in items:
         record = item["record"]
         item["project"] = record.task.project
         item["prompt_text"] = prompt_last_user_text(record.task.prompt.messages)
         if item["kind"] == "ranking":
-            item.update(_ranking_view(record))
+            item.update(_ranking_view(record, editable=item["editable"]))
     return items
 
 
-def _ranking_view(record) -> dict:
+def _ranking_view(record, *, editable: bool) -> dict:
     candidates = selectors.assignment_candidates(record.assignment)
-    rank_of = {pid: index + 1 for index, group in enumerate(record.groups) for pid in group}
     label_of = {c.public_id: c.label for c in candidates}
-    answers = [
-        {
-            "id": c.public_id,
-            "label": c.label,
-            "text": c.text,
-            "rank": rank_of.get(c.public_id),
-            "rating": record.ratings.get(c.public_id),
-            "flags": record.flags.get(c.public_id, []),
-        }
-        for c in candidates
-    ]
     summary = " › ".join(" = ".join(label_of.get(pid, "?") for pid in group) for group in record.groups)
-    return {"answers": answers, "ranking_summary": summary, "rank_choices": list(range(1, len(candidates) + 1))}
+    if not editable:
+        return {"ranking_summary": summary}
+    # What the page's ranking board (static/labeling/annotate/board.js) starts from, as JSON.
+    board = {
+        "candidates": [{"id": c.public_id, "label": c.label, "html": markdown_to_html(c.text)} for c in candidates],
+        "ranking": record.groups,
+        "ratings": record.ratings,
+        "flags": record.flags,
+        "none_acceptable": record.none_acceptable,
+    }
+    return {"ranking_summary": summary, "board": board}
+
+
+def progress_page_skipped(*, annotator) -> list[dict]:
+    """The tasks this annotator skipped (selectors.skipped_tasks), with the question each asked."""
+    items = selectors.skipped_tasks(annotator=annotator)
+    for item in items:
+        item["prompt_text"] = prompt_last_user_text(item["task"].prompt.messages)
+    return items
 
 
 def hourly_completions(*, rows: list[dict], now: datetime | None = None, hours: int = 24) -> list[dict]:

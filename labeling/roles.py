@@ -12,6 +12,7 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext_lazy
 
 ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
@@ -90,8 +91,12 @@ def _role_page(check, default_message: str):
     return role_page
 
 
-annotator_page = _role_page(is_annotator, "Only annotators can label. Ask an admin for the annotator role.")
-admin_page = _role_page(is_admin, "Only admins can open this page.")
-reviewer_page = _role_page(is_reviewer, "Only reviewers and admins can review. Ask an admin for the reviewer role.")
-researcher_page = _role_page(is_researcher, "Only researchers and admins can open this page.")
-any_role_page = _role_page(has_role, "Your account has no role in Yushan yet; ask an admin.")
+annotator_page = _role_page(
+    is_annotator, gettext_lazy("Only annotators can label. Ask an admin for the annotator role.")
+)
+admin_page = _role_page(is_admin, gettext_lazy("Only admins can open this page."))
+reviewer_page = _role_page(
+    is_reviewer, gettext_lazy("Only reviewers and admins can review. Ask an admin for the reviewer role.")
+)
+researcher_page = _role_page(is_researcher, gettext_lazy("Only researchers and admins can open this page."))
+any_role_page = _role_page(has_role, gettext_lazy("Your account has no role in Yushan yet; ask an admin."))

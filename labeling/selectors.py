@@ -7,11 +7,19 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from labeling.models import Assignment, Demonstration, Event, Project, Ranking, Task
+from labeling.leases import unskip_refusal
+from labeling.models import Assignment, Demonstration, Event, Hold, Project, Ranking, Task
 from labeling.validation import row_id
 
 SUBMIT_VERBS = ("demonstration.submitted", "ranking.submitted")
-ANNOTATOR_VERBS = (*SUBMIT_VERBS, "task.leased", "task.skipped", "demonstration.edited", "ranking.edited")
+ANNOTATOR_VERBS = (
+    *SUBMIT_VERBS,
+    "task.leased",
+    "task.skipped",
+    "task.unskipped",
+    "demonstration.edited",
+    "ranking.edited",
+)
 
 
 def projects_for_annotator(annotator):
@@ -53,6 +61,49 @@ def recent_submissions(*, annotator, limit: int = 20) -> list[dict]:
         item["editable"] = now - item["created_at"] <= window
         item["edit_until"] = item["created_at"] + window
     return items[:limit]
+
+
+def skipped_tasks(*, annotator, project: Project | None = None, limit: int = 20) -> list[dict]:
+    """The tasks this annotator skipped, newest first, each with why it cannot be taken back now
+    (labeling.leases.unskip_refusal), or None when it can."""
+    skipped = (
+        Assignment.objects.filter(annotator=annotator, state=Assignment.State.SKIPPED)
+        .select_related("task__project", "task__prompt")
+        .order_by("-finished_at", "-id")
+    )
+    if project is not None:
+        skipped = skipped.filter(task__project=project)
+    skipped = list(skipped[:limit])
+    now = timezone.now()
+    # The places others hold on those tasks, as the queue counts them (labeling.sql.HOLDS_SLOT).
+    holding = Q(state=Assignment.State.SUBMITTED) | Q(state=Assignment.State.LEASED, lease_expires_at__gt=now)
+    in_use = dict(
+        Assignment.objects.filter(holding, task_id__in=[a.task_id for a in skipped])
+        .order_by()
+        .values("task_id")
+        .annotate(n=Count("pk"))
+        .values_list("task_id", "n")
+    )
+    on_hold = set(
+        Hold.objects.filter(annotator=annotator, released_at__isnull=True).values_list("project_id", flat=True)
+    )
+    items = []
+    for assignment in skipped:
+        task = assignment.task
+        refusal = unskip_refusal(
+            task=task, project=task.project, in_use=in_use.get(task.pk, 0), on_hold=task.project_id in on_hold
+        )
+        items.append(
+            {
+                "assignment": assignment,
+                "task": task,
+                "project": task.project,
+                "skipped_at": assignment.finished_at,
+                "reason": assignment.skip_reason,
+                "refusal": refusal,
+            }
+        )
+    return items
 
 
 def project_stats(*, project: Project) -> dict:

@@ -11,6 +11,7 @@ import hashlib
 import json
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from labeling import validation
 from labeling.errors import LabelingError
@@ -73,12 +74,16 @@ def ranking_task_create(
     k = project.k if k is None else k
     texts = [answer["text"] for answer in answers]
     if len(answers) != k:
-        raise LabelingError(f"a ranking task in {project.name} needs {k} answers, got {len(answers)}.", field="answers")
+        raise LabelingError(
+            gettext("a ranking task in %(project)s needs %(k)s answers, got %(answers_length)s.")
+            % {"project": project.name, "k": k, "answers_length": len(answers)},
+            field="answers",
+        )
     if len(set(texts)) != len(texts):
-        raise LabelingError("the answers of a ranking task must differ from each other.", field="answers")
+        raise LabelingError(gettext("the answers of a ranking task must differ from each other."), field="answers")
     for text in texts:
         if not isinstance(text, str) or not text.strip():
-            raise LabelingError("every answer needs non-empty text.", field="answers")
+            raise LabelingError(gettext("every answer needs non-empty text."), field="answers")
     task = Task.objects.create(project=project, prompt=prompt, kind=Task.Kind.RANKING, priority=priority)
     Candidate.objects.bulk_create(
         Candidate(

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling import sql, validation
 from labeling.errors import Conflict, LabelingError, NotFound
@@ -23,7 +24,7 @@ def _client_uuid(client_id) -> uuid.UUID:
     try:
         return uuid.UUID(str(client_id))
     except (TypeError, ValueError, AttributeError):
-        raise LabelingError("client_id must be a UUID chosen by the client.", field="client_id") from None
+        raise LabelingError(gettext("client_id must be a UUID chosen by the client."), field="client_id") from None
 
 
 def _submission_store(record, *, verb: str, payload: dict, **values) -> None:
@@ -73,7 +74,7 @@ def _replay(model, *, client_id: uuid.UUID, annotator, task_id):
     if existing is None:
         return None
     if existing.annotator_id != annotator.pk or existing.task_id != int(task_id):
-        raise Conflict("This client_id was already used for another submission.", field="client_id")
+        raise Conflict(gettext("This client_id was already used for another submission."), field="client_id")
     return existing
 
 
@@ -114,7 +115,7 @@ def ranking_submit(
     client_uuid = _client_uuid(client_id)
     try:
         if not isinstance(none_acceptable, bool):
-            raise LabelingError("none_acceptable must be true or false.", field="none_acceptable")
+            raise LabelingError(gettext("none_acceptable must be true or false."), field="none_acceptable")
         with transaction.atomic():
             task, assignment = lease_lock(annotator=annotator, task_id=task_id, kind=Task.Kind.RANKING)
             known = task.candidate_ids
@@ -167,11 +168,13 @@ def ranking_submit(
 
 def _check_edit_window(record, annotator) -> None:
     if record.annotator_id != annotator.pk:
-        raise NotFound("There is no such submission of yours.")
+        raise NotFound(gettext("There is no such submission of yours."))
     window = timedelta(seconds=settings.SUBMISSION_EDIT_WINDOW_SECONDS)
     if timezone.now() - record.created_at > window:
         minutes = settings.SUBMISSION_EDIT_WINDOW_SECONDS // 60
-        raise Conflict(f"Submissions can be edited for {minutes} minutes; this one is older.")
+        raise Conflict(
+            gettext("Submissions can be edited for %(minutes)s minutes; this one is older.") % {"minutes": minutes}
+        )
 
 
 def demonstration_edit(*, annotator, demonstration_id, text) -> Demonstration:
@@ -184,10 +187,10 @@ def demonstration_edit(*, annotator, demonstration_id, text) -> Demonstration:
             .first()
         )
         if record is None:
-            raise NotFound("There is no such submission of yours.")
+            raise NotFound(gettext("There is no such submission of yours."))
         _check_edit_window(record, annotator)
         if record.reviews.exists():  # the reviews judged this text (labeling.quality.review)
-            raise Conflict("A reviewer has already reviewed this answer, so it can no longer be edited.")
+            raise Conflict(gettext("A reviewer has already reviewed this answer, so it can no longer be edited."))
         previous = record.text
         record.text, record.updated_at = text, timezone.now()
         record.save(update_fields=["text", "updated_at"])
@@ -203,11 +206,11 @@ def demonstration_edit(*, annotator, demonstration_id, text) -> Demonstration:
 
 def ranking_edit(*, annotator, ranking_id, ranking, ratings=None, flags=None, none_acceptable=False) -> Ranking:
     if not isinstance(none_acceptable, bool):
-        raise LabelingError("none_acceptable must be true or false.", field="none_acceptable")
+        raise LabelingError(gettext("none_acceptable must be true or false."), field="none_acceptable")
     with transaction.atomic():
         record = Ranking.objects.select_for_update().select_related("task__project").filter(pk=ranking_id).first()
         if record is None:
-            raise NotFound("There is no such submission of yours.")
+            raise NotFound(gettext("There is no such submission of yours."))
         _check_edit_window(record, annotator)
         known = set(record.task.candidates.values_list("public_id", flat=True))
         previous = {

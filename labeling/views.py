@@ -8,10 +8,12 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
 
-from labeling import login_limits, page_selectors, roles, selectors, services, validation
+from labeling import language, login_limits, page_selectors, roles, selectors, services, validation
 from labeling.models import Hold, Project
 from labeling.quality import adjudication, gold
 from labeling.quality import review as peer_review
@@ -32,11 +34,23 @@ class LimitedLoginView(LoginView):
 @require_POST
 def logout_view(request):
     logout(request)
-    messages.info(request, "You are logged out.")
+    messages.info(request, gettext("You are logged out."))
     return redirect("login")
 
 
-PROJECT_PAGE_REFUSED = "Only admins can open project pages."
+@require_POST
+def language_set(request):
+    """The switch in every page's header: Django's set_language (the cookie, then back to the page),
+    and for a signed-in user the choice stored with them and in the session (labeling.language)."""
+    response = set_language(request)
+    chosen = language.language_supported(request.POST.get("language"))
+    if chosen and request.user.is_authenticated:
+        language.user_language_set(user=request.user, language=chosen)
+        request.session[language.SESSION_KEY] = chosen
+    return response
+
+
+PROJECT_PAGE_REFUSED = gettext_lazy("Only admins can open project pages.")
 
 
 @login_required
@@ -45,6 +59,11 @@ def home(request):
 
 
 RATING_CHOICES = list(range(validation.RATING_MIN, validation.RATING_MAX + 1))
+
+
+def _flag_choices() -> list[dict]:
+    """The flags as the ranking board takes them (static/labeling/annotate/board.js)."""
+    return [{"name": name, "label": label} for name, label in validation.FLAGS.items()]
 
 
 def _api_root() -> str:
@@ -59,8 +78,9 @@ def annotate(request, pk: int):
         "project": project,
         "api_root": _api_root(),
         "max_chars": settings.DEMONSTRATION_MAX_CHARS,
-        "flags": [{"name": name, "label": label} for name, label in validation.FLAGS.items()],
+        "flags": _flag_choices(),
         "ratings": RATING_CHOICES,
+        "rating_scale": validation.RATING_SCALE,
         # Said at once, as the next-task API says it (403), so no one waits for a task.
         "on_hold": Hold.objects.filter(project=project, annotator=request.user, released_at__isnull=True).exists(),
     }
@@ -102,8 +122,12 @@ def progress(request):
         "gold": gold.annotator_gold(annotator=request.user),
         "leaderboards": gold.leaderboards(annotator=request.user),
         "submissions": page_selectors.progress_page_submissions(annotator=request.user),
-        "flags": validation.FLAGS,
+        "skipped": page_selectors.progress_page_skipped(annotator=request.user),
+        # The ranking board and the answer editor, as on the annotate page.
+        "flags": _flag_choices(),
         "ratings": RATING_CHOICES,
+        "rating_scale": validation.RATING_SCALE,
+        "max_chars": settings.DEMONSTRATION_MAX_CHARS,
         "edit_minutes": settings.SUBMISSION_EDIT_WINDOW_SECONDS // 60,
     }
     return render(request, "labeling/progress.html", context)
@@ -126,9 +150,13 @@ def project_pause(request, pk: int):
     paused = request.POST.get("paused") == "1"
     services.project_pause(project=project, paused=paused, actor=request.user)
     if paused:
-        messages.info(request, f"{project.name} is paused: annotators get no new tasks until you resume it.")
+        messages.info(
+            request,
+            gettext("%(project)s is paused: annotators get no new tasks until you resume it.")
+            % {"project": project.name},
+        )
     else:
-        messages.info(request, f"{project.name} is running again.")
+        messages.info(request, gettext("%(project)s is running again.") % {"project": project.name})
     return redirect("project-admin", pk=project.pk)
 
 
@@ -137,5 +165,7 @@ def project_pause(request, pk: int):
 def project_hold_release(request, pk: int, hold_id: int):
     hold = get_object_or_404(Hold.objects.select_related("annotator"), pk=hold_id, project_id=pk)
     gold.hold_release(hold=hold, actor=request.user)
-    messages.info(request, f"{hold.annotator.username} may work in this project again.")
+    messages.info(
+        request, gettext("%(username)s may work in this project again.") % {"username": hold.annotator.username}
+    )
     return redirect(reverse("project-admin", args=[pk]) + "#gold")

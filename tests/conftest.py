@@ -16,6 +16,15 @@ from tests.factories import make_user
 pytest_plugins = ["tests.ml_fixtures", "tests.queue_fixtures"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def translations_compiled():
+    """The .mo catalogues Django reads, as `make test` builds them, for a pytest run started by
+    hand too (up-to-date catalogues are skipped: milliseconds)."""
+    from django.core.management import call_command
+
+    call_command("compile_translations", verbosity=0)
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """Login rate limits live in the cache: one test's failed logins must not lock out the next."""

@@ -11,6 +11,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions import interaction
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.actions.pointer_input import PointerInput
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -217,25 +220,38 @@ def test_annotator_fixes_recent_submissions_on_the_progress_page(browser, live_s
     log_in(browser, live_server.url, "alice")
     browser.find_element(By.LINK_TEXT, "My progress").click()
 
+    # The answer in the annotate page's editor: write, then preview it as it will be shown.
     form = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"#demonstration-{demonstration.pk} form")))
     textarea = form.find_element(By.TAG_NAME, "textarea")
     textarea.send_keys(Keys.CONTROL, Keys.END)
-    textarea.send_keys("，海拔 3,952 公尺。")
+    textarea.send_keys("，海拔 **3,952** 公尺。")
+    form.find_element(By.CSS_SELECTOR, ".editor-tab-preview").click()
+    wait.until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"#demonstration-{demonstration.pk} strong"), "3,952")
+    )
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait.until(
         EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"#demonstration-{demonstration.pk} .form-status"), "Saved")
     )
     demonstration.refresh_from_db()
-    assert demonstration.text == "玉山，海拔 3,952 公尺。"
+    assert demonstration.text == "玉山，海拔 **3,952** 公尺。"
 
-    # Answer C (third shown) moves from a tie at rank 2 to rank 3 on its own.
+    # On the ranking board, as when labeling: answer C (third shown) is untied from B with t, so it
+    # moves from a tie at rank 2 to rank 3 on its own; Ctrl+Enter saves.
     form = browser.find_element(By.CSS_SELECTOR, f"#ranking-{ranking.pk} form")
-    Select(form.find_element(By.CSS_SELECTOR, f"tr[data-id='{third}'] select[name=rank]")).select_by_value("3")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert [card.get_attribute("data-label") for card in form.find_elements(By.CSS_SELECTOR, ".answer-card")] == [
+        "A",
+        "B",
+        "C",
+    ]
+    form.find_element(By.CSS_SELECTOR, f".answer-card[data-id='{third}'] .letter-badge").click()
+    press(browser, "t")
+    press_with(browser, Keys.CONTROL, Keys.ENTER)
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"#ranking-{ranking.pk} .form-status"), "Saved"))
     ranking.refresh_from_db()
     assert ranking.groups == [[first], [second], [third]]
     assert ranking.ratings == {first: 6}
+    assert browser.find_element(By.CSS_SELECTOR, f"#ranking-{ranking.pk} .ranking-summary").text == "A › B › C"
 
 
 def test_a_paused_project_says_so(browser, live_server, annotator, project):
@@ -507,3 +523,217 @@ def test_an_admin_sees_agreement_on_the_project_page(browser, live_server, admin
     )
     screenshot(browser, "adjudicate")
     assert Adjudication.objects.get(task=task).groups == [[ids[2]], [ids[0], ids[1]]]
+
+
+# --- the annotator's items of issue 14 ------------------------------------------------------------
+
+
+def test_a_ranking_whose_order_was_never_touched_asks_before_it_goes(browser, live_server, annotator, project):
+    """A bare Enter on the order as shown asks first: Esc goes back, a second Enter submits it as
+    shown. Shift+Enter submits as shown at once, and Shift+2 flags the focused answer."""
+    first_task = add_ranking_task(project, "Highest in Taiwan?", answers=["Yushan", "Xueshan", "Hehuan"])
+    second_task = add_ranking_task(project, "Highest in Japan?", answers=["Fuji", "Kita", "Hotaka"])
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    log_in(browser, live_server.url, "alice")
+    browser.get(f"{live_server.url}/projects/{project.pk}/label/")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "conversation"), "Taiwan"))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cards .answer-card")) == 3)
+    shown = [card.get_attribute("data-id") for card in browser.find_elements(By.CSS_SELECTOR, "#cards .answer-card")]
+    confirm = browser.find_element(By.ID, "order-confirm")
+
+    press(browser, Keys.ENTER)  # the focus is on the first card
+    wait.until(lambda d: confirm.is_displayed())
+    assert "You have not changed the order. Submit it as shown?" in confirm.text
+    screenshot(browser, "annotate-untouched-order")
+    press(browser, "5")  # a rating is not a change of order: the question stays
+    press(browser, Keys.ESCAPE)
+    wait.until(lambda d: not confirm.is_displayed())
+    assert not Ranking.objects.exists()
+
+    press(browser, Keys.ENTER)
+    wait.until(lambda d: confirm.is_displayed())
+    press(browser, Keys.ENTER)  # the second Enter confirms
+    wait.until(EC.text_to_be_present_in_element((By.ID, "conversation"), "Japan"))
+    ranking = Ranking.objects.get(task=first_task)
+    assert ranking.groups == [[answer] for answer in shown]
+
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cards .answer-card")) == 3)
+    answer_a = browser.find_element(By.CSS_SELECTOR, "#cards .answer-card[data-label='A']").get_attribute("data-id")
+    press(browser, "a")
+    press_with(browser, Keys.SHIFT, "2")  # the second flag: factually wrong
+    checkbox = browser.find_element(By.CSS_SELECTOR, f".answer-card[data-id='{answer_a}'] input[value=factually_wrong]")
+    assert checkbox.is_selected()
+    press_with(browser, Keys.SHIFT, Keys.ENTER)  # as shown, without asking
+    wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "All done"))
+    assert not confirm.is_displayed()
+    ranking = Ranking.objects.get(task=second_task)
+    assert ranking.flags == {answer_a: ["factually_wrong"]}
+
+
+def test_alt_s_skips_a_demonstration_while_the_editor_has_the_focus(browser, live_server, annotator, project):
+    task = add_demonstration_task(project, "Write a poem about K2.")
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    log_in(browser, live_server.url, "alice")
+    browser.get(f"{live_server.url}/projects/{project.pk}/label/")
+    editor = wait.until(EC.visibility_of_element_located((By.ID, "demo-text")))
+    assert browser.switch_to.active_element == editor
+    skip_button = browser.find_element(By.ID, "skip-open")
+    assert "Alt+S" in skip_button.get_attribute("title") and "Alt+S" in skip_button.text
+
+    editor.send_keys("Roses are red, skies are blue")  # a plain s is a letter here
+    assert editor.get_attribute("value") == "Roses are red, skies are blue"
+    dialog = browser.find_element(By.ID, "skip-dialog")
+    assert not dialog.is_displayed()
+    press_with(browser, Keys.ALT, "s")
+    wait.until(lambda d: dialog.is_displayed())
+    assert "You have a draft; skip anyway?" in dialog.text
+    assert editor.get_attribute("value") == "Roses are red, skies are blue"  # Alt+S typed nothing
+    press(browser, "not my subject", Keys.ENTER)
+
+    wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "All done"))
+    skipped = Assignment.objects.get(task=task, annotator=annotator)
+    assert (skipped.state, skipped.skip_reason) == (Assignment.State.SKIPPED, "not my subject")
+
+
+def touch_drag(driver, handle, *, onto_top_of) -> None:
+    """Drag `handle` with a finger (touch pointer events, as on a tablet) to just inside the top
+    edge of another element, in small steps."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", handle)
+    box = "const b = arguments[0].getBoundingClientRect(); return [b.left + b.width / 2, b.top, b.height];"
+    x, y, height = driver.execute_script(box, handle)
+    target_y = driver.execute_script(box, onto_top_of)[1] + 5
+    start = (int(x), int(y + height / 2))
+    finger = ActionBuilder(driver, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"), duration=100)
+    finger.pointer_action.move_to_location(*start).pointer_down()
+    for step in range(1, 6):
+        finger.pointer_action.move_to_location(start[0], int(start[1] + (target_y - start[1]) * step / 5))
+    finger.pointer_action.pointer_up()
+    finger.perform()
+
+
+def test_a_ranking_is_edited_on_the_board_by_touch_controls_and_its_summary_follows(
+    browser, live_server, annotator, project
+):
+    """On the progress page: a move button (a finger's alternative to dragging), a drag by the
+    card's handle, "none acceptable"; saving updates the summary above the board, with no reload."""
+    task = add_ranking_task(project, answers=["Yushan", "Xueshan", "Hehuan"])
+    first, second, third = leases.task_next_for(annotator=annotator, project=project).candidate_order
+    ranking, _ = submissions.ranking_submit(
+        annotator=annotator, task_id=task.pk, ranking=[[first], [second], [third]], client_id=new_client_id()
+    )
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    log_in(browser, live_server.url, "alice")
+    browser.find_element(By.LINK_TEXT, "My progress").click()
+    article = f"#ranking-{ranking.pk}"
+    summary = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, f"{article} .ranking-summary")))
+    assert summary.text == "A › B › C"
+    browser.execute_script("window.notReloaded = true")
+
+    def board():
+        return [
+            card.get_attribute("data-label")
+            for card in browser.find_elements(By.CSS_SELECTOR, f"{article} .answer-card")
+        ]
+
+    # A down one place with its button; then C dragged to the top by a finger on its handle.
+    down = browser.find_element(By.CSS_SELECTOR, f"{article} .answer-card[data-id='{first}'] .move-down")
+    assert down.size["height"] >= 28 and down.size["width"] >= 28
+    down.click()
+    assert board() == ["B", "A", "C"]
+    rail = browser.find_element(By.CSS_SELECTOR, f"{article} .answer-card[data-id='{third}'] .card-rail")
+    top = browser.find_element(By.CSS_SELECTOR, f"{article} .answer-card[data-id='{second}']")
+    touch_drag(browser, rail, onto_top_of=top)
+    wait.until(lambda d: board() == ["C", "B", "A"])
+    browser.find_element(By.CSS_SELECTOR, f"{article} input[name=none_acceptable]").click()
+    screenshot(browser, "progress-ranking-board")
+    browser.find_element(By.CSS_SELECTOR, f"{article} button[type=submit]").click()
+
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"{article} .form-status"), "Saved"))
+    assert summary.text == "C › B › A"
+    assert browser.find_element(By.CSS_SELECTOR, f"{article} .none-note").is_displayed()
+    assert browser.execute_script("return window.notReloaded") is True
+    ranking.refresh_from_db()
+    assert (ranking.groups, ranking.none_acceptable) == ([[third], [second], [first]], True)
+
+
+def test_a_skipped_task_is_taken_back_from_the_progress_page(browser, live_server, annotator, project):
+    task = add_demonstration_task(project, "Write a poem about K2.")
+    leases.task_next_for(annotator=annotator, project=project)
+    leases.task_skip(annotator=annotator, task_id=task.pk, reason="later")
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    log_in(browser, live_server.url, "alice")
+    browser.find_element(By.LINK_TEXT, "My progress").click()
+
+    row = wait.until(EC.visibility_of_element_located((By.ID, f"skipped-{task.pk}")))
+    assert "Write a poem about K2." in row.text and "later" in row.text
+    row.find_element(By.CSS_SELECTOR, "button.unskip").click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, f"#skipped-{task.pk} .unskip-status"), "yours again"))
+    assert not row.find_element(By.CSS_SELECTOR, "button.unskip").is_displayed()
+    assert Assignment.objects.get(task=task, annotator=annotator).state == Assignment.State.LEASED
+
+    row.find_element(By.LINK_TEXT, "Label it now").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "conversation"), "poem about K2"))
+    assert browser.find_element(By.ID, "task-id").text == f"#{task.pk}"
+
+
+# --- languages (tests/test_i18n.py checks the rest without a browser) -----------------------------
+
+
+@pytest.fixture
+def chinese_browser(tmp_path):
+    """Chromium as a reader in Taiwan starts it: its interface in zh-TW, and zh-TW first in the
+    Accept-Language it sends (the intl.accept_languages preference)."""
+    if not _executable(CHROMIUM) or not _executable(CHROMEDRIVER):
+        service_missing(f"Chromium or chromedriver not found ({CHROMIUM}, {CHROMEDRIVER})")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--lang=zh-TW",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-TW,zh"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    yield driver
+    refused = csp_violations(driver)
+    driver.quit()
+    assert not refused, f"the Content-Security-Policy refused: {refused}"
+
+
+def test_a_taiwanese_browser_gets_chinese_pages_and_the_switch_to_english_sticks(
+    chinese_browser, live_server, reviewer, project
+):
+    from labeling.models import UserSettings
+
+    browser, wait = chinese_browser, WebDriverWait(chinese_browser, WAIT_SECONDS)
+    browser.get(f"{live_server.url}/accounts/login/")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-hant"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "登入"
+    browser.find_element(By.NAME, "username").send_keys(reviewer.username)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
+    wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "h1"), "專案"))
+    assert browser.find_element(By.LINK_TEXT, "審查").is_displayed()
+
+    # The review page's script speaks Chinese too: its strings come from the JavaScript catalogue.
+    browser.get(f"{live_server.url}/projects/{project.pk}/review/")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "這個專案已經沒有要審查的回答了"))
+    screenshot(browser, "review-zh-hant")
+
+    # English, from the switch in the header: the page comes back in English, and stays so.
+    browser.find_element(By.CSS_SELECTOR, ".language-switch button[value='en']").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "Nothing left to review in this project"))
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    browser.refresh()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "notice-text"), "Nothing left to review in this project"))
+    assert browser.find_element(By.CSS_SELECTOR, "h1").text.startswith("Review · ")
+    assert UserSettings.objects.get(user=reviewer).language == "en"
+    screenshot(browser, "review-en")

@@ -191,8 +191,9 @@ def test_progress_page_ranking_edit_form_shows_current_ranks(annotator, project)
     ranking = annotator.rankings.get()
     assert reverse("api-ranking-edit", args=[ranking.pk]) in page
     assert "B › A = C" in page  # letters in the order the annotator saw the answers
-    assert '<option value="1" selected>1</option>' in page
-    assert 'value="harmful" checked' in page
+    # The ranking board (static/labeling/annotate/board.js) starts from the stored ranking.
+    assert f'"ranking": [["{second}"], ["{first}", "{third}"]]' in page
+    assert f'"flags": {{"{first}": ["harmful"]}}' in page
 
 
 def test_submissions_past_the_window_are_not_editable(annotator, project, settings):

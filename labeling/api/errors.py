@@ -3,6 +3,7 @@ keyed by field — and never a 500 for bad input."""
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.utils.translation import gettext
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -15,12 +16,18 @@ def _too_big(exc) -> Response:
     if isinstance(exc, TooManyFieldsSent):
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
         return Response(
-            {"detail": f"The request has more than {limit} form fields.", "code": "too_many_fields"},
+            {
+                "detail": gettext("The request has more than %(limit)s form fields.") % {"limit": limit},
+                "code": "too_many_fields",
+            },
             status=status.HTTP_400_BAD_REQUEST,
         )
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return Response(
-        {"detail": f"The request body is larger than {limit / 2**20:g} MiB.", "code": "too_large"},
+        {
+            "detail": gettext("The request body is larger than %(limit)s MiB.") % {"limit": f"{limit / 2**20:g}"},
+            "code": "too_large",
+        },
         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     )
 
@@ -66,7 +73,7 @@ def not_found(request, exception=None):
     from django.views.defaults import page_not_found
 
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "No API endpoint at this address.", "code": "not_found"}, status=404)
+        return JsonResponse({"detail": gettext("No API endpoint at this address."), "code": "not_found"}, status=404)
     return page_not_found(request, exception)
 
 
@@ -76,6 +83,6 @@ def server_error(request):
     from django.views.defaults import server_error as page_server_error
 
     if request.path.startswith("/api/"):
-        body = {"detail": "The server failed on this request; it has been logged.", "code": "server_error"}
+        body = {"detail": gettext("The server failed on this request; it has been logged."), "code": "server_error"}
         return JsonResponse(body, status=500)
     return page_server_error(request)

@@ -2,6 +2,7 @@
 500 (`str.isdigit()` alone accepts "²" and "①", which `int()` refuses) nor a silent empty list."""
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.utils.translation import gettext
 from rest_framework.exceptions import NotFound
 from rest_framework.serializers import PrimaryKeyRelatedField
 
@@ -16,7 +17,7 @@ def project_id_param(request, *, required: bool) -> int | None:
         return None
     project_id = None if raw is None else row_id(raw)
     if project_id is None:
-        raise LabelingError("Pass ?project=ID (a number).", field="project")
+        raise LabelingError(gettext("Pass ?project=ID (a number)."), field="project")
     return project_id
 
 
@@ -36,5 +37,5 @@ class RowField(PrimaryKeyRelatedField):
         except ObjectDoesNotExist:
             # A well-formed id of a row that is not there: 404, as in the path (the schema says so).
             name = self.field_name or "id"
-            message = f"No {name.replace('_', ' ')} {pk}."
+            message = gettext("No %(name)s %(pk)s.") % {"name": name.replace("_", " "), "pk": pk}
             raise NotFound({"detail": message, "code": "not_found", "errors": {name: [message]}}) from None

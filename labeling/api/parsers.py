@@ -1,5 +1,6 @@
 """Request body parsers for every API view (REST_FRAMEWORK's DEFAULT_PARSER_CLASSES)."""
 
+from django.utils.translation import gettext
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -12,7 +13,7 @@ class JSONParser(parsers.JSONParser):
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply.") from None
+            raise ParseError(gettext("JSON parse error - the body is nested too deeply.")) from None
 
 
 PARSERS = [JSONParser, parsers.FormParser, parsers.MultiPartParser]

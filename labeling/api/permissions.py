@@ -2,6 +2,7 @@
 refusal says something of its own uses `IsResearcher.saying("Only researchers and admins can
 export datasets.")`: the same check, that message in the 403 answer."""
 
+from django.utils.translation import gettext_lazy
 from rest_framework.permissions import BasePermission
 
 from labeling import roles
@@ -9,7 +10,7 @@ from labeling import roles
 
 class RolePermission(BasePermission):
     check = staticmethod(roles.has_role)
-    message = "Your account has no role in Yushan yet; ask an admin."
+    message = gettext_lazy("Your account has no role in Yushan yet; ask an admin.")
 
     def has_permission(self, request, view) -> bool:
         return self.check(request.user)
@@ -21,30 +22,30 @@ class RolePermission(BasePermission):
 
 class IsAnnotator(RolePermission):
     check = staticmethod(roles.is_annotator)
-    message = "Only annotators can label tasks."
+    message = gettext_lazy("Only annotators can label tasks.")
 
 
 class IsStaffAdmin(RolePermission):
     check = staticmethod(roles.is_admin)
-    message = "Only admins can do this."
+    message = gettext_lazy("Only admins can do this.")
 
 
 class IsResearcher(RolePermission):
     """Researchers and admins (training's datasets and model registry APIs)."""
 
     check = staticmethod(roles.is_researcher)
-    message = "Only researchers and admins can do this."
+    message = gettext_lazy("Only researchers and admins can do this.")
 
 
 class IsReviewer(RolePermission):
     """Reviewers and admins: they review demonstrations and adjudicate rankings."""
 
     check = staticmethod(roles.is_reviewer)
-    message = "Only reviewers and admins can review. Ask an admin for the reviewer role."
+    message = gettext_lazy("Only reviewers and admins can review. Ask an admin for the reviewer role.")
 
 
 class CanSeeProjects(RolePermission):
     """Anyone with a role."""
 
     check = staticmethod(roles.has_role)
-    message = "Your account has no role in Yushan yet; ask an admin."
+    message = gettext_lazy("Your account has no role in Yushan yet; ask an admin.")

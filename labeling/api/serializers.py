@@ -2,6 +2,7 @@
 labeling.validation and run inside the service, under the task's lock."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -136,7 +137,7 @@ def leased_task_data(assignment, *, html: bool) -> dict:
     }
 
 
-EMPTY_ANSWER = "The answer is empty. Write the ideal answer before submitting."
+EMPTY_ANSWER = gettext_lazy("The answer is empty. Write the ideal answer before submitting.")
 
 
 class DemonstrationInSerializer(serializers.Serializer):
@@ -160,7 +161,7 @@ ANSWER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 class JSONObjectField(serializers.JSONField):
     """A JSON object (settings, filters): what is inside is checked by the service that reads it."""
 
-    default_error_messages = {"not_object": "Must be a JSON object."}
+    default_error_messages = {"not_object": gettext_lazy("Must be a JSON object.")}
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
@@ -210,6 +211,14 @@ class RankingEditSerializer(RankingInSerializer):
 
 class SkipInSerializer(serializers.Serializer):
     reason = StrictCharField(required=False, allow_blank=True, max_length=500)
+
+
+class UnskipOutSerializer(serializers.Serializer):
+    task = serializers.IntegerField()
+    project = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["demonstration", "ranking"])
+    lease_expires_at = serializers.DateTimeField()
+    detail = serializers.CharField()
 
 
 class DemonstrationOutSerializer(serializers.ModelSerializer):

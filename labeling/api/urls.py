@@ -21,6 +21,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/demonstration/", views.DemonstrationSubmitView.as_view(), name="api-demonstration"),
     path("tasks/<int:task_id>/ranking/", views.RankingSubmitView.as_view(), name="api-ranking"),
     path("tasks/<int:task_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+    path("tasks/<int:task_id>/unskip/", views.UnskipView.as_view(), name="api-unskip"),
     path("tasks/<int:task_id>/heartbeat/", views.HeartbeatView.as_view(), name="api-heartbeat"),
     path("tasks/<int:task_id>/draft/", views.DraftView.as_view(), name="api-draft"),
     path("me/progress/", views.ProgressView.as_view(), name="api-progress"),

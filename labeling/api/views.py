@@ -2,6 +2,7 @@
 and serializes the result."""
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -37,7 +38,7 @@ class TokenView(ObtainAuthToken):
             return super().post(request, *args, **kwargs)
         except ValidationError as error:
             if "authorization" in str(error.get_codes()):  # well formed, but the wrong password
-                raise AuthenticationFailed("Unable to log in with the username and password given.") from None
+                raise AuthenticationFailed(gettext("Unable to log in with the username and password given.")) from None
             raise
 
 
@@ -122,7 +123,31 @@ class SkipView(APIView):
         data = s.SkipInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         leases.task_skip(annotator=request.user, task_id=task_id, reason=data.validated_data.get("reason", ""))
-        return Response({"detail": "Skipped; this task will not be served to you again."})
+        return Response({"detail": gettext("Skipped; this task will not be served to you again.")})
+
+
+class UnskipView(APIView):
+    """Take back a task I skipped, while it is still open and has a free place: it is leased to me again."""
+
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(parameters=[TASK_ID], request=None, responses={200: s.UnskipOutSerializer})
+    def post(self, request, task_id: int):
+        assignment, reopened = leases.task_unskip(annotator=request.user, task_id=task_id)
+        task = assignment.task
+        response = Response(
+            {
+                "task": task.pk,
+                "project": task.project_id,
+                "kind": task.kind,
+                "lease_expires_at": assignment.lease_expires_at,
+                "detail": gettext("Task %(task)s is yours again: it is leased to you in %(project)s.")
+                % {"task": task.pk, "project": task.project.name},
+            }
+        )
+        if not reopened:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class HeartbeatView(APIView):
@@ -152,6 +177,7 @@ class ProgressView(APIView):
     def get(self, request):
         project = _project_param(request) if "project" in request.query_params else None
         recent = selectors.recent_submissions(annotator=request.user)
+        skipped = selectors.skipped_tasks(annotator=request.user, project=project)
         return Response(
             {
                 **selectors.annotator_progress(annotator=request.user, project=project),
@@ -168,6 +194,18 @@ class ProgressView(APIView):
                         "edit_until": item["edit_until"],
                     }
                     for item in recent
+                ],
+                "skipped": [
+                    {
+                        "task": item["task"].pk,
+                        "project": item["project"].pk,
+                        "kind": item["task"].kind,
+                        "skipped_at": item["skipped_at"],
+                        "reason": item["reason"],
+                        "can_unskip": item["refusal"] is None,
+                        "refusal": item["refusal"],
+                    }
+                    for item in skipped
                 ],
             }
         )

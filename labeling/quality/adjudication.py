@@ -21,6 +21,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling import validation
 from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
@@ -162,7 +163,7 @@ def _queue_item(task: Task, agreement: float, answers: list, rankings: list) -> 
         "answers": [{"id": c.public_id, "label": label_of[c.public_id], "text": c.text} for c in answers],
         "rankings": [
             {
-                "annotator": f"Annotator {index}",
+                "annotator": gettext("Annotator %(number)s") % {"number": index},
                 "ranking": ranking.groups,
                 "order": " › ".join(" = ".join(label_of.get(pid, "?") for pid in group) for group in ranking.groups),
                 "none_acceptable": ranking.none_acceptable,
@@ -180,7 +181,7 @@ def _replay(*, client_id: uuid.UUID, adjudicator, task_id) -> Adjudication | Non
     if existing is None:
         return None
     if existing.adjudicator_id != adjudicator.pk or existing.task_id != validation.row_id(task_id):
-        raise Conflict("This client_id was already used for another adjudication.", field="client_id")
+        raise Conflict(gettext("This client_id was already used for another adjudication."), field="client_id")
     return existing
 
 
@@ -190,11 +191,16 @@ def _locked_task(task_id) -> Task:
     if pk is not None:
         task = Task.objects.select_for_update(of=("self",)).select_related("project").filter(pk=pk).first()
     if task is None:
-        raise NotFound(f"There is no task {task_id}.", field="task")
+        raise NotFound(gettext("There is no task %(task_id)s.") % {"task_id": task_id}, field="task")
     if task.kind != Task.Kind.RANKING or task.gold:
-        raise Conflict(f"Task {task.pk} is not a ranking task annotators share; there is nothing to adjudicate.")
+        raise Conflict(
+            gettext("Task %(task_pk)s is not a ranking task annotators share; there is nothing to adjudicate.")
+            % {"task_pk": task.pk}
+        )
     if task.state != Task.State.COMPLETED:
-        raise Conflict(f"Task {task.pk} is still open: its annotators have not all ranked it yet.")
+        raise Conflict(
+            gettext("Task %(task_pk)s is still open: its annotators have not all ranked it yet.") % {"task_pk": task.pk}
+        )
     return task
 
 
@@ -207,15 +213,19 @@ def adjudication_submit(*, adjudicator, task_id, ranking, note="", client_id) ->
     if note is None:
         note = ""
     if not isinstance(note, str) or len(note) > NOTE_MAX_CHARS:
-        raise LabelingError(f"note must be text of at most {NOTE_MAX_CHARS} characters.", field="note")
+        raise LabelingError(
+            gettext("note must be text of at most %(limit)s characters.") % {"limit": NOTE_MAX_CHARS}, field="note"
+        )
     note = note.strip()
     try:
         with transaction.atomic():
             task = _locked_task(task_id)
             if Adjudication.objects.filter(task=task).exists():
-                raise Conflict(f"Task {task.pk} is already adjudicated.", field="task")
+                raise Conflict(gettext("Task %(task_pk)s is already adjudicated.") % {"task_pk": task.pk}, field="task")
             if Ranking.objects.filter(task=task, annotator=adjudicator).exists():
-                raise Forbidden("You ranked this task yourself; another reviewer adjudicates it.", field="task")
+                raise Forbidden(
+                    gettext("You ranked this task yourself; another reviewer adjudicates it."), field="task"
+                )
             known = set(task.candidates.values_list("public_id", flat=True))
             groups = validation.ranking_clean(ranking, known)
             record = Adjudication.objects.create(

@@ -7,6 +7,7 @@ demonstration to review (GET /api/v1/reviews/next/?project=ID), a review (POST
 /api/v1/projects/<id>/adjudications/) and an adjudication (POST /api/v1/tasks/<id>/adjudication/)."""
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -45,7 +46,10 @@ def _row_or_404(model, raw_id, **match):
     row_id = validation.row_id(raw_id)
     row = model.objects.filter(pk=row_id, **match).first() if row_id is not None else None
     if row is None:
-        raise NotFound(f"There is no {model._meta.verbose_name} {raw_id}.")
+        raise NotFound(
+            gettext("There is no %(verbose_name)s %(raw_id)s.")
+            % {"verbose_name": model._meta.verbose_name, "raw_id": raw_id}
+        )
     return row
 
 

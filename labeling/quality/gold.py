@@ -31,6 +31,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling import validation
 from labeling.errors import LabelingError
@@ -277,15 +278,21 @@ def gold_answer_clean(*, task: Task, ranking=None, text=None) -> dict:
     answer ids, every one exactly once, ties allowed), {"text": …} for a demonstration task."""
     if task.kind == Task.Kind.RANKING:
         if text is not None:
-            raise LabelingError("A ranking task's gold answer is a ranking; send `ranking`, not `text`.", field="text")
+            raise LabelingError(
+                gettext("A ranking task's gold answer is a ranking; send `ranking`, not `text`."), field="text"
+            )
         if ranking is None:
-            raise LabelingError("Send the gold ranking: groups of this task's answer ids, best first.", field="ranking")
+            raise LabelingError(
+                gettext("Send the gold ranking: groups of this task's answer ids, best first."), field="ranking"
+            )
         known = set(task.candidates.values_list("public_id", flat=True))
         return {"groups": validation.ranking_clean(ranking, known), "text": ""}
     if ranking is not None:
-        raise LabelingError("A demonstration task's gold answer is text; send `text`, not `ranking`.", field="ranking")
+        raise LabelingError(
+            gettext("A demonstration task's gold answer is text; send `text`, not `ranking`."), field="ranking"
+        )
     if text is None:
-        raise LabelingError("Send the reference answer as `text`.", field="text")
+        raise LabelingError(gettext("Send the reference answer as `text`."), field="text")
     return {"groups": [], "text": validation.demonstration_text_clean(text)}
 
 

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling.errors import Conflict, Forbidden, LabelingError, NotFound
 from labeling.events import event_record
@@ -135,25 +136,38 @@ def unified_diff(original: str, edited: str) -> str:
 def _verdict_clean(verdict, text, reason, *, original: str) -> tuple[str, str, str]:
     """The verdict, the edited text (edits only) and the reason, or the field that is wrong."""
     if verdict not in Review.Verdict.values:
-        raise LabelingError(f"verdict must be one of {', '.join(Review.Verdict.values)}.", field="verdict")
+        raise LabelingError(
+            gettext("verdict must be one of %(verdicts)s.") % {"verdicts": ", ".join(Review.Verdict.values)},
+            field="verdict",
+        )
     if reason is None:
         reason = ""
     if not isinstance(reason, str):
-        raise LabelingError("reason must be a string.", field="reason")
+        raise LabelingError(gettext("reason must be a string."), field="reason")
     reason = reason.strip()
     if len(reason) > REASON_MAX_CHARS:
-        raise LabelingError(f"The reason is longer than {REASON_MAX_CHARS} characters.", field="reason")
+        raise LabelingError(
+            gettext("The reason is longer than %(limit)s characters.") % {"limit": REASON_MAX_CHARS}, field="reason"
+        )
     if verdict == Review.Verdict.REJECT and not reason:
-        raise LabelingError("Say why you reject this answer: the annotator and the admins read it.", field="reason")
+        raise LabelingError(
+            gettext("Say why you reject this answer: the annotator and the admins read it."), field="reason"
+        )
     if verdict != Review.Verdict.EDIT:
         return verdict, "", reason
     if not isinstance(text, str) or not text.strip():
-        raise LabelingError("An edit needs the edited answer in text.", field="text")
+        raise LabelingError(gettext("An edit needs the edited answer in text."), field="text")
     limit = settings.DEMONSTRATION_MAX_CHARS
     if len(text) > limit:
-        raise LabelingError(f"The edited answer has {len(text)} characters; the limit is {limit}.", field="text")
+        raise LabelingError(
+            gettext("The edited answer has %(text_length)s characters; the limit is %(limit)s.")
+            % {"text_length": len(text), "limit": limit},
+            field="text",
+        )
     if text.strip() == original.strip():
-        raise LabelingError("The edited answer is the same as the annotator's; accept it instead.", field="text")
+        raise LabelingError(
+            gettext("The edited answer is the same as the annotator's; accept it instead."), field="text"
+        )
     return verdict, text, reason
 
 
@@ -163,7 +177,7 @@ def _replay(*, client_id: uuid.UUID, reviewer, demonstration_id) -> Review | Non
     if existing is None:
         return None
     if existing.reviewer_id != reviewer.pk or existing.demonstration_id != row_id(demonstration_id):
-        raise Conflict("This client_id was already used for another review.", field="client_id")
+        raise Conflict(gettext("This client_id was already used for another review."), field="client_id")
     return existing
 
 
@@ -175,7 +189,10 @@ def _locked_demonstration(demonstration_id) -> Demonstration:
             Demonstration.objects.select_for_update(of=("self",)).select_related("task__project").filter(pk=pk).first()
         )
     if found is None:
-        raise NotFound(f"There is no demonstration {demonstration_id}.", field="demonstration")
+        raise NotFound(
+            gettext("There is no demonstration %(demonstration_id)s.") % {"demonstration_id": demonstration_id},
+            field="demonstration",
+        )
     return found
 
 
@@ -244,16 +261,19 @@ def review_submit(*, reviewer, demonstration_id, verdict, text="", reason="", cl
 def _check_may_review(demonstration: Demonstration, *, reviewer, needed: int) -> None:
     if needed == 0:
         raise Conflict(
-            "This project does not ask for reviews (reviews required is 0); an admin can turn review on in "
-            "its settings.",
+            gettext(
+                "This project does not ask for reviews (reviews required is 0); an admin can turn review on in "
+                "its settings."
+            ),
             field="demonstration",
         )
     if demonstration.annotator_id == reviewer.pk:
-        raise Forbidden("You wrote this answer; other reviewers review it.", field="demonstration")
+        raise Forbidden(gettext("You wrote this answer; other reviewers review it."), field="demonstration")
     if demonstration.reviews.filter(reviewer=reviewer).exists():
-        raise Conflict("You already reviewed this answer.", field="demonstration")
+        raise Conflict(gettext("You already reviewed this answer."), field="demonstration")
     if demonstration.review_state != Demonstration.ReviewState.PENDING:
         raise Conflict(
-            f"This answer was already {demonstration.review_state} by its reviewers; take the next one.",
+            gettext("This answer was already %(review_state)s by its reviewers; take the next one.")
+            % {"review_state": demonstration.review_state},
             field="demonstration",
         )

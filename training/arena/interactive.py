@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
 from rest_framework.throttling import SimpleRateThrottle
 
 from labeling.errors import Conflict, TooManyRequests
@@ -49,16 +50,18 @@ def interactive_generation_allow(user) -> None:
         count, seconds = throttle.parse_rate(throttle.get_rate())
         wait = max(1, round(throttle.wait() or 1))
         raise TooManyRequests(
-            f"You asked for {count} answers in the last {seconds} seconds, the most there may be; "
-            f"wait {wait} s, then try again."
+            gettext(
+                "You asked for %(count)s answers in the last %(seconds)s seconds, the most there may be; wait %(wait)s s, then try again."
+            )
+            % {"count": count, "seconds": seconds, "wait": wait}
         )
 
 
 def servable(version: ModelVersion) -> None:
     if version.kind != ModelVersion.Kind.POLICY or version.status != ModelVersion.Status.READY:
-        raise Conflict(f"{version} is not a ready policy.")
+        raise Conflict(gettext("%(version)s is not a ready policy.") % {"version": version})
     if not version.path.is_dir():
-        raise Conflict(f"The files of {version} are missing from the model store.")
+        raise Conflict(gettext("The files of %(version)s are missing from the model store.") % {"version": version})
 
 
 def _timeout() -> timedelta:
@@ -86,11 +89,11 @@ def work_progress(row: InteractiveWork) -> dict:
     row = work_expire(row)
     waited = round((timezone.now() - row.created_at).total_seconds())
     if row.status == row.Status.QUEUED:
-        waiting_for = f"Waiting for the interactive worker ({waited} s)."
+        waiting_for = gettext("Waiting for the interactive worker (%(seconds)s s).") % {"seconds": waited}
         if waited >= SLOW_QUEUE_SECONDS:
-            waiting_for += " It is busy with other people's requests, or not running."
+            waiting_for += " " + gettext("It is busy with other people's requests, or not running.")
     elif row.status == row.Status.RUNNING:
-        waiting_for = f"The model is writing ({waited} s)."
+        waiting_for = gettext("The model is writing (%(seconds)s s).") % {"seconds": waited}
     else:
         waiting_for = ""
     return {

@@ -4,6 +4,7 @@ and a playground turn. Both are answered by the `interactive` worker, never by a
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from labeling.models import Project, Prompt, Task
 from training.registry.models import ModelVersion
@@ -14,10 +15,10 @@ class InteractiveWork(models.Model):
     worker (worker.tasks.interactive_*), polled by the page until it is done or failed."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+        QUEUED = "queued", gettext_lazy("Queued")
+        RUNNING = "running", gettext_lazy("Running")
+        DONE = "done", gettext_lazy("Done")
+        FAILED = "failed", gettext_lazy("Failed")
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
@@ -39,10 +40,10 @@ class ArenaBattle(InteractiveWork):
     """
 
     class Vote(models.TextChoices):
-        A = "a", "A is better"
-        B = "b", "B is better"
-        TIE = "tie", "Tie"
-        BOTH_BAD = "both_bad", "Both are bad"
+        A = "a", gettext_lazy("A is better")
+        B = "b", gettext_lazy("B is better")
+        TIE = "tie", gettext_lazy("Tie")
+        BOTH_BAD = "both_bad", gettext_lazy("Both are bad")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="arena_battles")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="arena_battles")

@@ -11,6 +11,7 @@ from dataclasses import replace
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling import services as labeling_services
 from labeling import submissions, validation
@@ -93,11 +94,11 @@ def arena_battle_start(
     if versions is None:
         candidates = [v for v in registry_selectors.policy_versions(project=project) if v.path.is_dir()]
         if len(candidates) < 2:
-            raise Conflict("The arena needs two policy versions of this project with their files present.")
+            raise Conflict(gettext("The arena needs two policy versions of this project with their files present."))
         versions = tuple(rng.sample(candidates, 2))
     first, second = versions
     if first.pk == second.pk or {first.project_id, second.project_id} != {project.pk}:
-        raise LabelingError("Pick two different policy versions of this project.", field="versions")
+        raise LabelingError(gettext("Pick two different policy versions of this project."), field="versions")
     for version in versions:
         servable(version)
     interactive_generation_allow(user)
@@ -108,7 +109,7 @@ def arena_battle_start(
     elif prompt is None:
         prompt = Prompt.objects.filter(project=project).order_by("?").first()
         if prompt is None:
-            raise Conflict("This project has no prompts yet; type one.")
+            raise Conflict(gettext("This project has no prompts yet; type one."))
     version_a, version_b = (first, second) if rng.random() < 0.5 else (second, first)
     with transaction.atomic():
         battle = ArenaBattle.objects.create(
@@ -179,21 +180,23 @@ def arena_vote(*, battle_id: int, user, vote: str) -> ArenaBattle:
     none_acceptable set. Voting twice with the same choice answers as the first time.
     """
     if vote not in ArenaBattle.Vote.values:
-        raise LabelingError(f"vote must be one of {', '.join(ArenaBattle.Vote.values)}.", field="vote")
+        raise LabelingError(
+            gettext("vote must be one of %(votes)s.") % {"votes": ", ".join(ArenaBattle.Vote.values)}, field="vote"
+        )
     with transaction.atomic():
         battle = (
             ArenaBattle.objects.select_for_update().select_related("prompt", "project").filter(pk=battle_id).first()
         )
         if battle is None:
-            raise NotFound(f"There is no arena battle {battle_id}.")
+            raise NotFound(gettext("There is no arena battle %(battle_id)s.") % {"battle_id": battle_id})
         if battle.created_by_id != user.pk:
-            raise Forbidden("Only the person who started this battle can vote on it.")
+            raise Forbidden(gettext("Only the person who started this battle can vote on it."))
         if battle.vote:
             if battle.vote == vote:
                 return battle
-            raise Conflict("You already voted on this battle.")
+            raise Conflict(gettext("You already voted on this battle."))
         if battle.status != ArenaBattle.Status.DONE:
-            raise Conflict("Both answers are not written yet; vote once they are shown.")
+            raise Conflict(gettext("Both answers are not written yet; vote once they are shown."))
         now = timezone.now()
         battle.vote, battle.voted_at = vote, now
         if battle.answer_a != battle.answer_b and battle.answer_a.strip() and battle.answer_b.strip():

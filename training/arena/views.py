@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 
 from labeling.errors import LabelingError
 from labeling.markdown import markdown_to_html
@@ -81,21 +82,21 @@ def _playground_post(request, project, versions, state) -> dict:
     if request.POST.get("action") == "reset":
         return {"version": state.get("version"), "messages": []}
     if state.get("pending"):
-        messages.error(request, "Wait for the model's answer first, or start a new conversation.")
+        messages.error(request, gettext("Wait for the model's answer first, or start a new conversation."))
         return state
     by_id = {str(v.pk): v for v in versions}
     version = by_id.get(request.POST.get("version", ""))
     if version is None:
-        messages.error(request, "Choose a policy version of this project.")
+        messages.error(request, gettext("Choose a policy version of this project."))
         return state
     if state.get("version") != version.pk:
         state = {"version": version.pk, "messages": []}  # a new model starts a new conversation
     text = request.POST.get("message", "")
     if not text.strip():
-        messages.error(request, "Type a message first.")
+        messages.error(request, gettext("Type a message first."))
         return state
     if len(state["messages"]) >= 2 * PLAYGROUND_MAX_TURNS:
-        messages.error(request, "This conversation is long enough; start a new one.")
+        messages.error(request, gettext("This conversation is long enough; start a new one."))
         return state
     conversation = [*state["messages"], {"role": "user", "content": text}]
     try:
@@ -148,7 +149,7 @@ def arena(request, pk: int):
     if request.method == "POST":
         chosen = [v for v in versions if str(v.pk) in request.POST.getlist("versions")]
         if chosen and len(chosen) != 2:
-            messages.error(request, "Pick exactly two versions, or none to draw two at random.")
+            messages.error(request, gettext("Pick exactly two versions, or none to draw two at random."))
             return redirect("arena", pk=pk)
         try:
             battle = services.arena_battle_start(
@@ -176,7 +177,7 @@ def arena(request, pk: int):
 def arena_battle(request, pk: int, battle_id: int):
     battle = selectors.arena_battle_for(battle_id=battle_id, user=request.user)
     if battle is None or battle.project_id != pk:
-        raise PermissionDenied("This battle is not yours to see.")
+        raise PermissionDenied(gettext("This battle is not yours to see."))
     if request.method == "POST":
         try:
             services.arena_vote(battle_id=battle.pk, user=request.user, vote=request.POST.get("vote", ""))

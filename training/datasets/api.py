@@ -7,6 +7,7 @@ from pathlib import Path
 from django.db import transaction
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -20,7 +21,7 @@ from labeling.models import Project
 from training.datasets.models import DatasetSnapshot
 from training.datasets.services import snapshot_build_enqueue, snapshot_create, snapshot_file, snapshot_manifest
 
-IsResearcher = permissions.IsResearcher.saying("Only researchers and admins can export datasets.")
+IsResearcher = permissions.IsResearcher.saying(gettext_lazy("Only researchers and admins can export datasets."))
 
 
 class SnapshotInSerializer(serializers.Serializer):

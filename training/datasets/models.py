@@ -8,6 +8,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 
 def new_salt() -> str:
@@ -16,25 +17,25 @@ def new_salt() -> str:
 
 class DatasetSnapshot(models.Model):
     class Kind(models.TextChoices):
-        SFT = "sft"
-        PREFERENCE = "preference"
-        RANKING = "ranking"
-        CONSENSUS = "consensus"
-        ANNOTATIONS = "annotations"
+        SFT = "sft", gettext_lazy("Sft")
+        PREFERENCE = "preference", gettext_lazy("Preference")
+        RANKING = "ranking", gettext_lazy("Ranking")
+        CONSENSUS = "consensus", gettext_lazy("Consensus")
+        ANNOTATIONS = "annotations", gettext_lazy("Annotations")
 
     class Format(models.TextChoices):
-        JSONL = "jsonl"
-        PARQUET = "parquet"
+        JSONL = "jsonl", gettext_lazy("Jsonl")
+        PARQUET = "parquet", gettext_lazy("Parquet")
 
     class PairMode(models.TextChoices):
-        ALL = "all", "every implied pair"
-        BEST_WORST = "best_worst", "best versus worst"
+        ALL = "all", gettext_lazy("every implied pair")
+        BEST_WORST = "best_worst", gettext_lazy("best versus worst")
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        READY = "ready"
-        FAILED = "failed"
+        PENDING = "pending", gettext_lazy("Pending")
+        RUNNING = "running", gettext_lazy("Running")
+        READY = "ready", gettext_lazy("Ready")
+        FAILED = "failed", gettext_lazy("Failed")
 
     project = models.ForeignKey("labeling.Project", on_delete=models.PROTECT, related_name="snapshots")
     kind = models.CharField(max_length=20, choices=Kind.choices)

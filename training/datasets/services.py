@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling.errors import Conflict, LabelingError, NotFound
 from labeling.events import event_record
@@ -60,7 +61,9 @@ def _date(value, field: str) -> str:
     try:
         return date.fromisoformat(str(value)).isoformat()
     except ValueError:
-        raise LabelingError(f"{field} must be a date like 2026-11-29.", field=field) from None
+        raise LabelingError(
+            gettext("%(field)s must be a date like 2026-11-29.") % {"field": field}, field=field
+        ) from None
 
 
 def _whole(value, field: str) -> int:
@@ -70,7 +73,7 @@ def _whole(value, field: str) -> int:
         or not str(value).isascii()
         or not str(value).isdigit()
     ):
-        raise LabelingError(f"{field} must be a whole number.", field=field)
+        raise LabelingError(gettext("%(field)s must be a whole number.") % {"field": field}, field=field)
     return int(value)
 
 
@@ -78,17 +81,21 @@ def snapshot_filters_clean(raw) -> dict:
     """The filter as stored: only known keys, typed, so a snapshot says exactly what it holds."""
     raw = raw or {}
     if not isinstance(raw, dict):
-        raise LabelingError("filters must be an object.", field="filters")
+        raise LabelingError(gettext("filters must be an object."), field="filters")
     known = {"date_from", "date_to", "round", "model_version", "min_agreement", *BOOLEAN_FILTERS}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise LabelingError(f"unknown filter {unknown[0]!r}; use {', '.join(sorted(known))}.", field="filters")
+        raise LabelingError(
+            gettext("unknown filter %(unknown)s; use %(known)s.")
+            % {"unknown": repr(unknown[0]), "known": ", ".join(sorted(known))},
+            field="filters",
+        )
     clean: dict = {}
     for key in ("date_from", "date_to"):
         if raw.get(key) not in (None, ""):
             clean[key] = _date(raw[key], key)
     if clean.get("date_from") and clean.get("date_to") and clean["date_from"] > clean["date_to"]:
-        raise LabelingError("date_from is after date_to.", field="date_from")
+        raise LabelingError(gettext("date_from is after date_to."), field="date_from")
     for key in ("round", "model_version"):
         if raw.get(key) not in (None, ""):
             clean[key] = _whole(raw[key], key)
@@ -97,28 +104,30 @@ def snapshot_filters_clean(raw) -> dict:
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise LabelingError("min_agreement must be a number from 0 to 1.", field="min_agreement") from None
+            raise LabelingError(gettext("min_agreement must be a number from 0 to 1."), field="min_agreement") from None
         if isinstance(raw["min_agreement"], bool) or not 0 <= value <= 1:
-            raise LabelingError("min_agreement must be a number from 0 to 1.", field="min_agreement")
+            raise LabelingError(gettext("min_agreement must be a number from 0 to 1."), field="min_agreement")
         clean["min_agreement"] = value
     for key in BOOLEAN_FILTERS:
         if key in raw:
             if not isinstance(raw[key], bool):
-                raise LabelingError(f"{key} must be true or false.", field=key)
+                raise LabelingError(gettext("%(key)s must be true or false.") % {"key": key}, field=key)
             if raw[key]:
                 clean[key] = True
     if clean.get("exclude_held_out") and clean.get("only_held_out"):
-        raise LabelingError("exclude_held_out and only_held_out cannot both be true.", field="only_held_out")
+        raise LabelingError(gettext("exclude_held_out and only_held_out cannot both be true."), field="only_held_out")
     return clean
 
 
 def snapshot_create(*, project, kind: str, format: str = "jsonl", filters=None, pair_mode: str = "all", actor=None):
     if kind not in DatasetSnapshot.Kind.values:
-        raise LabelingError(f"kind must be one of {', '.join(DatasetSnapshot.Kind.values)}.", field="kind")
+        raise LabelingError(
+            gettext("kind must be one of %(kinds)s.") % {"kinds": ", ".join(DatasetSnapshot.Kind.values)}, field="kind"
+        )
     if format not in DatasetSnapshot.Format.values:
-        raise LabelingError("format must be jsonl or parquet.", field="format")
+        raise LabelingError(gettext("format must be jsonl or parquet."), field="format")
     if pair_mode not in DatasetSnapshot.PairMode.values:
-        raise LabelingError("pair_mode must be all or best_worst.", field="pair_mode")
+        raise LabelingError(gettext("pair_mode must be all or best_worst."), field="pair_mode")
     clean = snapshot_filters_clean(filters)
     with transaction.atomic():
         snapshot = DatasetSnapshot.objects.create(
@@ -266,10 +275,15 @@ def _write_files(snapshot) -> None:
 def _ready_file(snapshot, name: str) -> dict:
     """The record of one file of a ready snapshot (name, sha256, bytes)."""
     if snapshot.status != DatasetSnapshot.Status.READY:
-        raise Conflict(f"Snapshot {snapshot.pk} is {snapshot.status}, not ready for download.")
+        raise Conflict(
+            gettext("Snapshot %(snapshot_pk)s is %(status)s, not ready for download.")
+            % {"snapshot_pk": snapshot.pk, "status": snapshot.status}
+        )
     entry = next((f for f in snapshot.files if f["name"] == name), None)
     if entry is None:
-        raise NotFound(f"Snapshot {snapshot.pk} has no file {name!r}.")
+        raise NotFound(
+            gettext("Snapshot %(snapshot_pk)s has no file %(name)s.") % {"snapshot_pk": snapshot.pk, "name": repr(name)}
+        )
     return entry
 
 
@@ -279,7 +293,10 @@ def snapshot_file(*, snapshot, name: str) -> tuple[Path, str]:
     path = snapshot_dir(snapshot) / name
     if not path.exists() or file_digest(path)["sha256"] != entry["sha256"]:
         raise Conflict(
-            f"{name} of snapshot {snapshot.pk} no longer matches its recorded SHA-256; it will not be served."
+            gettext(
+                "%(name)s of snapshot %(snapshot_pk)s no longer matches its recorded SHA-256; it will not be served."
+            )
+            % {"name": name, "snapshot_pk": snapshot.pk}
         )
     return path, entry["sha256"]
 

@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, gettext_lazy
 
 from labeling.errors import LabelingError
 from labeling.models import Project
@@ -23,14 +24,14 @@ def _filters_from(post) -> dict:
     return filters
 
 
-@researcher_page("Only researchers and admins can export datasets.")
+@researcher_page(gettext_lazy("Only researchers and admins can export datasets."))
 def datasets(request):
     if request.method == "POST":
         project_id = row_id(request.POST.get("project", ""))
         project = Project.objects.filter(pk=project_id).first() if project_id else None
         try:
             if project is None:
-                raise LabelingError("Choose a project.", field="project")
+                raise LabelingError(gettext("Choose a project."), field="project")
             snapshot = snapshot_create(
                 project=project,
                 kind=request.POST.get("kind", ""),
@@ -43,7 +44,11 @@ def datasets(request):
             messages.error(request, error.message)
         else:
             snapshot_build_enqueue(snapshot)
-            messages.info(request, f"Snapshot {snapshot.pk} is being built; this page shows its progress.")
+            messages.info(
+                request,
+                gettext("Snapshot %(snapshot_pk)s is being built; this page shows its progress.")
+                % {"snapshot_pk": snapshot.pk},
+            )
             return redirect("datasets")
     snapshots = DatasetSnapshot.objects.select_related("project", "created_by")[:200]
     building = any(s.status in ("pending", "running") for s in snapshots)

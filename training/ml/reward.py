@@ -63,7 +63,7 @@ class RewardConfig:
         True, "batch rankings of similar length together, so little of a batch is padding (order stays random)"
     )
     gradient_checkpointing: bool = setting(
-        False, "recompute activations in the backward pass: less memory, ~20% slower"
+        False, "recompute activations in the backward pass: less memory, about 20% more time"
     )
     lora: bool = setting(False, "train LoRA adapters instead of every weight")
     lora_rank: int = setting(16, "LoRA rank", range=(1, 1024))

@@ -2,6 +2,7 @@
 jobs (admins). Views validate input, call one service or selector, serialize the result."""
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -15,7 +16,7 @@ from labeling.models import Project
 from training.registry import generation, selectors, services
 from training.registry.models import GenerationJob, ModelVersion
 
-IsResearcher = permissions.IsResearcher.saying("Only researchers and admins can read the model registry.")
+IsResearcher = permissions.IsResearcher.saying(gettext_lazy("Only researchers and admins can read the model registry."))
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

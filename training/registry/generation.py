@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling import services as labeling_services
 from labeling.errors import Conflict, LabelingError
@@ -45,7 +46,9 @@ def sampling_params_from(raw: dict | None) -> SamplingParams:
     try:
         return SamplingParams(**options.settings_validate(SamplingParams, raw, where="sampling", defaults=defaults))
     except options.SettingsError as error:
-        raise LabelingError(f"Invalid sampling parameters: {error}.", field="sampling", errors=error.errors) from None
+        raise LabelingError(
+            gettext("Invalid sampling parameters: %(error)s.") % {"error": error}, field="sampling", errors=error.errors
+        ) from None
 
 
 def generation_job_start(
@@ -69,9 +72,9 @@ def generation_job_start(
     """
     version = version or selectors.deployed_policy(project=project)
     if version is None:
-        raise Conflict(f"{project.name} has no deployed policy; deploy one first.")
+        raise Conflict(gettext("%(project)s has no deployed policy; deploy one first.") % {"project": project.name})
     if version.project_id != project.pk:
-        raise LabelingError("That model version belongs to another project.", field="model_version")
+        raise LabelingError(gettext("That model version belongs to another project."), field="model_version")
     params = sampling_params_from(sampling)
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)  # one active job per project
@@ -79,7 +82,7 @@ def generation_job_start(
         if supersede_older:
             _generation_jobs_supersede(project=project, version=version, actor=actor)
         if selectors.generation_job_active(project=project):
-            raise Conflict("A generation job is already queued or running for this project.")
+            raise Conflict(gettext("A generation job is already queued or running for this project."))
         job = GenerationJob.objects.create(
             project=project, model_version=version, sampling=params.as_dict(), limit=limit, created_by=actor
         )

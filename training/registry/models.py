@@ -10,20 +10,21 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from labeling.models import Project, Prompt, Task
 
 
 class ModelVersion(models.Model):
     class Kind(models.TextChoices):
-        POLICY = "policy"
-        REWARD = "reward"
+        POLICY = "policy", gettext_lazy("Policy")
+        REWARD = "reward", gettext_lazy("Reward")
 
     class Status(models.TextChoices):
         PENDING = "pending"  # files being written (a training round in progress)
-        READY = "ready"
-        FAILED = "failed"
-        ARCHIVED = "archived"
+        READY = "ready", gettext_lazy("Ready")
+        FAILED = "failed", gettext_lazy("Failed")
+        ARCHIVED = "archived", gettext_lazy("Archived")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.POLICY)
@@ -95,11 +96,11 @@ class GenerationJob(models.Model):
     """Sampling K answers for every prompt that has no ranking task from this version yet."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+        QUEUED = "queued", gettext_lazy("Queued")
+        RUNNING = "running", gettext_lazy("Running")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        FAILED = "failed", gettext_lazy("Failed")
+        CANCELLED = "cancelled", gettext_lazy("Cancelled")
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling.models import Project, Prompt
 from training.registry.models import DeployedPolicy, Deployment, GenerationJob, ModelVersion
@@ -79,10 +80,10 @@ class DeployAction:
 def deploy_action(*, version: ModelVersion, deployed: ModelVersion | None, deployed_before: set[int]) -> DeployAction:
     """Older and newer follow registration order (the version id), which is the lineage's order."""
     if version.pk not in deployed_before:
-        return DeployAction("deploy", f"Deploy v{version.pk}")
+        return DeployAction("deploy", gettext("Deploy v%(version)s") % {"version": version.pk})
     if deployed is not None and version.pk < deployed.pk:
-        return DeployAction("rollback", f"Roll back to v{version.pk} (older)")
-    return DeployAction("return", f"Return to v{version.pk} (newer)")
+        return DeployAction("rollback", gettext("Roll back to v%(version)s (older)") % {"version": version.pk})
+    return DeployAction("return", gettext("Return to v%(version)s (newer)") % {"version": version.pk})
 
 
 def generation_job_time_left(job: GenerationJob, *, now: datetime | None = None) -> timedelta | None:

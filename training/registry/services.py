@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling.errors import Conflict, LabelingError
 from labeling.events import event_record
@@ -33,7 +34,9 @@ def store_relative(path: Path) -> str:
     try:
         return Path(path).resolve().relative_to(store).as_posix()
     except ValueError:
-        raise LabelingError(f"{path} is not inside the model store {store}.", field="path") from None
+        raise LabelingError(
+            gettext("%(path)s is not inside the model store %(store)s.") % {"path": path, "store": store}, field="path"
+        ) from None
 
 
 def base_checkpoint_prepare(*, gguf: str | Path | None = None, hf: str | None = None) -> Path:
@@ -114,14 +117,24 @@ def model_version_register(
 def model_version_verify(*, version: ModelVersion) -> None:
     """Raise DeployRefused unless the version's files are there and hash to what was registered."""
     if version.kind != ModelVersion.Kind.POLICY:
-        raise DeployRefused(f"{version} is a {version.kind} model; only policies can be deployed.")
+        raise DeployRefused(
+            gettext("%(version)s is a %(kind)s model; only policies can be deployed.")
+            % {"version": version, "kind": version.kind}
+        )
     if version.status != ModelVersion.Status.READY:
-        raise DeployRefused(f"{version} is {version.status}; only ready versions can be deployed.")
+        raise DeployRefused(
+            gettext("%(version)s is %(status)s; only ready versions can be deployed.")
+            % {"version": version, "status": version.status}
+        )
     if not version.path.is_dir():
-        raise DeployRefused(f"The files of {version} are missing from the model store ({version.storage_path}).")
+        raise DeployRefused(
+            gettext("The files of %(version)s are missing from the model store (%(path)s).")
+            % {"version": version, "path": version.storage_path}
+        )
     if checkpoints.checkpoint_hash(version.path) != version.content_hash:
         raise DeployRefused(
-            f"The files of {version} do not match its registered hash; they changed after registration."
+            gettext("The files of %(version)s do not match its registered hash; they changed after registration.")
+            % {"version": version}
         )
 
 
@@ -166,6 +179,6 @@ def policy_rollback(*, project: Project, actor=None) -> Deployment:
     """Deploy again the version that the current one replaced."""
     pointer = DeployedPolicy.objects.select_related("deployment__previous").filter(project=project).first()
     if pointer is None or pointer.deployment.previous is None:
-        raise Conflict("There is no earlier deployed policy to roll back to.")
+        raise Conflict(gettext("There is no earlier deployed policy to roll back to."))
     deployment, _ = policy_deploy(version=pointer.deployment.previous, actor=actor)
     return deployment

@@ -5,6 +5,7 @@ calls one service or selector, and renders."""
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_POST
 
 from labeling.errors import LabelingError
@@ -15,11 +16,11 @@ from training.registry.models import GenerationJob, ModelVersion
 from training.rounds import selectors as round_selectors
 from training.rounds import services as rounds
 
-ADMINS_ONLY = "Only admins can manage model versions."
+ADMINS_ONLY = gettext_lazy("Only admins can manage model versions.")
 DEPLOYED_MESSAGES = {
-    "deploy": "Deployed {version}. New ranking tasks will come from it.",
-    "rollback": "Rolled back to {version}. New ranking tasks will come from it.",
-    "return": "Returned to {version}. New ranking tasks will come from it.",
+    "deploy": gettext_lazy("Deployed %(version)s. New ranking tasks will come from it."),
+    "rollback": gettext_lazy("Rolled back to %(version)s. New ranking tasks will come from it."),
+    "return": gettext_lazy("Returned to %(version)s. New ranking tasks will come from it."),
 }
 
 
@@ -62,7 +63,7 @@ def version_deploy(request, pk: int, version_id: int):
     if request.method == "POST":
         if request.POST.get("confirm") == "yes":
             return _deploy_confirmed(request, version, action, waiting_round)
-        messages.warning(request, "Nothing was deployed: deploying needs the confirmation below.")
+        messages.warning(request, gettext("Nothing was deployed: deploying needs the confirmation below."))
     context = {
         "project": version.project,
         "version": version,
@@ -86,9 +87,9 @@ def _deploy_confirmed(request, version, action, waiting_round):
         messages.error(request, error.message)
         return redirect("model-versions", pk=version.project_id)
     if not switched:
-        messages.info(request, f"{version} is already deployed.")
+        messages.info(request, gettext("%(version)s is already deployed.") % {"version": version})
     else:
-        messages.success(request, DEPLOYED_MESSAGES[action.kind].format(version=version))
+        messages.success(request, DEPLOYED_MESSAGES[action.kind] % {"version": version})
     if waiting_round is not None:
         return redirect("round", waiting_round.pk)
     return redirect("model-versions", pk=version.project_id)
@@ -106,7 +107,11 @@ def generation_start(request, pk: int):
     except LabelingError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"Generation job {job.pk} queued on the gpu queue with {job.model_version}.")
+        messages.success(
+            request,
+            gettext("Generation job %(job_pk)s queued on the gpu queue with %(model_version)s.")
+            % {"job_pk": job.pk, "model_version": job.model_version},
+        )
     return redirect("model-versions", pk=pk)
 
 
@@ -115,5 +120,5 @@ def generation_start(request, pk: int):
 def generation_cancel(request, pk: int, job_id: int):
     job = get_object_or_404(GenerationJob, pk=job_id, project_id=pk)
     if generation.generation_job_cancel(job=job, actor=request.user):
-        messages.info(request, f"Job {job.pk} cancelled; the tasks it made so far stay.")
+        messages.info(request, gettext("Job %(job_pk)s cancelled; the tasks it made so far stay.") % {"job_pk": job.pk})
     return redirect("model-versions", pk=pk)

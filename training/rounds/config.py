@@ -10,6 +10,8 @@ SmolLM2-135M in well under 15 minutes. On GPUs, raise them.
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 from labeling.errors import LabelingError
 from labeling.models import Project
 from training.ml import options
@@ -92,11 +94,13 @@ def round_config_clean(raw, *, project: Project) -> dict:
     whose `errors` name each setting ("config.sft.epochs": "must be a whole number from 1 to 100")."""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise LabelingError("config must be an object.", field="config")
+        raise LabelingError(gettext("config must be an object."), field="config")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise LabelingError(
-            f"config has no section {unknown[0]!r}; it has {', '.join(sorted(SECTIONS))}.", field="config"
+            gettext("config has no section %(unknown)s; it has %(sections)s.")
+            % {"unknown": repr(unknown[0]), "sections": ", ".join(sorted(SECTIONS))},
+            field="config",
         )
     return _sections_clean(
         lambda name, cls: options.settings_validate(

@@ -6,18 +6,19 @@ Imported into training.models so Django registers them with the training app.
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 STAGES = ("snapshot", "sft", "reward", "policy", "evaluate", "deploy")
 
 
 class Round(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        AWAITING_DECISION = "awaiting_decision", "awaiting an admin's decision"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+        QUEUED = "queued", gettext_lazy("Queued")
+        RUNNING = "running", gettext_lazy("Running")
+        AWAITING_DECISION = "awaiting_decision", gettext_lazy("awaiting an admin's decision")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        FAILED = "failed", gettext_lazy("Failed")
+        CANCELLED = "cancelled", gettext_lazy("Cancelled")
 
     ACTIVE = (Status.QUEUED, Status.RUNNING, Status.AWAITING_DECISION)
 
@@ -59,13 +60,13 @@ class Round(models.Model):
 
 class RoundStage(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        SKIPPED = "skipped"
-        WAITING = "waiting", "waiting for a decision"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+        PENDING = "pending", gettext_lazy("Pending")
+        RUNNING = "running", gettext_lazy("Running")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        SKIPPED = "skipped", gettext_lazy("Skipped")
+        WAITING = "waiting", gettext_lazy("waiting for a decision")
+        FAILED = "failed", gettext_lazy("Failed")
+        CANCELLED = "cancelled", gettext_lazy("Cancelled")
 
     round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="stages")
     name = models.CharField(max_length=20)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from training.ml.evaluate import should_deploy
 from training.registry.models import GenerationJob, ModelVersion
@@ -39,11 +40,12 @@ def round_waiting_for(*, round_: Round, now=None) -> str | None:
     if job is not None:
         next_stage = round_.stages.filter(status=RoundStage.Status.PENDING).first()
         if next_stage is not None and job.yielded_to_stage != next_stage.pk:
-            return (
-                f"Waiting for the gpu worker: {_job_progress(job, now)}, pauses within seconds "
-                "so that this round goes first."
-            )
-        return f"Waiting for the gpu worker: {_job_progress(job, now)}. The round's next stage starts after it."
+            return gettext(
+                "Waiting for the gpu worker: %(job)s, pauses within seconds so that this round goes first."
+            ) % {"job": _job_progress(job, now)}
+        return gettext("Waiting for the gpu worker: %(job)s. The round's next stage starts after it.") % {
+            "job": _job_progress(job, now)
+        }
     other = (
         RoundStage.objects.filter(status=RoundStage.Status.RUNNING)
         .exclude(round=round_)
@@ -51,28 +53,42 @@ def round_waiting_for(*, round_: Round, now=None) -> str | None:
         .first()
     )
     if other is not None:
-        return (
-            f"Waiting for the gpu worker: round {other.round.number} of {other.round.project.name} is running "
-            f"its {other.name} stage ({other.step} / {other.total or '?'} steps)."
-        )
+        return gettext(
+            "Waiting for the gpu worker: round %(number)s of %(project)s is running its %(stage)s stage "
+            "(%(step)s / %(total)s steps)."
+        ) % {
+            "number": other.round.number,
+            "project": other.round.project.name,
+            "stage": other.name,
+            "step": other.step,
+            "total": other.total or "?",
+        }
     since = round_.started_at or round_.created_at
     if now - since > NO_WORKER_AFTER:
-        return (
+        return gettext(
             "Queued on the gpu queue, and no gpu worker has taken it yet: is one running "
             "(celery -A worker.celery worker --queues gpu)?"
         )
-    return "Queued on the gpu queue."
+    return gettext("Queued on the gpu queue.")
 
 
 def _job_progress(job: GenerationJob, now) -> str:
-    text = f"generation job {job.pk} of {job.project.name}, {job.prompts_done} / {job.prompts_total} prompts"
+    text = gettext("generation job %(job)s of %(project)s, %(done)s / %(total)s prompts") % {
+        "job": job.pk,
+        "project": job.project.name,
+        "done": job.prompts_done,
+        "total": job.prompts_total,
+    }
     left = generation_job_time_left(job, now=now)
     if left is not None:
-        text += f", about {max(1, round(left / timedelta(minutes=1)))} min left"
+        text += gettext(", about %(minutes)s min left") % {"minutes": max(1, round(left / timedelta(minutes=1)))}
     return text
 
 
-JUDGES = {"new_reward_model": "this round's reward model", "previous_reward_model": "the previous round's reward model"}
+JUDGES = {
+    "new_reward_model": gettext_lazy("this round's reward model"),
+    "previous_reward_model": gettext_lazy("the previous round's reward model"),
+}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from labeling.errors import Conflict
 from labeling.events import event_record
@@ -37,10 +38,16 @@ def round_start(*, project: Project, config=None, actor=None, enqueue: bool = Tr
         Project.objects.select_for_update().get(pk=project.pk)  # one active round per project
         active = Round.objects.filter(project=project, status__in=Round.ACTIVE).first()
         if active is not None:
-            raise Conflict(f"Round {active.number} of {project.name} is still {active.get_status_display()}.")
+            raise Conflict(
+                gettext("Round %(number)s of %(project)s is still %(status)s.")
+                % {"number": active.number, "project": project.name, "status": active.get_status_display()}
+            )
         base = registry_selectors.deployed_policy(project=project)
         if base is None:
-            raise Conflict(f"{project.name} has no deployed policy to start from; register and deploy one first.")
+            raise Conflict(
+                gettext("%(project)s has no deployed policy to start from; register and deploy one first.")
+                % {"project": project.name}
+            )
         number = (Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
         round_ = Round.objects.create(project=project, number=number, config=config, base_policy=base, created_by=actor)
         RoundStage.objects.bulk_create(RoundStage(round=round_, name=name, position=i) for i, name in enumerate(STAGES))
@@ -57,7 +64,9 @@ def round_cancel(*, round_: Round, actor=None) -> Round:
     with transaction.atomic():
         round_ = Round.objects.select_for_update().get(pk=round_.pk)
         if round_.status not in Round.ACTIVE:
-            raise Conflict(f"Round {round_.number} is already {round_.status}.")
+            raise Conflict(
+                gettext("Round %(number)s is already %(status)s.") % {"number": round_.number, "status": round_.status}
+            )
         round_.cancel_requested = True
         round_.save(update_fields=["cancel_requested"])
         if not round_.stages.filter(status=RoundStage.Status.RUNNING).exists():
@@ -76,9 +85,12 @@ def round_retry(*, round_: Round, actor=None) -> Round:
     with transaction.atomic():
         round_ = Round.objects.select_for_update().get(pk=round_.pk)
         if round_.status not in (Round.Status.FAILED, Round.Status.CANCELLED):
-            raise Conflict(f"Only failed or cancelled rounds can be retried; round {round_.number} is {round_.status}.")
+            raise Conflict(
+                gettext("Only failed or cancelled rounds can be retried; round %(number)s is %(status)s.")
+                % {"number": round_.number, "status": round_.status}
+            )
         if Round.objects.filter(project=round_.project_id, status__in=Round.ACTIVE).exists():
-            raise Conflict("Another round of this project is active; wait for it or cancel it first.")
+            raise Conflict(gettext("Another round of this project is active; wait for it or cancel it first."))
         first = round_.stages.exclude(status__in=[RoundStage.Status.SUCCEEDED, RoundStage.Status.SKIPPED]).first()
         round_.stages.filter(position__gte=first.position).update(
             status=RoundStage.Status.PENDING, step=0, total=0, error="", finished_at=None, heartbeat_at=None
@@ -101,7 +113,7 @@ def round_decide(*, round_: Round, deploy: bool, actor) -> Round:
     with transaction.atomic():
         round_ = Round.objects.select_for_update(of=("self",)).select_related("policy_version").get(pk=round_.pk)
         if round_.status != Round.Status.AWAITING_DECISION:
-            raise Conflict(f"Round {round_.number} is not waiting for a decision.")
+            raise Conflict(gettext("Round %(number)s is not waiting for a decision.") % {"number": round_.number})
         stage = round_.stages.get(name="deploy")
         if deploy:
             round_deploy_and_generate(round_, actor=actor)

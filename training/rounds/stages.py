@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from labeling.errors import LabelingError
 from labeling.models import Prompt
@@ -75,8 +76,10 @@ def _run_snapshot(round_, stage, reporter) -> str:
         reporter.log(f"snapshot {snapshot.pk}: {snapshot.counts['rows']} {kind} rows")
     if counts[f"{rankings}_rows"] < 2:
         raise LabelingError(
-            f"The reward model needs at least 2 rankings; the snapshot has {counts[f'{rankings}_rows']}. "
-            "Label more ranking tasks first."
+            gettext(
+                "The reward model needs at least 2 rankings; the snapshot has %(counts)s. Label more ranking tasks first."
+            )
+            % {"counts": counts[f"{rankings}_rows"]}
         )
     RoundStage.objects.filter(pk=stage.pk).update(metrics=counts)
     return "succeeded"

@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext, gettext_lazy
 
 from labeling.errors import LabelingError
 from labeling.models import Project
@@ -12,63 +13,88 @@ from training.rounds import services as rounds
 from training.rounds.config import SECTIONS, round_config_clean, round_config_from_form
 from training.rounds.models import Round
 
-ADMINS_ONLY = "Only admins can run training rounds."
+ADMINS_ONLY = gettext_lazy("Only admins can run training rounds.")
 # The form's groups, in the order a round runs them: (title, what the stage does).
 SECTION_TITLES = {
-    "data": ("Data", "Which labels the round's snapshots take."),
-    "sft": ("Supervised fine-tuning (SFT)", "Trains the deployed policy on the teachers' demonstrations."),
-    "reward": ("Reward model", "Learns the rankings: which answers people prefer."),
-    "policy": ("Policy optimisation", "Improves the SFT model against the reward model or the preferences."),
-    "evaluate": ("Evaluation", "The new policy and the deployed one answer held-out prompts; the reward model judges."),
-    "deploy": ("Deploy", "When the new policy replaces the deployed one by itself."),
+    "data": (gettext_lazy("Data"), gettext_lazy("Which labels the round's snapshots take.")),
+    "sft": (
+        gettext_lazy("Supervised fine-tuning (SFT)"),
+        gettext_lazy("Trains the deployed policy on the teachers' demonstrations."),
+    ),
+    "reward": (gettext_lazy("Reward model"), gettext_lazy("Learns the rankings: which answers people prefer.")),
+    "policy": (
+        gettext_lazy("Policy optimisation"),
+        gettext_lazy("Improves the SFT model against the reward model or the preferences."),
+    ),
+    "evaluate": (
+        gettext_lazy("Evaluation"),
+        gettext_lazy("The new policy and the deployed one answer held-out prompts; the reward model judges."),
+    ),
+    "deploy": (gettext_lazy("Deploy"), gettext_lazy("When the new policy replaces the deployed one by itself.")),
 }
-# Labels where the setting's name does not read as English by itself.
+# Every setting's label, in the page's language ("auto": "Deploy automatically").
 FIELD_LABELS = {
-    "auto": "Deploy automatically",
-    "eval_fraction": "Held-out share",
-    "exclude_flagged": "Leave out flagged answers",
-    "exclude_held": "Leave out annotators on hold",
-    "exclude_none_acceptable": "Leave out 'none acceptable' rankings",
-    "generations_per_prompt": "Answers per prompt",
-    "gradient_accumulation": "Gradient accumulation",
-    "gradient_checkpointing": "Gradient checkpointing",
-    "group_by_length": "Group by length",
-    "kl_beta": "KL weight (beta)",
-    "kl_budget": "KL budget (nats per answer)",
-    "length_control": "Length control",
-    "lora": "Train LoRA adapters",
-    "lora_rank": "LoRA rank",
-    "max_answer_tokens": "Answer tokens kept",
-    "max_completion_length": "Tokens per sampled answer",
-    "max_length": "Tokens kept",
-    "max_new_tokens": "Tokens per answer",
-    "max_prompt_tokens": "Prompt tokens kept",
-    "min_agreement": "Minimum annotator agreement",
-    "packed": "Packed rankings",
-    "per_device_batch_size": "Batch size (per device)",
-    "prompts": "Prompts",
-    "prompts_per_step": "Prompts per step",
-    "rankings_per_step": "Rankings per step",
-    "reward_normalize": "Normalise rewards",
-    "seed": "Random seed",
-    "threshold": "Win rate threshold",
-    "warmup_ratio": "Warm-up share",
+    "algorithm": gettext_lazy("Algorithm"),
+    "demonstrations": gettext_lazy("Demonstrations"),
+    "epochs": gettext_lazy("Epochs"),
+    "iterations": gettext_lazy("Iterations"),
+    "learning_rate": gettext_lazy("Learning rate"),
+    "pairs": gettext_lazy("Pairs"),
+    "rankings": gettext_lazy("Rankings"),
+    "steps": gettext_lazy("Steps"),
+    "temperature": gettext_lazy("Temperature"),
+    "weight_decay": gettext_lazy("Weight decay"),
+    "auto": gettext_lazy("Deploy automatically"),
+    "eval_fraction": gettext_lazy("Held-out share"),
+    "exclude_flagged": gettext_lazy("Leave out flagged answers"),
+    "exclude_held": gettext_lazy("Leave out annotators on hold"),
+    "exclude_none_acceptable": gettext_lazy("Leave out 'none acceptable' rankings"),
+    "generations_per_prompt": gettext_lazy("Answers per prompt"),
+    "gradient_accumulation": gettext_lazy("Gradient accumulation"),
+    "gradient_checkpointing": gettext_lazy("Gradient checkpointing"),
+    "group_by_length": gettext_lazy("Group by length"),
+    "kl_beta": gettext_lazy("KL weight (beta)"),
+    "kl_budget": gettext_lazy("KL budget (nats per answer)"),
+    "length_control": gettext_lazy("Length control"),
+    "lora": gettext_lazy("Train LoRA adapters"),
+    "lora_rank": gettext_lazy("LoRA rank"),
+    "max_answer_tokens": gettext_lazy("Answer tokens kept"),
+    "max_completion_length": gettext_lazy("Tokens per sampled answer"),
+    "max_length": gettext_lazy("Tokens kept"),
+    "max_new_tokens": gettext_lazy("Tokens per answer"),
+    "max_prompt_tokens": gettext_lazy("Prompt tokens kept"),
+    "min_agreement": gettext_lazy("Minimum annotator agreement"),
+    "packed": gettext_lazy("Packed rankings"),
+    "per_device_batch_size": gettext_lazy("Batch size (per device)"),
+    "prompts": gettext_lazy("Prompts"),
+    "prompts_per_step": gettext_lazy("Prompts per step"),
+    "rankings_per_step": gettext_lazy("Rankings per step"),
+    "reward_normalize": gettext_lazy("Normalise rewards"),
+    "seed": gettext_lazy("Random seed"),
+    "threshold": gettext_lazy("Win rate threshold"),
+    "warmup_ratio": gettext_lazy("Warm-up share"),
 }
-FIELD_HELP = {"seed": "the same seed and settings give the same run"}
+FIELD_HELP = {"seed": gettext_lazy("the same seed and settings give the same run")}
 CHOICE_LABELS = {
     "policy.algorithm": {
-        "dpo": "DPO (offline, on the rankings)",
-        "iterative_dpo": "Iterative DPO (samples, scored by the reward model)",
-        "rloo": "RLOO (online RL)",
-        "grpo": "GRPO (online RL)",
+        "dpo": gettext_lazy("DPO (offline, on the rankings)"),
+        "iterative_dpo": gettext_lazy("Iterative DPO (samples, scored by the reward model)"),
+        "rloo": gettext_lazy("RLOO (online RL)"),
+        "grpo": gettext_lazy("GRPO (online RL)"),
     },
-    "policy.pairs": {"all": "every ordered pair", "best_worst": "best answer against worst"},
+    "policy.pairs": {
+        "all": gettext_lazy("every ordered pair"),
+        "best_worst": gettext_lazy("best answer against worst"),
+    },
     "data.rankings": {
-        "weighted": "every ranking, weighted by reliability",
-        "consensus": "one consensus ranking per task",
-        "plain": "every ranking alike",
+        "weighted": gettext_lazy("every ranking, weighted by reliability"),
+        "consensus": gettext_lazy("one consensus ranking per task"),
+        "plain": gettext_lazy("every ranking alike"),
     },
-    "data.demonstrations": {"new": "only new demonstrations", "all": "all demonstrations again"},
+    "data.demonstrations": {
+        "new": gettext_lazy("only new demonstrations"),
+        "all": gettext_lazy("all demonstrations again"),
+    },
 }
 
 
@@ -85,12 +111,17 @@ def _form_fields(config: dict) -> list[dict]:
 
 
 def _sentence(help_text: str) -> str:
-    """A setting's help as a sentence; one that starts by naming algorithms ("dpo: …") keeps their case."""
+    """A setting's help as a sentence in the page's language; one that starts by naming algorithms
+    ("dpo: …") keeps their case. The help texts are the ML core's English (training.ml), extracted
+    for translation by the `setting(default, "help")` keyword (labeling's makemessages)."""
     if not help_text:
         return ""
+    help_text = gettext(help_text)
     if not help_text.startswith(("rloo", "grpo", "dpo", "iterative_dpo")):
         help_text = help_text[0].upper() + help_text[1:]
-    return help_text if help_text.endswith(".") else help_text + "."
+    if help_text.endswith((".", "。")):
+        return help_text
+    return help_text + ("。" if help_text[-1] >= "\u2e80" else ".")  # a full stop of the text's own script
 
 
 def _form_field(section: str, spec: options.FieldSpec, value) -> dict:
@@ -114,7 +145,7 @@ def _form_field(section: str, spec: options.FieldSpec, value) -> dict:
         "step": "any" if spec.kind is float else "1",
         "min": spec.low,
         "max": spec.high,
-        "help": _sentence(spec.help or FIELD_HELP.get(spec.name, "")),
+        "help": _sentence(str(spec.help or FIELD_HELP.get(spec.name, ""))),
         "choices": [(choice, labels.get(choice, choice)) for choice in spec.choices or ()],
     }
 

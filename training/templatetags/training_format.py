@@ -12,58 +12,60 @@ import math
 from datetime import timedelta
 
 from django import template
+from django.utils import formats
+from django.utils.translation import gettext, gettext_lazy
 
 register = template.Library()
 
 # Readable names of the metrics the rounds store (training.ml.sft, reward, policy, evaluate).
 METRIC_LABELS = {
-    "accuracy_first": "preference accuracy, first step",
-    "accuracy_last": "preference accuracy, last step",
-    "algorithm": "algorithm",
-    "best_epoch": "best epoch",
-    "decided_by": "judge that decided",
-    "disagreement_blocks_deploy": "judges' disagreement blocks deploying",
-    "eval_accuracy": "held-out accuracy",
-    "eval_loss": "held-out loss",
-    "eval_pairs": "held-out pairs",
-    "evaluation": "evaluation",
-    "evaluation_split": "evaluation prompts",
-    "held_out_conversations": "held-out conversations",
-    "held_out_prompts": "on prompts it did not train on",
-    "held_out_rankings": "held-out rankings",
-    "implicit_reward_accuracy": "policy's own accuracy on held-out rankings",
-    "judges_disagree": "judges disagree",
-    "kl": "KL to the deployed policy (nats per answer)",
-    "kl_checks": "KL checks",
-    "kl_first": "KL to the SFT model, first step (nats per answer)",
-    "kl_last": "KL to the SFT model, last step (nats per answer)",
-    "loss_first": "loss, first step",
-    "loss_last": "loss, last step",
-    "mean_length_first": "mean answer length, first step (tokens)",
-    "mean_length_last": "mean answer length, last step (tokens)",
-    "new_mean_length": "new policy's mean answer length (tokens)",
-    "new_mean_reward": "new policy's mean reward",
-    "old_mean_length": "deployed policy's mean answer length (tokens)",
-    "old_mean_reward": "deployed policy's mean reward",
-    "parameters": "parameters",
-    "prompts": "prompts evaluated",
-    "reward_first": "mean reward, first step",
-    "reward_last": "mean reward, last step",
-    "reward_margin_first": "reward margin, first step",
-    "reward_margin_last": "reward margin, last step",
-    "reward_model_accuracy": "reward model's accuracy on held-out rankings",
-    "seconds": "training time",
-    "steps": "steps",
-    "stopped_early": "stopped early",
-    "train_conversations": "training conversations",
-    "train_loss_first": "training loss, first step",
-    "train_loss_last": "training loss, last step",
-    "train_rankings": "training rankings",
-    "win_rate": "win rate over the deployed policy",
+    "accuracy_first": gettext_lazy("preference accuracy, first step"),
+    "accuracy_last": gettext_lazy("preference accuracy, last step"),
+    "algorithm": gettext_lazy("algorithm"),
+    "best_epoch": gettext_lazy("best epoch"),
+    "decided_by": gettext_lazy("judge that decided"),
+    "disagreement_blocks_deploy": gettext_lazy("judges' disagreement blocks deploying"),
+    "eval_accuracy": gettext_lazy("held-out accuracy"),
+    "eval_loss": gettext_lazy("held-out loss"),
+    "eval_pairs": gettext_lazy("held-out pairs"),
+    "evaluation": gettext_lazy("evaluation"),
+    "evaluation_split": gettext_lazy("evaluation prompts"),
+    "held_out_conversations": gettext_lazy("held-out conversations"),
+    "held_out_prompts": gettext_lazy("on prompts it did not train on"),
+    "held_out_rankings": gettext_lazy("held-out rankings"),
+    "implicit_reward_accuracy": gettext_lazy("policy's own accuracy on held-out rankings"),
+    "judges_disagree": gettext_lazy("judges disagree"),
+    "kl": gettext_lazy("KL to the deployed policy (nats per answer)"),
+    "kl_checks": gettext_lazy("KL checks"),
+    "kl_first": gettext_lazy("KL to the SFT model, first step (nats per answer)"),
+    "kl_last": gettext_lazy("KL to the SFT model, last step (nats per answer)"),
+    "loss_first": gettext_lazy("loss, first step"),
+    "loss_last": gettext_lazy("loss, last step"),
+    "mean_length_first": gettext_lazy("mean answer length, first step (tokens)"),
+    "mean_length_last": gettext_lazy("mean answer length, last step (tokens)"),
+    "new_mean_length": gettext_lazy("new policy's mean answer length (tokens)"),
+    "new_mean_reward": gettext_lazy("new policy's mean reward"),
+    "old_mean_length": gettext_lazy("deployed policy's mean answer length (tokens)"),
+    "old_mean_reward": gettext_lazy("deployed policy's mean reward"),
+    "parameters": gettext_lazy("parameters"),
+    "prompts": gettext_lazy("prompts evaluated"),
+    "reward_first": gettext_lazy("mean reward, first step"),
+    "reward_last": gettext_lazy("mean reward, last step"),
+    "reward_margin_first": gettext_lazy("reward margin, first step"),
+    "reward_margin_last": gettext_lazy("reward margin, last step"),
+    "reward_model_accuracy": gettext_lazy("reward model's accuracy on held-out rankings"),
+    "seconds": gettext_lazy("training time"),
+    "steps": gettext_lazy("steps"),
+    "stopped_early": gettext_lazy("stopped early"),
+    "train_conversations": gettext_lazy("training conversations"),
+    "train_loss_first": gettext_lazy("training loss, first step"),
+    "train_loss_last": gettext_lazy("training loss, last step"),
+    "train_rankings": gettext_lazy("training rankings"),
+    "win_rate": gettext_lazy("win rate over the deployed policy"),
 }
 JUDGE_NAMES = {
-    "new_reward_model": "this round's reward model",
-    "previous_reward_model": "the previous round's reward model",
+    "new_reward_model": gettext_lazy("this round's reward model"),
+    "previous_reward_model": gettext_lazy("the previous round's reward model"),
 }
 
 
@@ -71,9 +73,9 @@ JUDGE_NAMES = {
 def number(value) -> str:
     """A whole number as it is (with thousands separators), any other to 3 significant digits."""
     if isinstance(value, bool) or value is None:
-        return {True: "yes", False: "no", None: "—"}[value]
+        return {True: gettext("yes"), False: gettext("no"), None: "—"}[value]
     if isinstance(value, int):
-        return f"{value:,}"
+        return formats.number_format(value, force_grouping=True)
     if not isinstance(value, float):
         return str(value)
     if not math.isfinite(value):
@@ -81,8 +83,8 @@ def number(value) -> str:
     if value != 0 and abs(value) < 0.001:
         return f"{value:.2e}"
     if abs(value) >= 1000:
-        return f"{round(value):,}"
-    return f"{value:#.3g}".rstrip(".")
+        return formats.number_format(round(value), force_grouping=True)
+    return formats.number_format(f"{value:#.3g}".rstrip("."))
 
 
 @register.filter
@@ -94,10 +96,10 @@ def duration(value) -> str:
         return "—"
     seconds = max(0, round(value))
     if seconds < 60:
-        return f"{seconds} s"
+        return gettext("%(s)s s") % {"s": seconds}
     if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+        return gettext("%(min)s min %(s)s s") % {"min": seconds // 60, "s": seconds % 60}
+    return gettext("%(h)s h %(min)s min") % {"h": seconds // 3600, "min": seconds % 3600 // 60}
 
 
 @register.filter
@@ -136,6 +138,6 @@ def _metric_value(key: str, value) -> str:
         return JUDGE_NAMES.get(value, str(value))
     if isinstance(value, list):
         if all(isinstance(item, dict) for item in value):
-            return f"{len(value)} recorded"
+            return gettext("%(count)s recorded") % {"count": len(value)}
         return " – ".join(number(item) for item in value)
     return number(value)

@@ -16,6 +16,7 @@ from django.db import transaction
 from labeling import roles
 from labeling.imports import dataset_import, prompts_import
 from labeling.models import Project
+from labeling.validation import RATING_SCALE
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_FILE = DEMO_DIR / "demo_prompts.jsonl"
@@ -24,14 +25,15 @@ DEMO_FILE = DEMO_DIR / "demo_prompts.jsonl"
 DEMO_LABELS = [("demo_demonstrations.jsonl", "conversations"), ("demo_preferences.jsonl", "preferences")]
 DEMO_PROJECT = "Yushan demo"
 DEMO_HELD_OUT = 0.5  # the share of prompts in the frozen evaluation split
-GUIDELINES = """\
+# The rating scale's words are validation.RATING_SCALE, as on the shortcuts list and the board.
+GUIDELINES = f"""\
 # How to label
 
 **Demonstrations.** Write the answer you would want the best assistant to give: correct, helpful,
 honest and harmless. Use markdown for lists and code.
 
 **Rankings.** Order the answers from best to worst. Put answers of equal quality in one group
-(a tie). If no answer is acceptable, say so. Rate each answer 1 (useless) to 7 (perfect) and flag
+(a tie). If no answer is acceptable, say so. Rate each answer from 1 to 7: {RATING_SCALE} Flag
 answers that are wrong, harmful or do not follow the instruction.
 
 回答請用與問題相同的語言。

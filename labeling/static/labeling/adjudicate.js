@@ -24,13 +24,13 @@ async function submit(event) {
   const form = event.currentTarget;
   const ranking = groups(form);
   if (!ranking) {
-    status(form, "Give every answer a rank first.", true);
+    status(form, gettext("Give every answer a rank first."), true);
     return;
   }
   form.dataset.clientId = form.dataset.clientId || uuid(); // a retry is stored once
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
-  status(form, "Saving…");
+  status(form, gettext("Saving…"));
   const note = form.querySelector("input[name=note]").value;
   const res = await api("POST", form.dataset.url, { ranking, note, client_id: form.dataset.clientId });
   if (!res.ok) {
@@ -39,7 +39,7 @@ async function submit(event) {
     return;
   }
   for (const control of form.querySelectorAll("select, input")) control.disabled = true;
-  status(form, "Adjudicated: this ranking is final.");
+  status(form, gettext("Adjudicated: this ranking is final."));
   form.closest("article").classList.add("is-done");
 }
 

@@ -1,5 +1,15 @@
 // Shared by every page (an ES module, loaded by base.html and by each page's own module): the
-// JSON API with the session cookie and CSRF header, and local clocks.
+// JSON API with the session cookie and CSRF header, and local clocks. Text goes through Django's
+// JavaScript catalogue (gettext, ngettext, interpolate: /jsi18n/, loaded by base.html first), and
+// dates and numbers through Intl in the page's language (<html lang>).
+
+// The page's language ("en", "zh-hant"), for Intl: dates, times and numbers as its readers write them.
+export const LANG = document.documentElement.lang || undefined;
+
+// A number as the page's language writes it: 1,234 · 0.375.
+export function formatNumber(value, options = {}) {
+  return typeof value === "number" ? value.toLocaleString(LANG, options) : String(value);
+}
 
 export function cookie(name) {
   const prefix = `${name}=`;
@@ -26,7 +36,7 @@ export async function api(method, url, body, { keepalive = false } = {}) {
       keepalive,
     });
   } catch (error) {
-    return { ok: false, status: 0, data: { detail: "Could not reach the server. Check your connection and try again; nothing on this page is lost." } };
+    return { ok: false, status: 0, data: { detail: gettext("Could not reach the server. Check your connection and try again; nothing on this page is lost.") } };
   }
   let data = null;
   if (response.status !== 204) {
@@ -38,18 +48,20 @@ export async function api(method, url, body, { keepalive = false } = {}) {
   }
   if (!response.ok) {
     data = data && typeof data === "object" ? data : {};
-    if (!data.detail) data.detail = `The server answered ${response.status} ${response.statusText}.`;
+    if (!data.detail) {
+      data.detail = interpolate(gettext("The server answered %(status)s %(text)s."), { status: response.status, text: response.statusText }, true);
+    }
   }
   return { ok: response.ok, status: response.status, data };
 }
 
 export function clock(iso) {
   const moment = iso ? new Date(iso) : new Date();
-  return moment.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  return moment.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 }
 
 export function dateTime(iso) {
-  return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short", hour12: false });
+  return new Date(iso).toLocaleString(LANG, { dateStyle: "medium", timeStyle: "short", hour12: false });
 }
 
 // <time datetime="…" data-local> is rendered in UTC by the server; show the reader's own time.
@@ -58,7 +70,7 @@ export function localTimes(scope) {
     const iso = node.getAttribute("datetime");
     if (!iso) continue;
     node.textContent = node.dataset.local === "clock" ? clock(iso).slice(0, 5) : dateTime(iso);
-    node.title = new Date(iso).toString();
+    node.title = new Date(iso).toLocaleString(LANG, { dateStyle: "full", timeStyle: "long" });
   }
 }
 

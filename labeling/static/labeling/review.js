@@ -2,15 +2,20 @@
 // diff of the edit is shown once saved) or reject it with a reason, and load the next one. The
 // prompt and the answers are untrusted: they are only shown through the API's sanitised `html`
 // fields; everything else goes in with textContent.
-import { api, clock, uuid } from "./common.js";
+import { api, clock, formatNumber, uuid } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("review");
 const API = root ? root.dataset.api : "";
 const PROJECT = root ? root.dataset.project : "";
 const MAX_CHARS = root ? Number(root.dataset.maxChars) : 0;
-const ROLE_NAMES = { system: "System", user: "User", assistant: "Assistant" };
-const VERDICT_DONE = { accept: "accepted", edit: "edited", reject: "rejected" };
+const ROLE_NAMES = { system: gettext("System"), user: gettext("User"), assistant: gettext("Assistant") };
+// "Answer #12 accepted at 14:05." by verdict.
+const VERDICT_DONE = {
+  accept: gettext("Answer #%(id)s accepted at %(time)s."),
+  edit: gettext("Answer #%(id)s edited at %(time)s."),
+  reject: gettext("Answer #%(id)s rejected at %(time)s."),
+};
 
 const el = {
   lastAction: $("last-action"), lastReview: $("last-review"), lastReviewTitle: $("last-review-title"),
@@ -52,7 +57,7 @@ function showNotice(message) {
 function setBusy(on) {
   state.busy = on;
   for (const button of [el.accept, el.editOpen, el.rejectOpen, $("edit-save"), $("reject-confirm")]) button.disabled = on;
-  el.status.textContent = on ? "Saving…" : "";
+  el.status.textContent = on ? gettext("Saving…") : "";
 }
 
 function showMarkdown(node, html, text) {
@@ -103,7 +108,7 @@ async function loadNext() {
   el.loading.hidden = false;
   const res = await api("GET", `${API}reviews/next/?project=${PROJECT}&render=html`);
   el.loading.hidden = true;
-  if (res.status === 204) showNotice("Nothing left to review in this project. Thank you!");
+  if (res.status === 204) showNotice(gettext("Nothing left to review in this project. Thank you!"));
   else if (!res.ok) showNotice(res.data.detail);
   else showItem(res.data);
 }
@@ -111,7 +116,8 @@ async function loadNext() {
 function showItem(data) {
   state.item = data;
   el.itemId.textContent = `#${data.demonstration}`;
-  el.itemReviews.textContent = `${data.reviews} of ${data.reviews_required} review${data.reviews_required === 1 ? "" : "s"} so far`;
+  const reviewsSoFar = ngettext("%(done)s of %(required)s review so far", "%(done)s of %(required)s reviews so far", data.reviews_required);
+  el.itemReviews.textContent = interpolate(reviewsSoFar, { done: data.reviews, required: data.reviews_required }, true);
   el.goldPill.hidden = !data.gold;
   renderConversation(data.messages);
   showMarkdown(el.answer, data.html, data.text);
@@ -123,7 +129,7 @@ function showItem(data) {
 
 function updateCount() {
   const count = Array.from(el.editText.value).length; // code points, as the server counts
-  el.editCount.textContent = `${count.toLocaleString()} / ${MAX_CHARS.toLocaleString()} characters`;
+  el.editCount.textContent = interpolate(gettext("%(count)s / %(limit)s characters"), { count: formatNumber(count), limit: formatNumber(MAX_CHARS) }, true);
   el.editCount.classList.toggle("over", count > MAX_CHARS);
 }
 
@@ -158,12 +164,12 @@ async function send(body) {
     showError(res.data.detail); // what was typed stays in the form
     return;
   }
-  const message = `Answer #${id} ${VERDICT_DONE[res.data.verdict]} at ${clock()}.`;
+  const message = interpolate(VERDICT_DONE[res.data.verdict], { id, time: clock() }, true);
   el.lastAction.textContent = message;
   announce(message);
   el.lastReview.hidden = res.data.verdict !== "edit";
   if (res.data.verdict === "edit") {
-    el.lastReviewTitle.textContent = `Your edit of answer #${id}`;
+    el.lastReviewTitle.textContent = interpolate(gettext("Your edit of answer #%(id)s"), { id }, true);
     renderDiff(el.lastDiff, res.data.diff_segments);
   }
   loadNext();

@@ -1,47 +1,67 @@
 // The round page: polls the round's API (data-api on #round, /api/v1/rounds/ID/) while the round
 // is live and redraws stages, curves, evaluation and logs. All text from the server goes in
 // through textContent.
-import { api } from "../labeling/common.js";
+import { api, formatNumber } from "../labeling/common.js";
 
 const root = document.getElementById("round");
 const url = root ? root.dataset.api : "";
 const ACTIVE = new Set(["queued", "running"]);
 // Each curve's vertical axis: what it measures, with its unit. The horizontal axis is the step.
 const CURVES = {
-  loss: "loss (nats)",
-  eval_loss: "held-out loss (nats)",
-  train_accuracy: "training accuracy (share of pairs)",
-  eval_accuracy: "held-out accuracy (share of pairs)",
-  reward: "mean reward (reward model score)",
-  kl: "KL to the SFT model (nats per answer)",
-  mean_length: "mean answer length (tokens)",
-  reward_margin: "implicit reward margin (chosen minus rejected)",
-  margin: "reward margin (chosen minus rejected)",
-  accuracy: "preference accuracy (share of pairs)",
+  loss: gettext("loss (nats)"),
+  eval_loss: gettext("held-out loss (nats)"),
+  train_accuracy: gettext("training accuracy (share of pairs)"),
+  eval_accuracy: gettext("held-out accuracy (share of pairs)"),
+  reward: gettext("mean reward (reward model score)"),
+  kl: gettext("KL to the SFT model (nats per answer)"),
+  mean_length: gettext("mean answer length (tokens)"),
+  reward_margin: gettext("implicit reward margin (chosen minus rejected)"),
+  margin: gettext("reward margin (chosen minus rejected)"),
+  accuracy: gettext("preference accuracy (share of pairs)"),
 };
-const STAGES = { snapshot: "Snapshot", sft: "SFT", reward: "Reward model", policy: "Policy", evaluate: "Evaluation", deploy: "Deploy" };
+const STAGES = {
+  snapshot: gettext("Snapshot"),
+  sft: gettext("SFT"),
+  reward: gettext("Reward model"),
+  policy: gettext("Policy"),
+  evaluate: gettext("Evaluation"),
+  deploy: gettext("Deploy"),
+};
+// Round and stage statuses as the page names them.
+const STATUSES = {
+  pending: gettext("pending"),
+  queued: gettext("queued"),
+  running: gettext("running"),
+  awaiting_decision: gettext("awaiting an admin's decision"),
+  waiting: gettext("waiting for a decision"),
+  succeeded: gettext("succeeded"),
+  skipped: gettext("skipped"),
+  failed: gettext("failed"),
+  cancelled: gettext("cancelled"),
+};
+const statusName = (status) => STATUSES[status] || status.replaceAll("_", " ");
 // The stage table's latest numbers, by name.
 const METRICS = {
-  loss: "loss",
-  eval_loss: "held-out loss",
-  train_accuracy: "training accuracy",
-  eval_accuracy: "held-out accuracy",
-  reward: "mean reward",
-  kl: "KL (nats per answer)",
-  mean_length: "answer length (tokens)",
-  reward_margin: "reward margin",
-  accuracy: "accuracy",
-  epoch: "epoch",
-  steps: "steps",
-  seconds: "seconds",
-  win_rate: "win rate",
-  win_rate_low: "win rate, interval's lower end",
-  threshold: "threshold",
-  sft_rows: "SFT rows",
-  ranking_rows: "ranking rows",
-  consensus_rows: "consensus rows",
-  train_loss_first: "first training loss",
-  train_loss_last: "last training loss",
+  loss: gettext("loss"),
+  eval_loss: gettext("held-out loss"),
+  train_accuracy: gettext("training accuracy"),
+  eval_accuracy: gettext("held-out accuracy"),
+  reward: gettext("mean reward"),
+  kl: gettext("KL (nats per answer)"),
+  mean_length: gettext("answer length (tokens)"),
+  reward_margin: gettext("reward margin"),
+  accuracy: gettext("accuracy"),
+  epoch: gettext("epoch"),
+  steps: gettext("steps"),
+  seconds: gettext("seconds"),
+  win_rate: gettext("win rate"),
+  win_rate_low: gettext("win rate, interval's lower end"),
+  threshold: gettext("threshold"),
+  sft_rows: gettext("SFT rows"),
+  ranking_rows: gettext("ranking rows"),
+  consensus_rows: gettext("consensus rows"),
+  train_loss_first: gettext("first training loss"),
+  train_loss_last: gettext("last training loss"),
 };
 const $ = (sel) => document.querySelector(sel);
 
@@ -59,18 +79,18 @@ function seconds(a, b) {
 
 function duration(s) {
   if (s === null || !isFinite(s)) return "";
-  if (s < 60) return `${Math.round(s)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  if (s < 60) return interpolate(gettext("%(s)s s"), { s: Math.round(s) }, true);
+  if (s < 3600) return interpolate(gettext("%(min)s min %(s)s s"), { min: Math.floor(s / 60), s: Math.round(s % 60) }, true);
+  return interpolate(gettext("%(h)s h %(min)s min"), { h: Math.floor(s / 3600), min: Math.round((s % 3600) / 60) }, true);
 }
 
 // Whole numbers as they are ("18", not "18.000"); others to 3 significant digits.
 function number(v) {
   if (typeof v !== "number") return String(v);
-  if (!Number.isFinite(v) || Number.isInteger(v)) return String(v);
-  if (Math.abs(v) >= 1000) return String(Math.round(v));
+  if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v) || Math.abs(v) >= 1000) return formatNumber(Math.round(v));
   if (Math.abs(v) < 0.001) return v.toExponential(2);
-  return v.toPrecision(3);
+  return formatNumber(v, { maximumSignificantDigits: 3, minimumSignificantDigits: 3 });
 }
 
 function stagesTable(stages) {
@@ -80,12 +100,13 @@ function stagesTable(stages) {
     const row = el("tr");
     row.dataset.stage = stage.name;
     row.append(el("th", STAGES[stage.name] || stage.name));
-    row.append(el("td", stage.status + (stage.attempts > 1 ? ` (attempt ${stage.attempts})` : "")));
+    const attempt = stage.attempts > 1 ? " " + interpolate(gettext("(attempt %(n)s)"), { n: stage.attempts }, true) : "";
+    row.append(el("td", statusName(stage.status) + attempt));
     const cell = el("td");
     const bar = el("progress");
     bar.max = stage.total || 1;
     bar.value = stage.status === "succeeded" ? bar.max : stage.step;
-    cell.append(bar, el("span", stage.total ? ` ${stage.step} / ${stage.total}` : ""));
+    cell.append(bar, el("span", stage.total ? ` ${formatNumber(stage.step)} / ${formatNumber(stage.total)}` : ""));
     row.append(cell);
     const elapsed = seconds(stage.started_at, stage.finished_at);
     row.append(el("td", duration(elapsed)));
@@ -153,7 +174,7 @@ function chart(title, axis, points) {
   }
   svg.append(svgNode("line", { x1: left, x2: left, y1: top, y2: height - bottom, class: "axis" }));
   svg.append(svgNode("line", { x1: left, x2: width - right, y1: height - bottom, y2: height - bottom, class: "axis" }));
-  svg.append(svgNode("text", { x: (left + width - right) / 2, y: height - 8, "text-anchor": "middle", class: "axis-title" }, "step"));
+  svg.append(svgNode("text", { x: (left + width - right) / 2, y: height - 8, "text-anchor": "middle", class: "axis-title" }, gettext("step")));
   svg.append(svgNode("text", { x: 2, y: top - 10, "text-anchor": "start", class: "axis-title" }, axis));
   svg.append(svgNode("polyline", {
     points: points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" "),
@@ -165,7 +186,7 @@ function chart(title, axis, points) {
   const caption = el("figcaption", null, "small");
   caption.append(el("strong", title));
   const last = points[points.length - 1];
-  figure.append(caption, svg, el("p", `Step ${number(last[0])}: ${number(last[1])}`, "muted small"));
+  figure.append(caption, svg, el("p", interpolate(gettext("Step %(step)s: %(value)s"), { step: number(last[0]), value: number(last[1]) }, true), "muted small"));
   return figure;
 }
 
@@ -178,7 +199,7 @@ function curves(data) {
       if (series.length >= 2) box.append(chart(STAGES[stage] || stage, axis, series));
     }
   }
-  if (!box.children.length) box.append(el("p", "Curves appear after the first training steps.", "empty"));
+  if (!box.children.length) box.append(el("p", gettext("Curves appear after the first training steps."), "empty"));
 }
 
 function evaluation(result) {
@@ -187,14 +208,14 @@ function evaluation(result) {
   box.replaceChildren();
   const table = el("table", null, "data-table");
   const head = el("tr");
-  for (const h of ["", "new policy", "deployed policy"]) head.append(el("th", h));
+  for (const h of ["", gettext("new policy"), gettext("deployed policy")]) head.append(el("th", h));
   table.append(head);
   const rows = [
-    ["mean reward (new reward model)", result.new_mean_reward, result.old_mean_reward],
-    ["mean answer length (tokens)", result.new_mean_length, result.old_mean_length],
-    ["win rate of new over deployed", result.win_rate, ""],
-    ["95% interval of the win rate", result.win_rate_ci ? `${number(result.win_rate_ci[0])} – ${number(result.win_rate_ci[1])}` : undefined, ""],
-    ["KL(new ‖ deployed), nats per answer", result.kl, ""],
+    [gettext("mean reward (new reward model)"), result.new_mean_reward, result.old_mean_reward],
+    [gettext("mean answer length (tokens)"), result.new_mean_length, result.old_mean_length],
+    [gettext("win rate of new over deployed"), result.win_rate, ""],
+    [gettext("95% interval of the win rate"), result.win_rate_ci ? `${number(result.win_rate_ci[0])} – ${number(result.win_rate_ci[1])}` : undefined, ""],
+    [gettext("KL(new ‖ deployed), nats per answer"), result.kl, ""],
   ];
   for (const r of rows) {
     const tr = el("tr");
@@ -206,22 +227,24 @@ function evaluation(result) {
   box.append(judges(result));
   box.append(heldOut(result));
   const SPLITS = {
-    frozen: "On the project's frozen evaluation split: prompts no round trains on, the same for every round.",
-    unseen: "On prompts this round did not train on (the project has no frozen evaluation split).",
-    all: "Too few unseen prompts: evaluated on a fixed sample of all prompts.",
+    frozen: gettext("On the project's frozen evaluation split: prompts no round trains on, the same for every round."),
+    unseen: gettext("On prompts this round did not train on (the project has no frozen evaluation split)."),
+    all: gettext("Too few unseen prompts: evaluated on a fixed sample of all prompts."),
   };
   box.append(el("p", SPLITS[result.evaluation_split || (result.held_out_prompts ? "unseen" : "all")], "muted small"));
   for (const sample of (result.rows || []).slice(0, 8)) {
     const item = el("details");
     const prompt = sample.prompt && sample.prompt.length ? sample.prompt[sample.prompt.length - 1].content : "";
-    item.append(el("summary", `${prompt.slice(0, 120)} — new ${number(sample.new_reward)} vs deployed ${number(sample.old_reward)}`));
-    item.append(el("h4", "New policy"), el("p", sample.new_answer, "md"));
-    item.append(el("h4", "Deployed policy"), el("p", sample.old_answer, "md"));
+    const rewards = interpolate(gettext("new %(new)s vs deployed %(old)s"), { new: number(sample.new_reward), old: number(sample.old_reward) }, true);
+    item.append(el("summary", `${prompt.slice(0, 120)} — ${rewards}`));
+    item.append(el("h4", gettext("New policy")), el("p", sample.new_answer, "md"));
+    item.append(el("h4", gettext("Deployed policy")), el("p", sample.old_answer, "md"));
     box.append(item);
   }
 }
 
-const JUDGE_NAMES = { new_reward_model: "this round's reward model", previous_reward_model: "the previous round's reward model" };
+const JUDGE_NAMES = { new_reward_model: gettext("this round's reward model"), previous_reward_model: gettext("the previous round's reward model") };
+const VERDICTS = { better: gettext("better"), worse: gettext("worse"), "no clear difference": gettext("no clear difference") };
 
 function judges(result) {
   const box = el("div");
@@ -231,46 +254,54 @@ function judges(result) {
   for (const name of names) {
     const judge = result.judges[name];
     const ci = judge.win_rate_ci || [];
-    list.append(el("li", `${JUDGE_NAMES[name] || name}: win rate ${number(judge.win_rate)} (95% interval ${number(ci[0])} – ${number(ci[1])}), ${judge.verdict}`));
+    const text = gettext("%(judge)s: win rate %(rate)s (95% interval %(low)s – %(high)s), %(verdict)s");
+    const values = { judge: JUDGE_NAMES[name] || name, rate: number(judge.win_rate), low: number(ci[0]), high: number(ci[1]), verdict: VERDICTS[judge.verdict] || judge.verdict };
+    list.append(el("li", interpolate(text, values, true)));
   }
-  box.append(el("p", `Judges (${JUDGE_NAMES[result.decided_by] || result.decided_by} decides, on the interval's lower bound):`, "small"), list);
+  const decider = JUDGE_NAMES[result.decided_by] || result.decided_by;
+  box.append(el("p", interpolate(gettext("Judges (%(judge)s decides, on the interval's lower bound):"), { judge: decider }, true), "small"), list);
   const blocks = result.disagreement_blocks_deploy ?? result.judges_disagree;
-  if (result.judges_disagree && blocks) box.append(el("p", "The judges disagree: nothing deploys by itself; an admin decides.", "notice"));
+  if (result.judges_disagree && blocks) box.append(el("p", gettext("The judges disagree: nothing deploys by itself; an admin decides."), "notice"));
   else if (result.judges_disagree) {
-    const outranked = (result.judges_outranked || []).map((name) => JUDGE_NAMES[name] || name).join(" and ");
+    const outranked = (result.judges_outranked || []).map((name) => JUDGE_NAMES[name] || name).join(gettext(" and "));
     const compared = result.reward_models_compared || {};
     const ci = compared.difference_ci || [];
-    box.append(el("p", `The judges disagree, but ${outranked} orders the held-out human rankings clearly worse (accuracy of this round's reward model minus the previous one's: ${number(compared.difference)}, 95% interval ${number(ci[0])} – ${number(ci[1])}), so it does not decide.`, "notice"));
+    const text = gettext("The judges disagree, but %(judges)s orders the held-out human rankings clearly worse (accuracy of this round's reward model minus the previous one's: %(difference)s, 95% interval %(low)s – %(high)s), so it does not decide.");
+    const values = { judges: outranked, difference: number(compared.difference), low: number(ci[0]), high: number(ci[1]) };
+    box.append(el("p", interpolate(text, values, true), "notice"));
   }
   return box;
 }
 
 const HELD_OUT = [
-  ["reward_model_accuracy", "this round's reward model orders them as people did"],
-  ["previous_reward_model_accuracy", "the previous round's reward model"],
-  ["implicit_reward_accuracy", "the new policy itself (its log-probability ratio to the SFT model, as DPO reads a policy)"],
+  ["reward_model_accuracy", gettext("this round's reward model orders them as people did")],
+  ["previous_reward_model_accuracy", gettext("the previous round's reward model")],
+  ["implicit_reward_accuracy", gettext("the new policy itself (its log-probability ratio to the SFT model, as DPO reads a policy)")],
 ];
 
 function heldOut(result) {
   const box = el("div");
   const shown = HELD_OUT.filter(([key]) => result[key] && result[key].pairs);
   if (!shown.length) {
-    box.append(el("p", "No held-out human rankings yet: label ranking tasks of the evaluation split to see the reward model's accuracy.", "muted small"));
+    box.append(el("p", gettext("No held-out human rankings yet: label ranking tasks of the evaluation split to see the reward model's accuracy."), "muted small"));
     return box;
   }
   const list = el("ul");
   for (const [key, label] of shown) {
     const judged = result[key];
-    list.append(el("li", `${label}: ${number(judged.accuracy)} (95% interval ${number(judged.accuracy_ci[0])} – ${number(judged.accuracy_ci[1])}, ${judged.pairs} pairs from ${judged.rankings} rankings)`));
+    const text = gettext("%(label)s: %(accuracy)s (95% interval %(low)s – %(high)s, %(pairs)s pairs from %(rankings)s rankings)");
+    const values = { label, accuracy: number(judged.accuracy), low: number(judged.accuracy_ci[0]), high: number(judged.accuracy_ci[1]), pairs: formatNumber(judged.pairs), rankings: formatNumber(judged.rankings) };
+    list.append(el("li", interpolate(text, values, true)));
   }
-  box.append(el("p", "Accuracy on the frozen split's human rankings (0.5 is chance; people agree with each other 63–77% of the time):", "small"), list);
+  box.append(el("p", gettext("Accuracy on the frozen split's human rankings (0.5 is chance; between people, agreement is 63–77%):"), "small"), list);
   return box;
 }
 
 function models(data) {
   const list = $("#models");
   list.replaceChildren();
-  for (const [label, key] of [["base (deployed at start)", "base_policy"], ["SFT", "sft_version"], ["reward model", "reward_version"], ["new policy", "policy_version"]]) {
+  const rows = [[gettext("base (deployed at start)"), "base_policy"], [gettext("SFT"), "sft_version"], [gettext("reward model"), "reward_version"], [gettext("new policy"), "policy_version"]];
+  for (const [label, key] of rows) {
     const v = data[key];
     list.append(el("li", `${label}: ${v ? `${v.name} (v${v.id})` : "—"}`));
   }
@@ -282,9 +313,9 @@ function buttons(data) {
   $("#retry-round").hidden = !["failed", "cancelled"].includes(data.status);
   $("#deploy-round").hidden = $("#keep-round").hidden = data.status !== "awaiting_decision";
   // The deploy button opens the confirmation, which shows this evaluation again with the threshold.
-  if (data.policy_version) $("#deploy-round").textContent = `Deploy v${data.policy_version.id}`;
+  if (data.policy_version) $("#deploy-round").textContent = interpolate(gettext("Deploy v%(version)s"), { version: data.policy_version.id }, true);
   const status = $("#round-status");
-  status.textContent = data.status.replace("_", " ") + (data.cancel_requested && active ? " (cancelling)" : "") + (data.deployed ? " · deployed" : "");
+  status.textContent = statusName(data.status) + (data.cancel_requested && active ? " " + gettext("(cancelling)") : "") + (data.deployed ? " · " + gettext("deployed") : "");
   const waiting = $("#round-waiting");
   waiting.hidden = !data.waiting_for;
   waiting.textContent = data.waiting_for || "";
@@ -318,8 +349,8 @@ async function act(path, body, message) {
 }
 
 if (root) {
-  $("#cancel-round").addEventListener("click", () => act("cancel/", undefined, "Cancelling at the next step…"));
-  $("#retry-round").addEventListener("click", () => act("retry/", undefined, "Retrying…"));
-  $("#keep-round").addEventListener("click", () => act("decision/", { deploy: false }, "Keeping the current policy…"));
+  $("#cancel-round").addEventListener("click", () => act("cancel/", undefined, gettext("Cancelling at the next step…")));
+  $("#retry-round").addEventListener("click", () => act("retry/", undefined, gettext("Retrying…")));
+  $("#keep-round").addEventListener("click", () => act("decision/", { deploy: false }, gettext("Keeping the current policy…")));
   refresh();
 }

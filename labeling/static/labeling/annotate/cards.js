@@ -1,18 +1,32 @@
-// One answer card of the ranking board, as DOM. What its controls do belongs to the board:
-// ranking.js passes handlers in `on` (focus, focusCard, rate, tie, flag, dragStart, dragEnd).
-import { FLAGS, RATINGS } from "./page.js";
+// One answer card of the ranking board, as DOM. What its controls do belongs to the board
+// (board.js): it passes handlers in `on` (focus, focusCard, rate, tie, flag, move, dragStart) and
+// what the page knows in `options` (ratingValues, flagNames, ratingScale).
+const TEXT = {
+  dragHandle: gettext("Drag to reorder"),
+  tieMark: gettext("tie"),
+  rating: gettext("Rating"),
+  ratingGroup: (label) => interpolate(gettext("Rating of answer %(label)s"), { label }, true),
+  flags: gettext("Flags"),
+  flagShortcut: (number) => interpolate(gettext("Shift+%(number)s flags the focused answer."), { number }, true),
+  tieButton: gettext("Tie with above"),
+  tieTitle: gettext("Same quality as the answer above (t)"),
+  moveUp: (label) => interpolate(gettext("Move answer %(label)s up"), { label }, true),
+  moveDown: (label) => interpolate(gettext("Move answer %(label)s down"), { label }, true),
+  moveUpTitle: gettext("Move up (Shift+↑ or k)"),
+  moveDownTitle: gettext("Move down (Shift+↓ or j)"),
+};
 
-export function buildCard(candidate, on) {
+export function buildCard(candidate, on, options) {
   const card = document.createElement("li");
   card.className = "answer-card";
   card.tabIndex = 0;
   card.dataset.id = candidate.id;
   card.dataset.label = candidate.label;
 
+  // The rail is the drag handle, for a mouse, a pen or a finger (pointer events, board.js).
   const rail = document.createElement("div");
   rail.className = "card-rail";
-  rail.draggable = true;
-  rail.title = "Drag to reorder";
+  rail.title = TEXT.dragHandle;
   const rank = document.createElement("span");
   rank.className = "rank-badge";
   const letter = document.createElement("span");
@@ -20,12 +34,13 @@ export function buildCard(candidate, on) {
   letter.textContent = candidate.label;
   const tieMark = document.createElement("span");
   tieMark.className = "tie-mark";
-  tieMark.textContent = "tie";
+  tieMark.textContent = TEXT.tieMark;
   const grip = document.createElement("span");
   grip.className = "grip";
   grip.setAttribute("aria-hidden", "true");
   grip.textContent = "⠿";
   rail.append(rank, letter, tieMark, grip);
+  rail.addEventListener("pointerdown", (event) => on.dragStart(event, rail));
 
   const main = document.createElement("div");
   main.className = "card-main";
@@ -36,35 +51,29 @@ export function buildCard(candidate, on) {
 
   const controls = document.createElement("div");
   controls.className = "card-controls";
-  controls.append(buildRating(candidate, on), buildTieButton(on), buildFlags(on));
+  controls.append(
+    buildRating(candidate, on, options),
+    buildTieButton(on),
+    buildMoveButtons(candidate, on),
+    buildFlags(on, options),
+  );
   main.append(body, controls);
   card.append(rail, main);
-
-  rail.addEventListener("dragstart", (event) => {
-    on.dragStart();
-    event.dataTransfer.effectAllowed = "move";
-    event.dataTransfer.setData("text/plain", candidate.label);
-    event.dataTransfer.setDragImage(card, 28, 28);
-    card.classList.add("dragging");
-  });
-  rail.addEventListener("dragend", () => {
-    card.classList.remove("dragging");
-    on.dragEnd();
-  });
   card.addEventListener("focusin", on.focus);
   return card;
 }
 
-function buildRating(candidate, on) {
+function buildRating(candidate, on, options) {
   const group = document.createElement("div");
   group.className = "rating";
   group.setAttribute("role", "group");
-  group.setAttribute("aria-label", `Rating of answer ${candidate.label}, 1 very bad to 7 excellent`);
+  group.setAttribute("aria-label", TEXT.ratingGroup(candidate.label));
+  if (options.ratingScale) group.title = options.ratingScale; // the scale in words, one source
   const caption = document.createElement("span");
   caption.className = "control-label";
-  caption.textContent = "Rating";
+  caption.textContent = TEXT.rating;
   group.append(caption);
-  for (const value of RATINGS) {
+  for (const value of options.ratingValues) {
     const button = document.createElement("button");
     button.type = "button";
     button.tabIndex = -1; // the digit keys rate the focused card; Tab stays short
@@ -79,7 +88,7 @@ function buildRating(candidate, on) {
   return group;
 }
 
-// Clicking a rating or the tie button leaves the focus on the card, so the next key
+// Clicking a rating, the tie or a move button leaves the focus on the card, so the next key
 // (a digit, t, Enter to submit) still means "this answer".
 function keepCardFocus(button, on) {
   button.addEventListener("mousedown", (event) => {
@@ -88,25 +97,23 @@ function keepCardFocus(button, on) {
   });
 }
 
-function buildFlags(on) {
+function buildFlags(on, options) {
   const box = document.createElement("fieldset");
   box.className = "flags";
   const legend = document.createElement("legend");
   legend.className = "control-label";
-  legend.textContent = "Flags";
+  legend.textContent = TEXT.flags;
   box.append(legend);
-  for (const flag of FLAGS) {
+  options.flagNames.forEach((flag, index) => {
     const label = document.createElement("label");
+    label.title = TEXT.flagShortcut(index + 1);
     const input = document.createElement("input");
     input.type = "checkbox";
     input.value = flag.name;
-    input.addEventListener("change", () => {
-      on.flag(flag.name, input.checked);
-      label.classList.toggle("checked", input.checked);
-    });
+    input.addEventListener("change", () => on.flag(flag.name, input.checked));
     label.append(input, ` ${flag.label}`);
     box.append(label);
-  }
+  });
   return box;
 }
 
@@ -115,9 +122,31 @@ function buildTieButton(on) {
   button.type = "button";
   button.tabIndex = -1;
   button.className = "tie-button";
-  button.textContent = "Tie with above";
-  button.title = "Same quality as the answer above (t)";
+  button.textContent = TEXT.tieButton;
+  button.title = TEXT.tieTitle;
   keepCardFocus(button, on);
   button.addEventListener("click", on.tie);
   return button;
+}
+
+// Large enough for a finger: a tablet annotator reorders with these as well as by dragging.
+function buildMoveButtons(candidate, on) {
+  const group = document.createElement("div");
+  group.className = "card-move";
+  for (const [delta, symbol, name, title] of [
+    [-1, "↑", TEXT.moveUp(candidate.label), TEXT.moveUpTitle],
+    [1, "↓", TEXT.moveDown(candidate.label), TEXT.moveDownTitle],
+  ]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.tabIndex = -1; // Shift+↑ / Shift+↓ move the focused card
+    button.className = delta < 0 ? "move-button move-up" : "move-button move-down";
+    button.textContent = symbol;
+    button.title = title;
+    button.setAttribute("aria-label", name);
+    keepCardFocus(button, on);
+    button.addEventListener("click", () => on.move(delta));
+    group.append(button);
+  }
+  return group;
 }

@@ -1,50 +1,48 @@
-// The demonstration editor: write the ideal answer, with a character counter, a server-rendered
-// preview, and drafts autosaved to the server (and to this browser until the server has them).
+// The demonstration task: the answer editor (editor.js, shared with the progress page) with
+// drafts autosaved to the server, and to this browser until the server has them.
 import { clock } from "../common.js";
 import * as client from "./api.js";
+import { createEditor } from "./editor.js";
 import { store, draftKey } from "./store.js";
 import { MAX_CHARS, el, state, show, hide, showError, showLease } from "./page.js";
 
+const TEXT = {
+  draftRestored: gettext("Draft restored"),
+  localRestored: gettext("Restored unsaved text from this browser"),
+  unsaved: gettext("Unsaved changes…"),
+  saving: gettext("Saving…"),
+  saved: (time) => interpolate(gettext("Saved %(time)s"), { time }, true),
+  notSaved: (detail) => interpolate(gettext("Not saved to the server: %(detail)s Your text is kept in this browser."), { detail }, true),
+  empty: gettext("The answer is empty. Write the ideal answer before submitting."),
+};
+
 const AUTOSAVE_DELAY_MS = 1000;
 
+let editor = null;
 let saveTimer = null;
 let dirty = false; // the textarea holds text the server has not saved
 let saving = false;
 
-const charCount = (text) => Array.from(text).length; // code points, as the server counts
-
 export function setupDemonstration(data) {
   hide(el.rankPanel);
   show(el.demoPanel);
-  selectTab("write");
+  editor.selectTab("write");
   window.clearTimeout(saveTimer);
   let text = data.draft || "";
-  let status = data.draft ? "Draft restored" : "";
+  let status = data.draft ? TEXT.draftRestored : "";
   dirty = false;
   // A copy the server never confirmed is newer than the server's: prefer it, and save it.
   const local = store.get(draftKey(data.id));
   if (local && local.synced === false && typeof local.text === "string" && local.text !== text) {
     text = local.text;
-    status = "Restored unsaved text from this browser";
+    status = TEXT.localRestored;
     dirty = true;
     scheduleSave();
   }
   el.text.value = text;
-  updateCounter();
+  editor.updateCounter();
   setSaveStatus(status);
   el.text.focus({ preventScroll: true });
-}
-
-function updateCounter() {
-  const count = charCount(el.text.value);
-  const over = count > MAX_CHARS;
-  el.counter.textContent = `${count.toLocaleString()} / ${MAX_CHARS.toLocaleString()} characters`;
-  el.counter.classList.toggle("over", over);
-  el.overLimit.hidden = !over;
-  el.overLimit.textContent = over
-    ? `Your answer is ${(count - MAX_CHARS).toLocaleString()} characters over the limit of ${MAX_CHARS.toLocaleString()}. Shorten it before submitting.`
-    : "";
-  return count;
 }
 
 function setSaveStatus(message, problem = false) {
@@ -56,8 +54,7 @@ function onDraftInput() {
   if (!state.task) return;
   dirty = true;
   store.set(draftKey(state.task.id), { text: el.text.value, synced: false });
-  updateCounter();
-  setSaveStatus("Unsaved changes…");
+  setSaveStatus(TEXT.unsaved);
   scheduleSave();
 }
 
@@ -78,47 +75,31 @@ export async function saveDraft({ keepalive = false } = {}) {
   const text = el.text.value;
   dirty = false;
   saving = true;
-  setSaveStatus("Saving…");
+  setSaveStatus(TEXT.saving);
   const res = await client.saveDraft(taskId, text, { keepalive });
   saving = false;
   if (!state.task || state.task.id !== taskId) return;
   if (res.ok) {
     if (el.text.value === text) store.set(draftKey(taskId), { text, synced: true });
-    setSaveStatus(dirty ? "Unsaved changes…" : `Saved ${clock(res.data.saved_at)}`);
+    setSaveStatus(dirty ? TEXT.unsaved : TEXT.saved(clock(res.data.saved_at)));
     if (res.data.lease_expires_at) showLease(res.data.lease_expires_at);
   } else {
     dirty = true;
-    setSaveStatus(`Not saved to the server: ${res.data.detail} Your text is kept in this browser.`, true);
+    setSaveStatus(TEXT.notSaved(res.data.detail), true);
     if (res.status === 0) scheduleSave(10000); // offline: try again shortly
   }
-}
-
-async function selectTab(which) {
-  const preview = which === "preview";
-  el.tabWrite.setAttribute("aria-selected", String(!preview));
-  el.tabPreview.setAttribute("aria-selected", String(preview));
-  el.text.hidden = preview;
-  el.preview.hidden = !preview;
-  if (!preview) return;
-  if (!el.text.value.trim()) {
-    el.preview.textContent = "Nothing to preview yet.";
-    return;
-  }
-  el.preview.textContent = "Rendering…";
-  const res = await client.renderMarkdown(el.text.value);
-  if (res.ok) el.preview.innerHTML = res.data.html; // sanitised by the server
-  else el.preview.textContent = res.data.detail;
 }
 
 // The body to submit, or null (with the reason shown) when the answer cannot go yet.
 export function demonstrationBody() {
   const text = el.text.value;
   if (!text.trim()) {
-    showError("The answer is empty. Write the ideal answer before submitting.");
+    showError(TEXT.empty);
     return null;
   }
-  if (updateCounter() > MAX_CHARS) {
-    showError(el.overLimit.textContent);
+  const tooLong = editor.tooLong();
+  if (tooLong) {
+    showError(tooLong);
     return null;
   }
   window.clearTimeout(saveTimer);
@@ -134,8 +115,16 @@ export function forgetDraft() {
 }
 
 export function initDemonstration() {
-  el.tabWrite.addEventListener("click", () => selectTab("write").then(() => el.text.focus()));
-  el.tabPreview.addEventListener("click", () => selectTab("preview"));
+  editor = createEditor({
+    text: el.text,
+    preview: el.preview,
+    tabWrite: el.tabWrite,
+    tabPreview: el.tabPreview,
+    counter: el.counter,
+    overLimit: el.overLimit,
+    maxChars: MAX_CHARS,
+    render: client.renderMarkdown,
+  });
   el.text.addEventListener("input", onDraftInput);
   el.text.addEventListener("blur", () => saveDraft());
   document.addEventListener("visibilitychange", () => {

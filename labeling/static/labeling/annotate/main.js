@@ -4,14 +4,14 @@
 //   api.js            the annotator's API endpoints (on common.js's fetch wrapper)
 //   store.js          local storage: drafts, client ids, preferences
 //   queue.js          lease, heartbeat, submit, skip, next
-//   demonstration.js  the answer editor, autosave, preview, character counter
-//   ranking.js        the ranking board (cards.js draws its cards)
+//   demonstration.js  the answer with autosave, in the editor (editor.js)
+//   ranking.js        the ranking, on the board (board.js; cards.js draws its cards)
 //   keyboard.js       the shortcuts
+// editor.js and board.js are the progress page's too (progress.js), for editing a submission.
 import { root, PROJECT, el } from "./page.js";
 import { store, guidelinesClosedKey } from "./store.js";
 import { initQueue, refreshProgress, loadNext } from "./queue.js";
 import { initDemonstration } from "./demonstration.js";
-import { initRanking } from "./ranking.js";
 import { initKeyboard } from "./keyboard.js";
 
 function rememberGuidelines() {
@@ -22,7 +22,6 @@ function rememberGuidelines() {
 }
 
 if (root) {
-  initRanking();
   initKeyboard();
   initQueue();
   initDemonstration();

@@ -2,6 +2,11 @@
 // its elements, the state every part shares, and small view helpers.
 import { clock } from "../common.js";
 
+const TEXT = {
+  lease: (time) => interpolate(gettext("Reserved for you until %(time)s"), { time }, true),
+  leaseTitle: gettext("The task returns to the pool if this page stops sending heartbeats."),
+};
+
 const $ = (id) => document.getElementById(id);
 const json = (id) => {
   const node = $(id);
@@ -15,6 +20,7 @@ export const PROJECT = data.project;
 export const MAX_CHARS = Number(data.maxChars);
 export const FLAGS = json("flag-names");
 export const RATINGS = json("rating-values");
+export const RATING_SCALE = data.ratingScale || "";
 
 export const el = {
   progress: $("progress-counter"), lastAction: $("last-action"), lease: $("lease"), guidelines: $("guidelines"),
@@ -25,6 +31,8 @@ export const el = {
   saveStatus: $("save-status"), overLimit: $("over-limit"),
   rankPanel: $("rank-panel"), cards: $("cards"), none: $("none-acceptable"),
   error: $("form-error"), submit: $("submit"), submitStatus: $("submit-status"), skipOpen: $("skip-open"),
+  orderConfirm: $("order-confirm"), orderConfirmText: $("order-confirm-text"), orderConfirmYes: $("order-confirm-yes"),
+  orderConfirmNo: $("order-confirm-no"),
   skipDialog: $("skip-dialog"), skipForm: $("skip-form"), skipReason: $("skip-reason"),
   skipWarning: $("skip-draft-warning"), skipConfirm: $("skip-confirm"), skipCancel: $("skip-cancel"),
   help: $("help-dialog"), helpOpen: $("help-open"), announcer: $("announcer"),
@@ -68,6 +76,20 @@ export function setBusy(on) {
 }
 
 export function showLease(iso) {
-  el.lease.textContent = `Reserved for you until ${clock(iso)}`;
-  el.lease.title = "The task returns to the pool if this page stops sending heartbeats.";
+  el.lease.textContent = TEXT.lease(clock(iso));
+  el.lease.title = TEXT.leaseTitle;
+}
+
+// "You have not changed the order. Submit it as shown?" (queue.js asks it before a ranking whose
+// order was never touched goes; the answer is a second Enter, its button, or Esc to go back).
+export const orderConfirmOpen = () => !el.orderConfirm.hidden;
+
+export function showOrderConfirm() {
+  show(el.orderConfirm);
+  announce(el.orderConfirmText.textContent);
+  el.orderConfirmYes.focus({ preventScroll: true });
+}
+
+export function hideOrderConfirm() {
+  hide(el.orderConfirm);
 }

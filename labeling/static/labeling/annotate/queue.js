@@ -5,17 +5,32 @@ import { clock } from "../common.js";
 import * as client from "./api.js";
 import { clientIdFor, forgetTask } from "./store.js";
 import { setupDemonstration, demonstrationBody, hasDraft, forgetDraft } from "./demonstration.js";
-import { setupRanking, rankingBody } from "./ranking.js";
-import { el, state, show, hide, announce, showError, clearError, showNotice, setBusy, showLease } from "./page.js";
+import { setupRanking, rankingBody, rankingTouched, focusBoard } from "./ranking.js";
+import {
+  el, state, show, hide, announce, showError, clearError, showNotice, setBusy, showLease,
+  orderConfirmOpen, showOrderConfirm, hideOrderConfirm,
+} from "./page.js";
 
-const ROLE_NAMES = { system: "System", user: "User", assistant: "Assistant" };
+const TEXT = {
+  roles: { system: gettext("System"), user: gettext("User"), assistant: gettext("Assistant") },
+  progress: (today, total) => interpolate(gettext("%(today)s done today · %(total)s in total"), { today, total }, true),
+  allDone: gettext("All done — nothing left for you in this project. Thank you!"),
+  ranking: gettext("Ranking"),
+  demonstration: gettext("Demonstration"),
+  leaseLost: gettext("Lease lost"),
+  submitting: gettext("Submitting…"),
+  submitted: (taskId, time) => interpolate(gettext("Task #%(taskId)s submitted at %(time)s."), { taskId, time }, true),
+  skipped: (taskId) => interpolate(gettext("Task #%(taskId)s skipped."), { taskId }, true),
+  skipTask: gettext("Skip task"),
+  skipAnyway: gettext("Skip anyway"),
+};
 const HEARTBEAT_MS = 30000;
 
 let heartbeatTimer = null;
 
 export async function refreshProgress() {
   const res = await client.progress();
-  if (res.ok) el.progress.textContent = `${res.data.today} done today · ${res.data.total} in total`;
+  if (res.ok) el.progress.textContent = TEXT.progress(res.data.today, res.data.total);
 }
 
 export async function loadNext() {
@@ -27,7 +42,7 @@ export async function loadNext() {
   const res = await client.nextTask();
   hide(el.loading);
   if (res.status === 204) {
-    showNotice("All done — nothing left for you in this project. Thank you!", { retry: true });
+    showNotice(TEXT.allDone, { retry: true });
     el.lease.textContent = "";
   } else if (!res.ok) {
     showNotice(res.data.detail, { retry: true }); // 409: the project is paused
@@ -40,8 +55,10 @@ export async function loadNext() {
 function startTask(data) {
   state.task = data;
   clearError();
+  hideOrderConfirm();
+  el.task.dataset.kind = data.kind; // which skip shortcut the button shows
   el.taskId.textContent = `#${data.id}`;
-  el.kindPill.textContent = data.kind === "ranking" ? "Ranking" : "Demonstration";
+  el.kindPill.textContent = data.kind === "ranking" ? TEXT.ranking : TEXT.demonstration;
   el.kindPill.className = `pill pill-${data.kind}`;
   renderConversation(data.messages);
   show(el.task);
@@ -59,7 +76,7 @@ function renderConversation(messages) {
     if (index === messages.length - 1) turn.classList.add("turn-last");
     const who = document.createElement("div");
     who.className = "turn-role";
-    who.textContent = ROLE_NAMES[message.role] || message.role;
+    who.textContent = TEXT.roles[message.role] || message.role;
     const body = document.createElement("div");
     body.className = "md turn-body";
     if (typeof message.html === "string") body.innerHTML = message.html; // sanitised by the server
@@ -90,17 +107,24 @@ async function heartbeat() {
     showLease(res.data.lease_expires_at);
   } else if (res.status === 403 || res.status === 409) {
     stopHeartbeat();
-    el.lease.textContent = "Lease lost";
+    el.lease.textContent = TEXT.leaseLost;
     showError(res.data.detail);
   }
 }
 
 // --- submit and skip --------------------------------------------------------------------------
-export async function submit() {
+// A ranking whose order was never touched goes only once the annotator says so: asShown (Shift+
+// Enter, the confirmation's button), or a second submit while the confirmation is open.
+export async function submit({ asShown = false } = {}) {
   const task = state.task;
   if (!task || state.busy) return;
   clearError();
   const kind = task.kind === "demonstration" ? "demonstration" : "ranking";
+  if (kind === "ranking" && !asShown && !rankingTouched() && !orderConfirmOpen()) {
+    showOrderConfirm();
+    return;
+  }
+  hideOrderConfirm();
   const body = kind === "demonstration" ? demonstrationBody() : rankingBody();
   if (!body) return; // demonstrationBody showed why
   await send(kind, { ...body, client_id: clientIdFor(task.id) });
@@ -109,7 +133,7 @@ export async function submit() {
 async function send(kind, body) {
   const taskId = state.task.id;
   setBusy(true);
-  el.submitStatus.textContent = "Submitting…";
+  el.submitStatus.textContent = TEXT.submitting;
   const res = await client.submit(taskId, kind, body);
   setBusy(false);
   el.submitStatus.textContent = "";
@@ -117,7 +141,7 @@ async function send(kind, body) {
     showError(res.data.detail); // the text and the ranking stay as they are
     return;
   }
-  finishTask(taskId, `Task #${taskId} submitted at ${clock()}.`);
+  finishTask(taskId, TEXT.submitted(taskId, clock()));
 }
 
 function finishTask(taskId, message) {
@@ -133,7 +157,7 @@ export function openSkip() {
   if (!state.task || state.busy) return;
   const draft = state.task.kind === "demonstration" && hasDraft();
   el.skipWarning.hidden = !draft;
-  el.skipConfirm.textContent = draft ? "Skip anyway" : "Skip task";
+  el.skipConfirm.textContent = draft ? TEXT.skipAnyway : TEXT.skipTask;
   el.skipReason.value = "";
   el.skipDialog.showModal();
   el.skipReason.focus();
@@ -152,11 +176,19 @@ async function skip() {
     showError(res.data.detail);
     return;
   }
-  finishTask(taskId, `Task #${taskId} skipped.`);
+  finishTask(taskId, TEXT.skipped(taskId));
+}
+
+// "Keep ranking": back to the board, where the annotator was.
+export function keepRanking() {
+  hideOrderConfirm();
+  focusBoard();
 }
 
 export function initQueue() {
-  el.submit.addEventListener("click", submit);
+  el.submit.addEventListener("click", () => submit());
+  el.orderConfirmYes.addEventListener("click", () => submit({ asShown: true }));
+  el.orderConfirmNo.addEventListener("click", keepRanking);
   el.skipOpen.addEventListener("click", openSkip);
   el.skipForm.addEventListener("submit", (event) => {
     event.preventDefault();
