@@ -309,6 +309,18 @@ GENERATION_STALE_SECONDS = env_int("GENERATION_STALE_SECONDS", 5 * 60)
 # from a thread) for this long died; it is marked failed and the round can be retried.
 ROUND_STALE_SECONDS = env_int("ROUND_STALE_SECONDS", 5 * 60)
 ROUND_STAGE_TIME_LIMIT_SECONDS = env_int("ROUND_STAGE_TIME_LIMIT_SECONDS", 24 * 3600)
+# Where a round's training stages run unless the round says otherwise (its `execution` settings):
+# "local", in the gpu worker's process; "torchrun", as ROUND_PROCESSES data-parallel processes on
+# the worker's host (one per GPU); "ray", as ROUND_PROCESSES Ray Train workers on a Ray cluster. A
+# fact of the GPU hosts, not of a labeling project, so it is set here, where the web process fills
+# in a new round's settings.
+ROUND_EXECUTOR = env_str("ROUND_EXECUTOR", "local")
+ROUND_PROCESSES = env_int("ROUND_PROCESSES", 1)
+# The ray executor: the Ray cluster's dashboard, where the Jobs API answers (the gpu worker submits
+# each stage there), and the start of its jobs' names, one per installation sharing a cluster. The
+# cluster's nodes mount MODEL_STORE at the same path as the workers.
+RAY_ADDRESS = env_str("RAY_ADDRESS", "http://127.0.0.1:8265")
+RAY_JOB_PREFIX = env_str("RAY_JOB_PREFIX", "yushan")
 PLAYGROUND_MAX_NEW_TOKENS = env_int("PLAYGROUND_MAX_NEW_TOKENS", 160)
 # Playground turns and arena battles each user may start (a battle is one), DRF's rate format:
 # each one holds the interactive worker for seconds on CPU, so one person cannot keep it busy.

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.urls import path
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from labeling import services, validation
 from labeling.errors import LabelingError
@@ -53,7 +53,11 @@ class PromptForm(forms.ModelForm):
     class Meta:
         model = Prompt
         fields = ["project", "messages", "source"]
-        help_texts = {"messages": 'A list like [{"role": "user", "content": "台灣第一高峰是那一座？"}], or plain text.'}
+        help_texts = {
+            "messages": gettext_lazy(
+                'A list like [{"role": "user", "content": "台灣第一高峰是那一座？"}], or plain text.'
+            )
+        }
 
     def clean_messages(self):
         try:

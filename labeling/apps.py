@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class LabelingConfig(AppConfig):
     name = "labeling"
-    verbose_name = "Labeling"
+    verbose_name = gettext_lazy("Labeling")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

@@ -50,7 +50,7 @@ def _rows(text: str, fmt: str):
         try:
             yield number, json.loads(line), None
         except json.JSONDecodeError as error:
-            yield number, None, f"not valid JSON ({error.msg})"
+            yield number, None, gettext("not valid JSON (%(error)s)") % {"error": error.msg}
 
 
 def prompts_import(*, project: Project, text: str, fmt: str, source: str, actor=None) -> ImportReport:
@@ -59,7 +59,7 @@ def prompts_import(*, project: Project, text: str, fmt: str, source: str, actor=
     report = ImportReport()
     for number, row, problem in _rows(text, fmt):
         if problem is None and not isinstance(row, dict):
-            problem = "each row must be an object"
+            problem = gettext("each row must be an object")
         if problem is None:
             problem = _import_row(project=project, row=row, source=source, actor=actor, report=report)
         if problem:
@@ -70,12 +70,12 @@ def prompts_import(*, project: Project, text: str, fmt: str, source: str, actor=
 def _import_row(*, project, row: dict, source: str, actor, report: ImportReport) -> str | None:
     messages = row.get("messages") or row.get("prompt")
     if not messages:
-        return "needs a `prompt` or `messages` field"
+        return gettext("needs a `prompt` or `messages` field")
     answers = row.get("answers") or []
     if isinstance(answers, str):
         answers = [answers]
     if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
-        return "`answers` must be a list of strings"
+        return gettext("`answers` must be a list of strings")
     gold = row.get("gold")
     if gold in (None, ""):  # a CSV row without a reference answer has an empty `gold` column
         gold = None
@@ -213,7 +213,7 @@ def dataset_import(*, project: Project, text: str, fmt: str, source: str, actor=
     report = ImportReport()
     for number, row, problem in _rows(text, "jsonl"):
         if problem is None and not isinstance(row, dict):
-            problem = "each row must be an object"
+            problem = gettext("each row must be an object")
         if problem is None:
             try:
                 if fmt == "conversations":

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy
 
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
-    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    guidelines = models.TextField(blank=True, help_text=gettext_lazy("Markdown shown to annotators."))
     k = models.PositiveSmallIntegerField(
         "answers per ranking task",
         default=4,
@@ -24,63 +24,79 @@ class Project(models.Model):
     overlap = models.PositiveSmallIntegerField(
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(50)],
-        help_text="How many different annotators must complete each task.",
+        help_text=gettext_lazy("How many different annotators must complete each task."),
     )
     lease_seconds = models.PositiveIntegerField(
         default=600,
         validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)],
-        help_text="A leased task returns to the pool this long after the last heartbeat.",
+        help_text=gettext_lazy("A leased task returns to the pool this long after the last heartbeat."),
     )
-    paused = models.BooleanField(default=False, help_text="Paused projects serve no tasks.")
+    paused = models.BooleanField(default=False, help_text=gettext_lazy("Paused projects serve no tasks."))
     deploy_threshold = models.FloatField(
         default=0.55,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="A round's new policy is deployed by itself when its win rate over the deployed one reaches this.",
+        help_text=gettext_lazy(
+            "A round's new policy is deployed by itself when its win rate over the deployed one reaches this."
+        ),
     )
     held_out_share = models.FloatField(
         default=0.2,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
-        help_text="Share of new prompts set aside, by a hash of their text, as the frozen evaluation split: "
-        "labeled like any other, never trained on, the same prompts for every round.",
+        help_text=gettext_lazy(
+            "Share of new prompts set aside, by a hash of their text, as the frozen evaluation split: "
+            "labeled like any other, never trained on, the same prompts for every round."
+        ),
     )
     # --- quality control (labeling/quality) ---
     gold_rate = models.FloatField(
         default=0.1,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
-        help_text="Share of the tasks an annotator is served that are gold tasks (known answers, shown like any other).",
+        help_text=gettext_lazy(
+            "Share of the tasks an annotator is served that are gold tasks (known answers, shown like any other)."
+        ),
     )
     gold_threshold = models.FloatField(
         default=0.75,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="An annotator whose gold accuracy is confidently below this (the 95% interval's upper end) is put on hold.",
+        help_text=gettext_lazy(
+            # xgettext:no-python-format
+            "An annotator whose gold accuracy is confidently below this (the 95% interval's upper end) is put on hold."
+        ),
     )
     gold_min_answers = models.PositiveSmallIntegerField(
         default=5,
         validators=[MinValueValidator(1), MaxValueValidator(100)],
-        help_text="Gold tasks an annotator answers before their accuracy can put them on hold.",
+        help_text=gettext_lazy("Gold tasks an annotator answers before their accuracy can put them on hold."),
     )
     reviews_required = models.PositiveSmallIntegerField(
         default=0,
         validators=[MaxValueValidator(10)],
-        help_text="Reviews a demonstration needs before rounds train on it; 0 turns review off.",
+        help_text=gettext_lazy("Reviews a demonstration needs before rounds train on it; 0 turns review off."),
     )
     review_accept_share = models.FloatField(
         default=0.6,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Share of its reviews that must accept (or edit) a demonstration for it to be accepted.",
+        help_text=gettext_lazy(
+            "Share of its reviews that must accept (or edit) a demonstration for it to be accepted."
+        ),
     )
     adjudication_threshold = models.FloatField(
         default=0.5,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="A ranking task whose annotators agree on fewer than this share of pairs goes to adjudication.",
+        help_text=gettext_lazy(
+            "A ranking task whose annotators agree on fewer than this share of pairs goes to adjudication."
+        ),
     )
     adaptive_overlap = models.PositiveSmallIntegerField(
         default=0,
         validators=[MaxValueValidator(10)],
-        help_text="Extra annotators a low-agreement ranking task may ask for before it goes to adjudication.",
+        help_text=gettext_lazy(
+            "Extra annotators a low-agreement ranking task may ask for before it goes to adjudication."
+        ),
     )
     leaderboard = models.BooleanField(
-        default=False, help_text="Annotators see a leaderboard of the project's annotators (counts and gold accuracy)."
+        default=False,
+        help_text=gettext_lazy("Annotators see a leaderboard of the project's annotators (counts and gold accuracy)."),
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -96,10 +112,11 @@ class Prompt(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
     messages = models.JSONField()
-    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the messages; dedupes imports.")
+    content_hash = models.CharField(max_length=64, help_text=gettext_lazy("SHA-256 of the messages; dedupes imports."))
     source = models.CharField(max_length=200, blank=True)
     held_out = models.BooleanField(
-        default=False, help_text="In the project's frozen evaluation split: rounds evaluate on it, never train on it."
+        default=False,
+        help_text=gettext_lazy("In the project's frozen evaluation split: rounds evaluate on it, never train on it."),
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -128,19 +145,25 @@ class Task(models.Model):
     completions = models.PositiveIntegerField(default=0)
     priority = models.IntegerField(
         default=0,
-        help_text="Higher is served first. Ranking tasks from a policy take the number of its deployment, "
-        "so the newly deployed policy's answers are labeled before older ones.",
+        help_text=gettext_lazy(
+            "Higher is served first. Ranking tasks from a policy take the number of its deployment, "
+            "so the newly deployed policy's answers are labeled before older ones."
+        ),
     )
     gold = models.BooleanField(
         default=False,
         db_default=False,
-        help_text="A gold task: its answer is known (GoldAnswer); every annotator may get it once, at the project's "
-        "gold rate, and it is never completed.",
+        help_text=gettext_lazy(
+            "A gold task: its answer is known (GoldAnswer); every annotator may get it once, at the project's "
+            "gold rate, and it is never completed."
+        ),
     )
     extra_overlap = models.PositiveSmallIntegerField(
         default=0,
         db_default=0,
-        help_text="Annotators asked for beyond the project's overlap because the first ones disagreed (adaptive overlap).",
+        help_text=gettext_lazy(
+            "Annotators asked for beyond the project's overlap because the first ones disagreed (adaptive overlap)."
+        ),
     )
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -164,23 +187,27 @@ class Candidate(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="candidates", db_index=False)
     public_id = models.CharField(max_length=32, unique=True)
     text = models.TextField()
-    source = models.CharField(max_length=200, help_text="Who wrote it: a model version, 'demo', 'imported'…")
+    source = models.CharField(
+        max_length=200, help_text=gettext_lazy("Who wrote it: a model version, 'demo', 'imported'…")
+    )
     demonstration = models.ForeignKey(
         "Demonstration",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="candidates",
-        help_text="Set when the answer is an annotator's demonstration: that annotator never ranks it.",
+        help_text=gettext_lazy("Set when the answer is an annotator's demonstration: that annotator never ranks it."),
     )
-    generation = models.JSONField(default=dict, blank=True, help_text="Sampling parameters, seed, model version.")
+    generation = models.JSONField(
+        default=dict, blank=True, help_text=gettext_lazy("Sampling parameters, seed, model version.")
+    )
     model_version = models.ForeignKey(
         "training.ModelVersion",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="candidates",
-        help_text="The model version that wrote this answer; empty for people's and imported answers.",
+        help_text=gettext_lazy("The model version that wrote this answer; empty for people's and imported answers."),
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -213,7 +240,9 @@ class Assignment(models.Model):
     leased_at = models.DateTimeField(default=timezone.now)
     lease_expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
-    candidate_order = models.JSONField(default=list, blank=True, help_text="Public ids in this annotator's order.")
+    candidate_order = models.JSONField(
+        default=list, blank=True, help_text=gettext_lazy("Public ids in this annotator's order.")
+    )
     draft_text = models.TextField(blank=True)
     draft_saved_at = models.DateTimeField(null=True, blank=True)
     skip_reason = models.CharField(max_length=500, blank=True)
@@ -248,10 +277,14 @@ class Demonstration(models.Model):
         choices=ReviewState.choices,
         default=ReviewState.PENDING,
         db_default="pending",
-        help_text="Peer review's outcome (labeling/quality/review.py); rejected demonstrations never reach SFT.",
+        help_text=gettext_lazy(
+            "Peer review's outcome (labeling/quality/review.py); rejected demonstrations never reach SFT."
+        ),
     )
     reviewed_text = models.TextField(
-        blank=True, db_default="", help_text="The text as reviewers last edited it; empty when no one edited it."
+        blank=True,
+        db_default="",
+        help_text=gettext_lazy("The text as reviewers last edited it; empty when no one edited it."),
     )
     client_id = models.UUIDField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -373,7 +406,7 @@ class Review(models.Model):
     demonstration = models.ForeignKey(Demonstration, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
-    text = models.TextField(blank=True, help_text="The edited text (verdict edit).")
+    text = models.TextField(blank=True, help_text=gettext_lazy("The edited text (verdict edit)."))
     reason = models.CharField(max_length=500, blank=True)
     client_id = models.UUIDField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)

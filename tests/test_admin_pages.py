@@ -270,7 +270,7 @@ def test_the_rounds_form_groups_settings_by_stage_with_readable_labels_and_help(
     client.force_login(admin_user)
     page = client.get(f"/projects/{project.pk}/rounds/").content.decode()
     groups = re.findall(r'<details class="stage-group" id="stage-(\w+)"', page)
-    assert groups == ["data", "sft", "reward", "policy", "evaluate", "deploy"]
+    assert groups == ["data", "sft", "reward", "policy", "evaluate", "deploy", "execution"]
     assert "<strong>Supervised fine-tuning (SFT)</strong>" in page and "<strong>Evaluation</strong>" in page
     assert "> Train LoRA adapters</label>" in page and "LoRA rank" in page and "lora lora rank" not in page.lower()
     assert (

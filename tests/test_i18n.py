@@ -7,6 +7,7 @@ unmarked for translation, and the committed catalogue (locale/zh_Hant) holds eve
 translated, with none fuzzy, none stale and no Simplified-only character.
 """
 
+import dataclasses
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.template.base import Lexer, TokenType
 from django.test import override_settings
+from django.utils import translation
 
 from benchmarks.closed_loop_teachers import simplified_only
 from labeling.models import UserSettings
@@ -42,6 +44,14 @@ ATTRIBUTE_BLOCKS = {"main_class"}
 # The same folders `make messages` reads (Makefile: MESSAGES_ARGS).
 SOURCE_FOLDERS = ["labeling", "training", "templates", "feedback_site"]
 MAKEMESSAGES = {"locale": ["zh_Hant"], "add_location": "file", "no_obsolete": True, "verbosity": 0}
+
+
+@pytest.fixture(autouse=True)
+def default_language_afterwards():
+    """A request leaves its language active in the thread (LocaleMiddleware activates it, nothing
+    resets it): after a Chinese request here, the next test file's services would answer in Chinese."""
+    yield
+    translation.deactivate()
 
 
 # --- (a) every template string a person reads is marked for translation ---------------------------
@@ -347,3 +357,64 @@ def test_the_round_form_is_translated(project):
         sft = {field["name"]: field for field in sections["sft"]["fields"]}
         assert str(sections["sft"]["title"]) == "監督式微調（SFT）"
         assert str(sft["sft.learning_rate"]["label"]) == "學習率" and sft["sft.learning_rate"]["help"] == "最高學習率。"
+
+
+def test_a_refused_round_setting_is_explained_in_the_request_language(admin_user, project):
+    """The ML core (training.ml.options, no Django) words its messages in English templates; the
+    API translates them, and the words in them, with the setting names left as the API takes them."""
+    client = api_client(admin_user)
+    config = {"sft": {"epochs": 0, "lora": "yes"}, "policy": {"algorithm": "ppo"}, "deploy": {"threshold": 2}}
+    body = {"project": project.pk, "config": {**config, "evaluate": {"epoch": 1}}}
+
+    chinese = client.post("/api/v1/rounds/", body, format="json", HTTP_ACCEPT_LANGUAGE="zh-TW")
+    assert chinese.status_code == 400
+    errors = chinese.json()["errors"]
+    assert errors["config.sft.epochs"] == ["必須是 1 到 100 的整數"]
+    assert errors["config.sft.lora"] == ["必須是布林值（true 或 false），而不是 'yes'"]
+    assert errors["config.policy.algorithm"] == ["必須是 rloo, grpo, dpo 或 iterative_dpo"]
+    assert errors["config.deploy.threshold"] == ["必須是 0 到 1 的勝率"]
+    assert errors["config.evaluate.epoch"][0].startswith("不存在：config.evaluate 沒有 'epoch' 這項設定；可用的設定有 ")
+    assert chinese.json()["detail"].startswith("config.sft.epochs 必須是 1 到 100 的整數。config.sft.lora ")
+
+    english = client.post("/api/v1/rounds/", body, format="json", HTTP_ACCEPT_LANGUAGE="en").json()
+    assert english["errors"]["config.sft.epochs"] == ["must be a whole number from 1 to 100"]
+    assert english["detail"].startswith("config.sft.epochs must be a whole number from 1 to 100. config.sft.lora ")
+
+
+def test_the_round_form_refuses_a_setting_in_the_page_language(client, admin_user, project):
+    client.force_login(admin_user)
+    page = client.post(f"/projects/{project.pk}/rounds/", {"sft.epochs": "2.5"}, HTTP_ACCEPT_LANGUAGE="zh-TW")
+    assert "sft.epochs 必須是整數。" in page.content.decode()
+
+
+def test_every_round_setting_message_is_translated():
+    """Every template the ML core may send, and every word that goes into one, has a translation:
+    the catalogue check above covers what `translatable()` marks, this one a message built without it."""
+    from training.ml import options
+    from training.rounds.config import SECTIONS
+
+    def templates(message):
+        yield message.template
+        for value in message.params.values():
+            if isinstance(value, options.Message):
+                yield from templates(value)
+
+    @dataclasses.dataclass
+    class Required:
+        name: str
+
+    sent = []
+    for spec in (spec for cls in SECTIONS.values() for spec in options.field_specs(cls).values()):
+        sent += [options.check_value(spec, value)[1] for value in (None, [], -(10**12), 10**12, "?", float("nan"))]
+        sent += [options.parse_text(spec, text)[1] for text in ("", "?", "2.5")]
+    for config_cls, raw, where in [
+        (SECTIONS["sft"], {"nope": 1}, ""),
+        (SECTIONS["sft"], [1], "sft"),
+        (Required, {}, "r"),
+    ]:
+        with pytest.raises(options.SettingsError) as refused:
+            options.settings_validate(config_cls, raw, where=where)
+        sent += refused.value.messages.values()
+    with translation.override("zh-hant"):
+        untranslated = {t for message in sent if message for t in templates(message) if translation.gettext(t) == t}
+    assert not untranslated

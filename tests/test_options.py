@@ -88,6 +88,22 @@ def test_the_messages_say_the_range():
     }
 
 
+def test_each_message_keeps_its_template_and_parameters_for_translation():
+    """The site translates the English template and the words in it (training.rounds.config);
+    str() of the message is the English the command line prints."""
+    with pytest.raises(SettingsError) as caught:
+        options.settings_validate(SFTStageConfig, {"epochs": 0, "lora": 1}, where="sft")
+    epochs = caught.value.messages["sft.epochs"]
+    assert epochs == options.Message(
+        "must be %(kind)s from %(low)s to %(high)s",
+        {"kind": options.Message("a whole number"), "low": "1", "high": "100"},
+    )
+    assert {key: str(message) for key, message in caught.value.messages.items()} == caught.value.errors
+    assert caught.value.messages["sft.lora"].params["value"] == "1"
+    assert SettingsError({"e": "green allows at most 5"}).messages["e"] == options.Message("green allows at most 5")
+    assert options.translatable("a win rate") == "a win rate"
+
+
 # --- types ---------------------------------------------------------------------------------------
 
 

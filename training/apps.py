@@ -1,7 +1,8 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class TrainingConfig(AppConfig):
     name = "training"
-    verbose_name = "Training"
+    verbose_name = gettext_lazy("Training")
     default_auto_field = "django.db.models.BigAutoField"

@@ -124,7 +124,7 @@ def _playground_collect(request, state) -> tuple[dict, dict | None, str]:
         messages.error(request, turn.error)
         *earlier, asked = state["messages"]
         return {**state, "messages": earlier}, None, asked["content"]
-    reply = turn.reply or "(the model ended its turn without saying anything)"
+    reply = turn.reply or gettext("(the model ended its turn without saying anything)")
     cut = turn.generation.get("finish_reason") == "length"
     state["messages"] = [*state["messages"], {"role": "assistant", "content": reply, "cut": cut}]
     return state, None, draft
@@ -135,7 +135,7 @@ def playground_turn_progress(request, pk: int, turn_id: int):
     """JSON for the page that waits: status, what it waits for, the error of a failed turn."""
     turn = PlaygroundTurn.objects.filter(pk=turn_id, project_id=pk, created_by=request.user).first()
     if turn is None:
-        raise Http404("No such playground turn of yours.")
+        raise Http404(gettext("No such playground turn of yours."))
     return JsonResponse(work_progress(turn))
 
 
@@ -206,7 +206,7 @@ def arena_battle_progress(request, pk: int, battle_id: int):
     """JSON for the battle page while both answers are written."""
     battle = selectors.arena_battle_for(battle_id=battle_id, user=request.user)
     if battle is None or battle.project_id != pk:
-        raise Http404("No such battle of yours.")
+        raise Http404(gettext("No such battle of yours."))
     return JsonResponse(work_progress(battle))
 
 

@@ -40,15 +40,23 @@ class DatasetSnapshot(models.Model):
     project = models.ForeignKey("labeling.Project", on_delete=models.PROTECT, related_name="snapshots")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     format = models.CharField(max_length=10, choices=Format.choices, default=Format.JSONL)
-    filters = models.JSONField(default=dict, blank=True, help_text="The filter the rows were chosen by, frozen.")
+    filters = models.JSONField(
+        default=dict, blank=True, help_text=gettext_lazy("The filter the rows were chosen by, frozen.")
+    )
     pair_mode = models.CharField(max_length=20, choices=PairMode.choices, default=PairMode.ALL)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     rows_done = models.PositiveBigIntegerField(default=0)
-    rows_total = models.PositiveBigIntegerField(null=True, blank=True, help_text="Source records to read.")
+    rows_total = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text=gettext_lazy("Source records to read.")
+    )
     counts = models.JSONField(default=dict, blank=True)
-    files = models.JSONField(default=list, blank=True, help_text="[{name, sha256, bytes}] of the download.")
+    files = models.JSONField(
+        default=list, blank=True, help_text=gettext_lazy("[{name, sha256, bytes}] of the download.")
+    )
     code_version = models.CharField(max_length=100, blank=True)
-    salt = models.CharField(max_length=64, default=new_salt, editable=False, help_text="Keys the annotator pseudonyms.")
+    salt = models.CharField(
+        max_length=64, default=new_salt, editable=False, help_text=gettext_lazy("Keys the annotator pseudonyms.")
+    )
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)

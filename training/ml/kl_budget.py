@@ -7,6 +7,7 @@ answer, averaged over answers the policy sampled).
   measures it (`kl_per_answer`, which iterative DPO uses on its own samples too).
 """
 
+from training.ml import distributed
 from training.ml.reward_data import prompts_from_records
 
 
@@ -71,7 +72,8 @@ def dpo_kl_callback(records, tokenizer, config):
             due = state.global_step % every == 0 or state.global_step >= state.max_steps
             if config.kl_budget <= 0 or not prompts or self.trainer is None or not due:
                 return
-            kl = self.measure(state.global_step)
+            # Under torchrun process 0 samples and measures; every process stops at the same step.
+            kl = distributed.from_main(lambda: self.measure(state.global_step))
             if kl > config.kl_budget:
                 self.stopped_at = state.global_step
                 control.should_training_stop = True

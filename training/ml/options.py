@@ -32,6 +32,14 @@ Round config (the Django side): one call per section; the round's own defaults l
 number, "1" for a number), NaN and infinities, values out of range and the dataclass's own
 `__post_init__` checks are refused, all of a section's problems in one SettingsError. The result
 is a plain dict of every field (JSON-ready: store it, and `SFTStageConfig(**result)` later).
+
+The messages are English (`error.errors`, what the command-line tools print). The site shows them
+translated without this module importing Django: each is also a Message (`error.messages`), an
+English template marked with `translatable()` and its parameters, the words among them (a whole
+number, a win rate) Messages too; `makemessages` extracts what `translatable()` marks (labeling's
+override adds the keyword) and the Django side shows `gettext(template) % params`
+(training.rounds.config.settings_errors).
+
 The round form posts strings named "sft.epochs" etc.: `settings_from_form(SFTStageConfig,
 request.POST, where="sft", defaults=...)` parses them (a checkbox is true when sent, as HTML sends
 them) and goes through settings_validate, so the form and the API refuse the same things, with
@@ -52,20 +60,50 @@ from collections.abc import Mapping
 
 METADATA_KEYS = {"range", "min_exclusive", "max_exclusive", "choices", "pattern", "help", "aliases", "meaning"}
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed accepts
-_KINDS = {bool: "true or false", int: "a whole number", float: "a float", str: "text"}
+
+
+def translatable(text: str) -> str:
+    """`text` unchanged: marks English that the site shows translated (a message template, or a word
+    that goes into one, such as a field's `meaning`). `makemessages` extracts it by this name."""
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """What is wrong with a setting: an English template marked `translatable` and its parameters.
+    str() gives the English; a parameter that is a word to translate is a Message itself."""
+
+    template: str
+    params: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.template
+        return self.template % {name: str(value) for name, value in self.params.items()}
+
+
+_KINDS = {
+    bool: translatable("true or false"),
+    int: translatable("a whole number"),
+    float: translatable("a float"),
+    str: translatable("text"),
+}
 
 
 class SettingsError(ValueError):
-    """Settings that were refused; `errors` maps "where.field" to what is wrong with it."""
+    """Settings that were refused: `errors` maps "where.field" to what is wrong with it in English,
+    `messages` to the same as a Message (to translate). A plain string is a Message without parameters."""
 
-    def __init__(self, errors: Mapping[str, str]):
-        self.errors = dict(errors)
+    def __init__(self, errors: Mapping[str, "Message | str"]):
+        self.messages = {key: m if isinstance(m, Message) else Message(m) for key, m in errors.items()}
+        self.errors = {key: str(message) for key, message in self.messages.items()}
         super().__init__("; ".join(f"{key} {message}" for key, message in self.errors.items()))
 
 
-def setting(default, help: str = "", **metadata):
-    """`dataclasses.field(default=default, metadata={"help": help, **metadata})`."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+def setting(default, help: str | None = None, **metadata):
+    """`dataclasses.field(default=default, metadata={"help": help or "", **metadata})`."""
+    # None rather than "": makemessages reads the `def` line as a setting() call, and "" is no message.
+    return dataclasses.field(default=default, metadata={"help": help or "", **metadata})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,17 +126,41 @@ class FieldSpec:
     def option(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def bounds(self) -> tuple[str | None, str | None]:
+        """Each end of the range: None (no bound), "inclusive" or "exclusive"."""
+        low = None if self.low is None else "exclusive" if self.min_exclusive else "inclusive"
+        high = None if self.high is None else "exclusive" if self.max_exclusive else "inclusive"
+        return low, high
+
     def limits(self) -> str:
         """The range in words: "from 1 to 100", "greater than 0 and at most 1", "at least 0"."""
-        low = None if self.low is None else ("greater than " if self.min_exclusive else "at least ") + _num(self.low)
-        high = None if self.high is None else ("less than " if self.max_exclusive else "at most ") + _num(self.high)
-        if low and high and not (self.min_exclusive or self.max_exclusive):
-            return f"from {_num(self.low)} to {_num(self.high)}"
-        return " and ".join(part for part in (low, high) if part)
+        if self.bounds() == (None, None):
+            return ""
+        template = _RANGE_MESSAGES[self.bounds()].removeprefix("must be %(kind)s ")
+        return template % {"low": _num(self.low), "high": _num(self.high)}
 
 
 def _num(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# What a value out of range is told, by which ends the range has (FieldSpec.bounds): one template
+# each, so that a translation can put the range where its language puts it.
+_RANGE_MESSAGES = {
+    ("inclusive", "inclusive"): translatable("must be %(kind)s from %(low)s to %(high)s"),
+    ("inclusive", None): translatable("must be %(kind)s at least %(low)s"),
+    ("exclusive", None): translatable("must be %(kind)s greater than %(low)s"),
+    (None, "inclusive"): translatable("must be %(kind)s at most %(high)s"),
+    (None, "exclusive"): translatable("must be %(kind)s less than %(high)s"),
+    ("exclusive", "inclusive"): translatable("must be %(kind)s greater than %(low)s and at most %(high)s"),
+    ("inclusive", "exclusive"): translatable("must be %(kind)s at least %(low)s and less than %(high)s"),
+    ("exclusive", "exclusive"): translatable("must be %(kind)s greater than %(low)s and less than %(high)s"),
+}
+
+
+def _range_message(spec: FieldSpec) -> Message:
+    params = {"kind": Message(spec.meaning or _KINDS[spec.kind]), "low": _num(spec.low), "high": _num(spec.high)}
+    return Message(_RANGE_MESSAGES[spec.bounds()], params)
 
 
 def _field_type(hint, owner: str) -> tuple[type, bool]:
@@ -149,14 +211,14 @@ def field_specs(config_cls) -> dict[str, FieldSpec]:
 # --- checking values ------------------------------------------------------------------------------
 
 
-def check_value(spec: FieldSpec, value) -> tuple[object, str | None]:
+def check_value(spec: FieldSpec, value) -> tuple[object, Message | None]:
     """(the cleaned value, None) or (the value, what is wrong with it)."""
     if value is None:
-        return None, None if spec.nullable else f"must be {_KINDS[spec.kind]}, not empty"
+        return None, None if spec.nullable else Message(translatable("must be %(kind)s, not empty"), _kind(spec))
     accepted = (int, float) if spec.kind is float else spec.kind
     if not isinstance(value, accepted) or (spec.kind is not bool and isinstance(value, bool)):
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        return value, f"must be {_KINDS[spec.kind]}, not {shown}"
+        return value, Message(translatable("must be %(kind)s, not %(value)s"), {**_kind(spec), "value": shown})
     if spec.kind is bool:
         return value, None
     if spec.kind is str:
@@ -165,34 +227,51 @@ def check_value(spec: FieldSpec, value) -> tuple[object, str | None]:
         try:
             value = float(value)
         except OverflowError:
-            return value, "must be a finite number"
+            return value, _NOT_FINITE
         if not math.isfinite(value):
-            return value, "must be a finite number"
+            return value, _NOT_FINITE
     return value, _range_error(spec, value)
 
 
-def _range_error(spec: FieldSpec, value) -> str | None:
+_NOT_FINITE = Message(translatable("must be a finite number"))
+
+
+def _kind(spec: FieldSpec) -> dict[str, Message]:
+    """The parameter "kind": the field's type in words ("a whole number")."""
+    return {"kind": Message(_KINDS[spec.kind])}
+
+
+def _range_error(spec: FieldSpec, value) -> Message | None:
     too_low = spec.low is not None and (value <= spec.low if spec.min_exclusive else value < spec.low)
     too_high = spec.high is not None and (value >= spec.high if spec.max_exclusive else value > spec.high)
-    return f"must be {spec.meaning or _KINDS[spec.kind]} {spec.limits()}" if too_low or too_high else None
+    return _range_message(spec) if too_low or too_high else None
 
 
-def _text_error(spec: FieldSpec, value: str) -> str | None:
+def _text_error(spec: FieldSpec, value: str) -> Message | None:
     if spec.choices is not None and value not in spec.choices:
-        return f"must be {_either(spec.choices)}"
+        return Message(translatable("must be %(choices)s"), {"choices": _either(spec.choices)})
     if spec.pattern is not None and re.fullmatch(spec.pattern, value) is None:
-        return f"must match {spec.pattern}"
+        return Message(translatable("must match %(pattern)s"), {"pattern": spec.pattern})
     return None
 
 
-def _either(choices) -> str:
-    """("rloo", "grpo", "dpo") → "rloo, grpo or dpo"."""
+def _either(choices) -> str | Message:
+    """("rloo", "grpo", "dpo") → "rloo, grpo or dpo" (the choices themselves are not translated)."""
     words = [str(choice) for choice in choices]
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+    if len(words) == 1:
+        return words[0]
+    return Message(translatable("%(choices)s or %(last)s"), {"choices": ", ".join(words[:-1]), "last": words[-1]})
 
 
-def _unknown(where: str, name, specs) -> str:
-    return f"is unknown: {where or 'the config'} has no setting {str(name)!r}; it has {', '.join(specs)}"
+def _unknown(where: str, name, specs) -> Message:
+    return Message(
+        translatable("is unknown: %(section)s has no setting %(name)s; it has %(settings)s"),
+        {
+            "section": where or Message(translatable("the config")),
+            "name": repr(str(name)),
+            "settings": ", ".join(specs),
+        },
+    )
 
 
 def _key(where: str, name) -> str:
@@ -218,7 +297,7 @@ def settings_validate(config_cls, raw, *, where: str, defaults: Mapping | None =
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise SettingsError({where or config_cls.__name__: "must be an object"})
+        raise SettingsError({where or config_cls.__name__: Message(translatable("must be an object"))})
     errors = {}
     for name, value in raw.items():
         if name not in specs:
@@ -229,7 +308,7 @@ def settings_validate(config_cls, raw, *, where: str, defaults: Mapping | None =
             errors[_key(where, name)] = error
     for name, value in values.items():
         if value is dataclasses.MISSING and _key(where, name) not in errors:
-            errors[_key(where, name)] = "is required"
+            errors[_key(where, name)] = Message(translatable("is required"))
     if errors:
         raise SettingsError(errors)
     try:
@@ -244,12 +323,12 @@ def settings_validate(config_cls, raw, *, where: str, defaults: Mapping | None =
 _FALSE, _TRUE = {"", "0", "false", "off", "no"}, {"1", "true", "on", "yes"}
 
 
-def parse_text(spec: FieldSpec, text: str) -> tuple[object, str | None]:
+def parse_text(spec: FieldSpec, text: str) -> tuple[object, Message | None]:
     """A form's string as the field's type: (value, None) or (text, what is wrong)."""
     text = text.strip()
     if spec.kind is bool:
         lowered = text.lower()
-        return (lowered in _TRUE, None) if lowered in _TRUE | _FALSE else (text, "must be true or false")
+        return (lowered in _TRUE, None) if lowered in _TRUE | _FALSE else (text, _must_be(spec))
     if text == "" and spec.nullable:
         return None, None
     if spec.kind is str:
@@ -257,7 +336,7 @@ def parse_text(spec: FieldSpec, text: str) -> tuple[object, str | None]:
     try:
         number = float(text)
     except ValueError:
-        return text, f"must be {_KINDS[spec.kind]}"
+        return text, _must_be(spec)
     if spec.kind is float:
         return number, None
     try:
@@ -265,7 +344,7 @@ def parse_text(spec: FieldSpec, text: str) -> tuple[object, str | None]:
     except ValueError:
         if math.isfinite(number) and number.is_integer():
             return int(number), None
-        return text, "must be a whole number"
+        return text, _must_be(spec)
 
 
 def settings_from_form(
@@ -292,11 +371,15 @@ def settings_from_form(
     try:
         cleaned = settings_validate(config_cls, raw, where=where, defaults=defaults)
     except SettingsError as error:
-        for key, message in error.errors.items():
+        for key, message in error.messages.items():
             errors.setdefault(key, message)
     if errors:
         raise SettingsError(errors)
     return cleaned
+
+
+def _must_be(spec: FieldSpec) -> Message:
+    return Message(translatable("must be %(kind)s"), _kind(spec))
 
 
 # --- command line ------------------------------------------------------------------------------------

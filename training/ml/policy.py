@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.ml import options
+from training.ml import distributed, options
 from training.ml.common import (
     ProgressFn,
     StopFn,
@@ -176,7 +176,8 @@ def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config:
         num_train_epochs=config.epochs,
         max_steps=min(config.steps, per_epoch * config.epochs),
         beta=config.kl_beta,
-        per_device_train_batch_size=config.prompts_per_step,
+        # prompts_per_step is a step's whole batch: under torchrun each process takes an equal share.
+        per_device_train_batch_size=config.prompts_per_step // distributed.world_size(),
         max_length=config.max_length,
     )
     # With no ref_model given, TRL loads a frozen copy of the starting (SFT) model as the reference.
@@ -248,6 +249,22 @@ def build_policy_trainer(
     return quiet_trainer(trainer)
 
 
+def data_parallel_check(config: PolicyConfig) -> None:
+    """Under torchrun (more than one process): DPO shares each step's pairs out equally among the
+    processes; iterative DPO runs a loop of its own, in one process only. (RLOO and GRPO run as TRL
+    runs them, but their reward shaping is measured per process: a round runs them locally.)"""
+    processes = distributed.world_size()
+    if processes == 1:
+        return
+    if config.algorithm == "iterative_dpo":
+        raise ValueError("iterative_dpo runs in one process, not under torchrun")
+    if config.algorithm == "dpo" and config.prompts_per_step % processes:
+        raise ValueError(
+            f"prompts_per_step ({config.prompts_per_step}) must be a multiple of the processes ({processes}): "
+            "each process takes an equal share of a step's pairs"
+        )
+
+
 def optimize_policy(
     records: list[dict],
     sft_model_path: str,
@@ -260,6 +277,7 @@ def optimize_policy(
 ) -> dict:
     """Improve the SFT policy against the reward model (or on preferences, for DPO); save it to out_dir."""
     config = config or PolicyConfig()
+    data_parallel_check(config)
     seed_everything(config.seed)
     metrics_from_logs = dpo_metrics if config.algorithm == "dpo" else _rl_metrics
     callback = trainer_callback(progress, should_stop, metrics_from_logs)

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.ml import options
+from training.ml import distributed, options
 from training.ml.common import (
     ProgressFn,
     StopFn,
@@ -165,6 +165,7 @@ def evaluate(model, examples: list[Encoded], config: RewardConfig, batch_size: i
     forward = rewards_packed if config.packed else rewards_separate
     pairs = correct = 0
     losses = []
+    examples = distributed.shard(examples)  # under torchrun, each process judges its share
     model.eval()
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
@@ -176,9 +177,11 @@ def evaluate(model, examples: list[Encoded], config: RewardConfig, batch_size: i
                     pairs += n
                     correct += right
     model.train()
+    loss_sum, count, pairs, correct = distributed.sum_across([sum(losses), len(losses), pairs, correct])
+    pairs, correct = int(pairs), int(correct)
     return {
         "eval_accuracy": correct / pairs if pairs else None,
-        "eval_loss": sum(losses) / len(losses) if losses else None,
+        "eval_loss": loss_sum / count if count else None,
         "eval_pairs": pairs,
     }
 
@@ -231,6 +234,8 @@ def _train_step(model, forward, batch: list[Encoded], optimizer, schedule) -> tu
     """One optimizer step on a batch of rankings: (loss, ordered pairs, pairs ranked right)."""
     import torch
 
+    if distributed.active():
+        return _train_step_sharded(model, forward, batch, optimizer, schedule)
     losses, pairs, correct = [], 0, 0
     for rewards, example in zip(forward(model, batch), batch, strict=True):
         loss, n, right = kwise_loss(rewards, example.ranks, example.pairs)
@@ -244,6 +249,34 @@ def _train_step(model, forward, batch: list[Encoded], optimizer, schedule) -> tu
     optimizer.step()
     schedule.step()
     return loss.item(), pairs, correct
+
+
+def _train_step_sharded(model, forward, batch: list[Encoded], optimizer, schedule) -> tuple[float, int, int]:
+    """_train_step with the batch split over torchrun's processes: each back-propagates its share
+    of the rankings, divided by the whole batch's size, and the gradients are summed over the
+    processes, so every process makes the very update one process makes on the whole batch (the
+    same global batch, however it divides: a process whose share is empty adds zeros)."""
+    import torch
+
+    local = distributed.shard(batch)
+    optimizer.zero_grad()
+    loss_sum, pairs, correct = 0.0, 0, 0
+    if local:
+        losses = []
+        for rewards, example in zip(forward(model, local), local, strict=True):
+            loss, n, right = kwise_loss(rewards, example.ranks, example.pairs)
+            losses.append(loss)
+            pairs += n
+            correct += right
+        loss = torch.stack(losses).sum() / len(batch)  # each ranking of the batch weighs the same
+        loss.backward()
+        loss_sum = loss.item()
+    distributed.sum_gradients(model.parameters())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    loss_sum, pairs, correct = distributed.sum_across([loss_sum, pairs, correct])
+    return loss_sum, int(pairs), int(correct)
 
 
 def train_reward_model(
@@ -267,6 +300,7 @@ def train_reward_model(
     model, tokenizer = load_reward_model(
         model_path, device=device, dtype=dtype, lora=config.lora, lora_rank=config.lora_rank
     )
+    distributed.broadcast_parameters(model)  # under torchrun, every process starts from the same head
     train = [
         e
         for e in (encode(tokenizer, r, config) for r in rankings)
@@ -302,7 +336,8 @@ def train_reward_model(
         "seconds": time.perf_counter() - started,
     }
     progress(step, total, metrics)
-    save_reward_model(model, tokenizer, Path(out_dir), config, metrics)
+    if distributed.is_main():
+        save_reward_model(model, tokenizer, Path(out_dir), config, metrics)
     return metrics
 
 

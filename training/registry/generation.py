@@ -28,6 +28,7 @@ from training.ml import options
 from training.ml.generation import Sample, SamplingParams, default_cpu_threads, generator_for, vllm_usable
 from training.registry import selectors
 from training.registry.models import Deployment, GeneratedTask, GenerationJob, ModelVersion
+from training.rounds.config import settings_errors, settings_problems
 from worker.queue import enqueue
 
 # A mild repetition penalty: the 135M base otherwise often loops until max_new_tokens, which
@@ -46,8 +47,11 @@ def sampling_params_from(raw: dict | None) -> SamplingParams:
     try:
         return SamplingParams(**options.settings_validate(SamplingParams, raw, where="sampling", defaults=defaults))
     except options.SettingsError as error:
+        errors = settings_errors(error)
         raise LabelingError(
-            gettext("Invalid sampling parameters: %(error)s.") % {"error": error}, field="sampling", errors=error.errors
+            gettext("Invalid sampling parameters: %(problems)s") % {"problems": settings_problems(errors)},
+            field="sampling",
+            errors=errors,
         ) from None
 
 

@@ -31,13 +31,15 @@ class ModelVersion(models.Model):
     name = models.CharField(max_length=200)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     round_number = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The training round that made it; empty for a base model."
+        null=True, blank=True, help_text=gettext_lazy("The training round that made it; empty for a base model.")
     )
-    storage_path = models.CharField(max_length=500, help_text="Folder relative to MODEL_STORE.")
+    storage_path = models.CharField(max_length=500, help_text=gettext_lazy("Folder relative to MODEL_STORE."))
     content_hash = models.CharField(
-        max_length=64, help_text="SHA-256 of the checkpoint folder (training.ml.checkpoints)."
+        max_length=64, help_text=gettext_lazy("SHA-256 of the checkpoint folder (training.ml.checkpoints).")
     )
-    config = models.JSONField(default=dict, blank=True, help_text="Architecture, source and how it was made.")
+    config = models.JSONField(
+        default=dict, blank=True, help_text=gettext_lazy("Architecture, source and how it was made.")
+    )
     metrics = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
     created_by = models.ForeignKey(
@@ -79,7 +81,7 @@ class Deployment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="deployments")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
     previous = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    rollback = models.BooleanField(default=False, help_text="The version had been deployed before.")
+    rollback = models.BooleanField(default=False, help_text=gettext_lazy("The version had been deployed before."))
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -108,22 +110,26 @@ class GenerationJob(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="generation_jobs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     sampling = models.JSONField(
-        default=dict, help_text="Sampling parameters and seed (training.ml.generation.SamplingParams)."
+        default=dict, help_text=gettext_lazy("Sampling parameters and seed (training.ml.generation.SamplingParams).")
     )
-    limit = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many prompts; empty: all.")
+    limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text=gettext_lazy("At most this many prompts; empty: all.")
+    )
     prompts_total = models.PositiveIntegerField(default=0)
     prompts_done = models.PositiveIntegerField(default=0)
     tasks_created = models.PositiveIntegerField(default=0)
     prompts_skipped = models.PositiveIntegerField(
-        default=0, help_text="Fewer than K distinct answers after resampling."
+        default=0, help_text=gettext_lazy("Fewer than K distinct answers after resampling.")
     )
-    attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed it.")
+    attempts = models.PositiveIntegerField(default=0, help_text=gettext_lazy("How many times a worker claimed it."))
     yielded_to_stage = models.PositiveBigIntegerField(
         null=True,
         blank=True,
-        help_text="The round stage (RoundStage id) this job last paused for: rounds go first on the gpu queue.",
+        help_text=gettext_lazy(
+            "The round stage (RoundStage id) this job last paused for: rounds go first on the gpu queue."
+        ),
     )
-    backend = models.JSONField(default=dict, blank=True, help_text="Backend, device and dtype used.")
+    backend = models.JSONField(default=dict, blank=True, help_text=gettext_lazy("Backend, device and dtype used."))
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

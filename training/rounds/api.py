@@ -19,8 +19,8 @@ class RoundInSerializer(serializers.Serializer):
     project = RowField(queryset=Project.objects.all())
     config = JSONObjectField(
         required=False,
-        help_text="Optional per-stage settings: data, sft, reward, policy (algorithm rloo|grpo|dpo|iterative_dpo), evaluate, deploy. "
-        "Unknown settings are refused; missing ones take their defaults.",
+        help_text="Optional per-stage settings: data, sft, reward, policy (algorithm rloo|grpo|dpo|iterative_dpo), evaluate, deploy, "
+        "execution (executor local|torchrun|ray, processes). Unknown settings are refused; missing ones take their defaults.",
     )
 
 

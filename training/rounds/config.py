@@ -10,13 +10,14 @@ SmolLM2-135M in well under 15 minutes. On GPUs, raise them.
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils.translation import gettext
 
 from labeling.errors import LabelingError
 from labeling.models import Project
 from training.ml import options
 from training.ml.evaluate import EvaluateConfig
-from training.ml.options import setting
+from training.ml.options import setting, translatable
 from training.ml.policy import PolicyConfig
 from training.ml.reward import RewardConfig
 from training.ml.sft import SFTStageConfig
@@ -51,7 +52,26 @@ class DataSettings:
 @dataclass
 class DeploySettings:
     auto: bool = setting(True, "deploy by itself when the new policy clears the threshold")
-    threshold: float = setting(0.55, "win rate over the deployed policy needed", range=(0, 1), meaning="a win rate")
+    threshold: float = setting(
+        0.55, "win rate over the deployed policy needed", range=(0, 1), meaning=translatable("a win rate")
+    )
+
+
+@dataclass
+class ExecutionSettings:
+    """Where the training stages (SFT, reward model, policy) run: training.rounds.executors."""
+
+    executor: str = setting(
+        "local",
+        "run the training stages in the gpu worker's process (local), as data-parallel processes on the "
+        "worker's host, one per GPU (torchrun), or as Ray Train workers on a Ray cluster (ray)",
+        choices=("local", "torchrun", "ray"),
+    )
+    processes: int = setting(
+        1,
+        "data-parallel processes, one per GPU: on the worker's host under torchrun, across the Ray cluster under ray",
+        range=(1, 256),
+    )
 
 
 SECTIONS = {
@@ -61,6 +81,7 @@ SECTIONS = {
     "policy": PolicyConfig,
     "evaluate": EvaluateConfig,
     "deploy": DeploySettings,
+    "execution": ExecutionSettings,
 }
 
 ROUND_DEFAULTS = {
@@ -86,6 +107,8 @@ ROUND_DEFAULTS = {
 def section_defaults(name: str, *, project: Project) -> dict:
     if name == "deploy":
         return {"threshold": project.deploy_threshold}
+    if name == "execution":  # the GPU hosts' default (settings.ROUND_EXECUTOR), not a project's
+        return {"executor": settings.ROUND_EXECUTOR, "processes": settings.ROUND_PROCESSES}
     return ROUND_DEFAULTS.get(name, {})
 
 
@@ -124,8 +147,65 @@ def _sections_clean(clean) -> dict:
         try:
             config[name] = clean(name, cls)
         except options.SettingsError as error:
-            errors.update(error.errors)
+            errors.update(settings_errors(error))
+    if not errors:
+        errors = _execution_errors(config)
     if errors:
-        message = "; ".join(f"{key} {text}" for key, text in errors.items())
-        raise LabelingError(message + ".", field="config", errors=errors)
+        raise LabelingError(settings_problems(errors), field="config", errors=errors)
     return config
+
+
+def _execution_errors(config: dict) -> dict[str, str]:
+    """What torchrun and ray cannot run in parallel yet: the policy stage is data-parallel for DPO
+    only (the sampling algorithms standardise rewards on the SFT model's own samples; iterative DPO
+    runs a loop of its own), and DPO's pairs per step are shared out equally among the processes."""
+    execution, policy = config["execution"], config["policy"]
+    if execution["executor"] == "local" or execution["processes"] == 1:
+        return {}
+    names = {"executor": execution["executor"], "processes": execution["processes"]}
+    if policy["algorithm"] != "dpo":
+        return {
+            "config.policy.algorithm": gettext(
+                "must be dpo under the %(executor)s executor: %(algorithm)s runs in one process (executor local)"
+            )
+            % {**names, "algorithm": policy["algorithm"]}
+        }
+    if policy["prompts_per_step"] % execution["processes"]:
+        return {
+            "config.policy.prompts_per_step": gettext(
+                "must be a multiple of the %(executor)s processes (%(processes)s): each takes an equal share of a step"
+            )
+            % names
+        }
+    return {}
+
+
+# --- the ML core's messages, in the request's language ----------------------------------------------
+
+
+def settings_errors(error: options.SettingsError) -> dict[str, str]:
+    """What a SettingsError refused, by setting, in the active language: the setting names (the
+    keys, "config.sft.epochs") stay English as the API takes them."""
+    return {key: setting_message(message) for key, message in error.messages.items()}
+
+
+def setting_message(message: options.Message) -> str:
+    """gettext of the ML core's English template (marked `translatable` there), with the parameters
+    that are words (a whole number, a win rate) translated the same way; values stay as they are."""
+    if not message.template:
+        return ""  # gettext("") would be the catalogue's header
+    params = {
+        name: setting_message(value) if isinstance(value, options.Message) else value
+        for name, value in message.params.items()
+    }
+    text = gettext(message.template)
+    return text % params if params else text
+
+
+def settings_problems(errors: dict[str, str]) -> str:
+    """One sentence per refused setting: "config.sft.epochs must be a whole number from 1 to 100." """
+    sentences = [
+        gettext("%(setting)s %(problem)s.") % {"setting": key, "problem": text} for key, text in errors.items()
+    ]
+    # A space after an English full stop, none after a Chinese one.
+    return "".join(sentence if sentence.endswith("。") else sentence + " " for sentence in sentences).strip()

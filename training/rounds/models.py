@@ -25,9 +25,12 @@ class Round(models.Model):
     project = models.ForeignKey("labeling.Project", on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    config = models.JSONField(default=dict, help_text="Every stage's settings, frozen at start.")
+    config = models.JSONField(default=dict, help_text=gettext_lazy("Every stage's settings, frozen at start."))
     base_policy = models.ForeignKey(
-        "training.ModelVersion", on_delete=models.PROTECT, related_name="+", help_text="The deployed policy at start."
+        "training.ModelVersion",
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=gettext_lazy("The deployed policy at start."),
     )
     sft_version = models.ForeignKey(
         "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -74,7 +77,9 @@ class RoundStage(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     step = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    metrics = models.JSONField(default=dict, blank=True, help_text="The latest numbers, and the final ones when done.")
+    metrics = models.JSONField(
+        default=dict, blank=True, help_text=gettext_lazy("The latest numbers, and the final ones when done.")
+    )
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)

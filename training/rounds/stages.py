@@ -3,7 +3,10 @@ policy, evaluate, deploy. Each runner takes (round, stage, reporter) and returns
 ("succeeded", "skipped" or "waiting"); training.rounds.runner claims and records the stage.
 
 The ML functions come from training.ml (no Django there); the heavy ones are imported inside the
-runners so that the web process, which imports this module, does not load TRL.
+runners so that the web process, which imports this module, does not load TRL. The training
+stages (SFT, reward model, policy) hand theirs to the round's executor (training.rounds.executors:
+in this process, as data-parallel processes under torchrun, or on a Ray cluster); the others run
+here.
 """
 
 import json
@@ -18,9 +21,10 @@ from labeling.errors import LabelingError
 from labeling.models import Prompt
 from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
 from training.ml.common import load_records
-from training.ml.reward import RewardConfig, rankings_from_records, train_reward_model
+from training.ml.reward import train_reward_model
 from training.registry import services as registry
 from training.registry.models import ModelVersion
+from training.rounds.executors import StageJob, executor_for, stage_key
 from training.rounds.models import Round, RoundStage
 from training.rounds.services import round_deploy_and_generate
 
@@ -129,8 +133,17 @@ def _sft_records(round_, reporter) -> list[dict]:
     return new
 
 
+def _train(round_, stage: RoundStage, reporter, function, **inputs) -> dict:
+    """A training stage's ML function, run by the round's executor (training.rounds.executors):
+    in this process, as data-parallel processes under torchrun, or as a Ray job named by the
+    stage's attempt."""
+    key = stage_key(prefix=settings.RAY_JOB_PREFIX, round_id=round_.pk, stage=stage.name, attempt=stage.attempts)
+    job = StageJob(stage.name, function, inputs, key=key)
+    return executor_for(round_.config.get("execution")).run(job, reporter)
+
+
 def _run_sft(round_, stage, reporter) -> str:
-    from training.ml.sft import SFTStageConfig, train_sft
+    from training.ml.sft import train_sft
 
     records = _sft_records(round_, reporter)
     if not records:
@@ -138,13 +151,15 @@ def _run_sft(round_, stage, reporter) -> str:
         reporter.log("no new demonstrations: the deployed policy stands in for the SFT model")
         return "skipped"
     folder = _stage_dir(round_, "sft")
-    metrics = train_sft(
-        records,
-        str(round_.base_policy.path),
-        str(folder),
-        SFTStageConfig(**round_.config["sft"]),
-        progress=reporter.progress,
-        should_stop=reporter.should_stop,
+    metrics = _train(
+        round_,
+        stage,
+        reporter,
+        train_sft,
+        records=records,
+        model_path=str(round_.base_policy.path),
+        out_dir=str(folder),
+        config=round_.config["sft"],
     )
     version = _register(
         round_,
@@ -162,13 +177,15 @@ def _run_reward(round_, stage, reporter) -> str:
     path = _rankings_path(round_)
     folder = _stage_dir(round_, "reward")
     sft = round_.sft_version
-    metrics = train_reward_model(
-        rankings_from_records(load_records(path)),
-        str(sft.path),
-        str(folder),
-        RewardConfig(**round_.config["reward"]),
-        progress=reporter.progress,
-        should_stop=reporter.should_stop,
+    metrics = _train(
+        round_,
+        stage,
+        reporter,
+        train_reward_model,
+        records=load_records(path),
+        model_path=str(sft.path),
+        out_dir=str(folder),
+        config=round_.config["reward"],
     )
     version = _register(
         round_,
@@ -183,27 +200,29 @@ def _run_reward(round_, stage, reporter) -> str:
 
 
 def _run_policy(round_, stage, reporter) -> str:
-    from training.ml.policy import PolicyConfig, optimize_policy
+    from training.ml.policy import optimize_policy
 
-    config = PolicyConfig(**round_.config["policy"])
+    algorithm = round_.config["policy"]["algorithm"]
     records = load_records(_rankings_path(round_))
-    if config.algorithm != "dpo":
+    if algorithm != "dpo":
         records += load_records(_snapshot_path(round_, "sft"))
     folder = _stage_dir(round_, "policy")
-    metrics = optimize_policy(
-        records,
-        str(round_.sft_version.path),
-        str(round_.reward_version.path),
-        str(folder),
-        config,
-        progress=reporter.progress,
-        should_stop=reporter.should_stop,
+    metrics = _train(
+        round_,
+        stage,
+        reporter,
+        optimize_policy,
+        records=records,
+        model_path=str(round_.sft_version.path),
+        reward_model_path=str(round_.reward_version.path),
+        out_dir=str(folder),
+        config=round_.config["policy"],
     )
     version = _register(
         round_,
         folder,
         kind=ModelVersion.Kind.POLICY,
-        name=f"round {round_.number} policy ({config.algorithm})",
+        name=f"round {round_.number} policy ({algorithm})",
         parent=round_.sft_version,
         metrics=metrics,
     )

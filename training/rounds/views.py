@@ -31,12 +31,19 @@ SECTION_TITLES = {
         gettext_lazy("The new policy and the deployed one answer held-out prompts; the reward model judges."),
     ),
     "deploy": (gettext_lazy("Deploy"), gettext_lazy("When the new policy replaces the deployed one by itself.")),
+    "execution": (
+        gettext_lazy("Execution"),
+        gettext_lazy(
+            "Where SFT, the reward model and the policy stage run: the worker's process, its GPUs, or a Ray cluster."
+        ),
+    ),
 }
 # Every setting's label, in the page's language ("auto": "Deploy automatically").
 FIELD_LABELS = {
     "algorithm": gettext_lazy("Algorithm"),
     "demonstrations": gettext_lazy("Demonstrations"),
     "epochs": gettext_lazy("Epochs"),
+    "executor": gettext_lazy("Executor"),
     "iterations": gettext_lazy("Iterations"),
     "learning_rate": gettext_lazy("Learning rate"),
     "pairs": gettext_lazy("Pairs"),
@@ -67,6 +74,7 @@ FIELD_LABELS = {
     "packed": gettext_lazy("Packed rankings"),
     "per_device_batch_size": gettext_lazy("Batch size (per device)"),
     "prompts": gettext_lazy("Prompts"),
+    "processes": gettext_lazy("Processes"),
     "prompts_per_step": gettext_lazy("Prompts per step"),
     "rankings_per_step": gettext_lazy("Rankings per step"),
     "reward_normalize": gettext_lazy("Normalise rewards"),
@@ -90,6 +98,11 @@ CHOICE_LABELS = {
         "weighted": gettext_lazy("every ranking, weighted by reliability"),
         "consensus": gettext_lazy("one consensus ranking per task"),
         "plain": gettext_lazy("every ranking alike"),
+    },
+    "execution.executor": {
+        "local": gettext_lazy("in the worker's process (local)"),
+        "torchrun": gettext_lazy("data-parallel processes (torchrun)"),
+        "ray": gettext_lazy("Ray Train workers on a Ray cluster (ray)"),
     },
     "data.demonstrations": {
         "new": gettext_lazy("only new demonstrations"),

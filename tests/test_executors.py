@@ -1,0 +1,275 @@
+"""Stage executors: a round's training stages run in the worker's process (`local`) or as
+data-parallel processes on its host (`torchrun`). Here torchrun runs 2 processes on the CPU with
+the gloo backend, on a tiny model: each stage finishes with one checkpoint, the reward model
+learns exactly what one process learns from the same global batches, a cancel stops every
+process, and a process that dies fails the stage with its own error."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labeling.errors import LabelingError
+from labeling.imports import dataset_import
+from tests.factories import DEMOS, PREFERENCES, TINY, register_copy, wait_until
+from training.ml.common import TrainingCancelled
+from training.ml.reward import train_reward_model
+from training.rounds import runner
+from training.rounds import services as rounds
+from training.rounds.config import round_config_clean
+from training.rounds.executors import LocalExecutor, StageFailed, StageJob, TorchrunExecutor
+from training.rounds.models import Round, RoundMetric
+
+TORCHRUN = {"executor": "torchrun", "processes": 2}
+REWARD = {"epochs": 1, "rankings_per_step": 3, "eval_fraction": 0.2, "max_prompt_tokens": 64, "max_answer_tokens": 16}
+
+
+def rankings(count: int) -> list[dict]:
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"Question {i}: what is the capital of Taiwan?"}],
+            "completions": [f"Taipei ({i}).", f"No idea ({i}).", f"Maybe Tainan, maybe not ({i})."],
+            "ranks": [1, 3, 2],
+        }
+        for i in range(count)
+    ]
+
+
+class Recorder:
+    """A stage reporter that keeps what it is told; `on_progress(recorder)` runs after each report."""
+
+    def __init__(self, on_progress=None, stop=lambda: False):
+        self.points, self.lines = [], []
+        self.on_progress, self.stop = on_progress, stop
+
+    def progress(self, step, total, metrics):
+        self.points.append((step, total, metrics))
+        if self.on_progress:
+            self.on_progress(self)
+
+    def should_stop(self):
+        return self.stop()
+
+    def log(self, line):
+        self.lines.append(line)
+
+    def losses(self) -> list[float]:
+        return [metrics["loss"] for _, _, metrics in self.points if "loss" in metrics]
+
+
+def running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def stage_processes(folder: Path) -> list[int]:
+    """The processes whose command line names the stage's folder: torchrun's agent and its processes."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and str(folder).encode() in (entry / "cmdline").read_bytes()
+                and running(int(entry.name))
+            ):
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+def long_reward_job(model, out_dir) -> StageJob:
+    """Many small steps, so the stage is still training when the test acts on it."""
+    config = {**REWARD, "epochs": 100, "rankings_per_step": 2, "eval_fraction": 0.0}
+    return StageJob(
+        "reward",
+        train_reward_model,
+        {"records": rankings(8), "model_path": str(model), "out_dir": str(out_dir), "config": config},
+    )
+
+
+# --- a round under torchrun ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.timeout(600)
+def test_a_round_runs_sft_reward_and_policy_as_two_processes_each_writing_one_checkpoint(
+    project, model_store, tiny_model_path, admin_user, settings, tmp_path
+):
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    dataset_import(project=project, text=DEMOS, fmt="conversations", source="demos")
+    dataset_import(project=project, text=PREFERENCES, fmt="preferences", source="prefs")
+    register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    config = {**TINY, "deploy": {"threshold": 0.0}, "execution": TORCHRUN}
+    round_ = rounds.round_start(project=project, config=config, actor=admin_user, enqueue=False)
+    while runner.round_stage_run(round_id=round_.pk) is not None:
+        pass
+    round_.refresh_from_db()
+    assert round_.status == Round.Status.SUCCEEDED, (round_.error, list(round_.stages.values("name", "error")))
+    folder = model_store / "projects" / str(project.pk) / "round-1"
+    for name in ("sft", "reward", "policy"):
+        stage = round_.stages.get(name=name)
+        assert "torchrun, 2 processes" in stage.log and "2 processes, gloo backend" in stage.log, stage.log
+        assert RoundMetric.objects.filter(stage=stage).exists()  # process 0's progress, as the curves show it
+    # One checkpoint per stage, written by process 0 alone; nothing else left in the round's folder.
+    assert sorted(path.parent.name for path in folder.rglob("model.safetensors")) == ["policy", "reward", "sft"]
+    assert sorted(path.name for path in folder.iterdir()) == ["policy", "reward", "sft"]
+    assert json.loads((folder / "reward" / "yushan_stage.json").read_text())["metrics"]["steps"] >= 1
+    # Two processes of two conversations each: every SFT step took four demonstrations.
+    sft = round_.sft_version.metrics
+    assert sft["steps"] == -(-sft["train_conversations"] // 4) < sft["train_conversations"]
+    assert round_.policy_version.metrics["algorithm"] == "dpo" and round_.policy_version.metrics["steps"] == 2
+
+
+# --- the reward model: two processes learn what one does --------------------------------------------
+
+
+def test_the_reward_models_epoch_under_two_processes_matches_one_process(tiny_model_path, tmp_path):
+    """Batches of 3 rankings split 2 + 1 over the processes: the same global batch, so the same
+    losses step by step, the same held-out loss and the same weights as one process."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for executor in (LocalExecutor(), TorchrunExecutor(processes=2)):
+        recorder = Recorder()
+        inputs = {
+            "records": rankings(14),
+            "model_path": str(tiny_model_path),
+            "out_dir": str(tmp_path / executor.name),
+            "config": REWARD,
+        }
+        metrics = executor.run(StageJob("reward", train_reward_model, inputs), recorder)
+        runs[executor.name] = (metrics, recorder.losses())
+    (one, one_losses), (two, two_losses) = runs["local"], runs["torchrun"]
+    assert one["steps"] == two["steps"] == 4 and len(one_losses) == len(two_losses) == 4
+    assert sum(two_losses) / 4 == pytest.approx(sum(one_losses) / 4, rel=1e-4)
+    assert two_losses == pytest.approx(one_losses, rel=1e-4)
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4) and two["eval_pairs"] == one["eval_pairs"]
+    local, distributed = (load_file(tmp_path / name / "model.safetensors") for name in ("local", "torchrun"))
+    assert local.keys() == distributed.keys()
+    for key in local:
+        assert (local[key] - distributed[key]).abs().max() < 1e-4, key
+
+
+# --- cancel, and a process that dies -------------------------------------------------------------
+
+
+def test_cancelling_stops_every_process_and_writes_nothing(tiny_model_path, tmp_path):
+    executor = TorchrunExecutor(processes=2)
+    seen = {}
+
+    def cancel_once_training(recorder):
+        if not seen and any(step >= 1 for step, _, _ in recorder.points):
+            seen["pids"], seen["folder"] = executor.rank_pids(), executor.folder
+
+    recorder = Recorder(on_progress=cancel_once_training, stop=lambda: bool(seen))
+    with pytest.raises(TrainingCancelled, match="stopped the stage's 2 processes"):
+        executor.run(long_reward_job(tiny_model_path, tmp_path / "reward"), recorder)
+    assert len(seen["pids"]) == 2
+    assert not [pid for pid in seen["pids"] if running(pid)] and not stage_processes(seen["folder"])
+    assert not (tmp_path / "reward").exists()
+    assert recorder.points[-1][0] < recorder.points[-1][1]  # it stopped before the last step
+
+
+def test_a_process_killed_mid_stage_fails_it_with_that_processs_end(tiny_model_path, tmp_path):
+    executor = TorchrunExecutor(processes=2)
+    seen = {}
+
+    def kill_process_1(recorder):
+        if not seen and any(step >= 1 for step, _, _ in recorder.points):
+            seen["pids"], seen["folder"] = executor.rank_pids(), executor.folder
+            os.kill(seen["pids"][1], signal.SIGKILL)
+
+    with pytest.raises(StageFailed, match=r"^process 1 of 2: killed by SIGKILL$"):
+        executor.run(long_reward_job(tiny_model_path, tmp_path / "reward"), Recorder(on_progress=kill_process_1))
+    wait_until(lambda: not stage_processes(seen["folder"]), seconds=30, what="the other process to stop")
+    assert not [pid for pid in seen["pids"] if running(pid)]
+    assert not (tmp_path / "reward").exists()
+
+
+def test_a_process_that_raises_fails_the_stage_with_its_error(tiny_model_path, tmp_path):
+    inputs = {
+        "records": [{"prompt": "a question"}],
+        "model_path": str(tiny_model_path),
+        "out_dir": str(tmp_path / "rm"),
+        "config": REWARD,
+    }
+    recorder = Recorder()
+    expected = r"^process \d of 2: ValueError: row 1: expected completions\+ranks or chosen\+rejected$"
+    with pytest.raises(StageFailed, match=expected):
+        TorchrunExecutor(processes=2).run(StageJob("reward", train_reward_model, inputs), recorder)
+    assert "Traceback" in recorder.lines[-1] and "ValueError: row 1" in recorder.lines[-1]  # in the stage's log
+
+
+def test_the_processes_die_with_the_worker_that_started_them(tiny_model_path, tmp_path):
+    """A worker killed mid-stage (out of memory, say) takes its stage's processes with it; the
+    stage itself is failed later by the stale-stage check, as for a local stage."""
+    job = long_reward_job(tiny_model_path, tmp_path / "rm")
+    script = f"""
+from training.rounds.executors import StageJob, TorchrunExecutor
+from training.ml.reward import train_reward_model
+
+class Reporter:
+    points = 0
+    def progress(self, step, total, metrics):
+        self.points += 1
+        if self.points == 2:
+            print(executor.folder, *executor.rank_pids(), flush=True)
+    def should_stop(self):
+        return False
+    def log(self, line):
+        pass
+
+executor = TorchrunExecutor(processes=2)
+executor.run(StageJob("reward", train_reward_model, {job.inputs!r}), Reporter())
+"""
+    root = Path(__file__).resolve().parents[1]
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        folder, *pids = worker.stdout.readline().split()
+    finally:
+        worker.kill()
+        worker.wait()
+    assert len(pids) == 2, "the worker never reported its processes"
+    wait_until(lambda: not stage_processes(Path(folder)), seconds=30, what="the stage's processes to stop")
+    assert not [pid for pid in map(int, pids) if running(pid)]
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_rounds_run_where_the_hosts_default_says_unless_they_say_otherwise(project, settings):
+    assert round_config_clean(None, project=project)["execution"] == {"executor": "local", "processes": 1}
+    settings.ROUND_EXECUTOR, settings.ROUND_PROCESSES = "torchrun", 4
+    assert round_config_clean(None, project=project)["execution"] == {"executor": "torchrun", "processes": 4}
+    chosen = round_config_clean({"execution": {"executor": "local"}}, project=project)["execution"]
+    assert chosen == {"executor": "local", "processes": 4}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("policy", "key", "words"),
+    [
+        (
+            {"algorithm": "rloo"},
+            "config.policy.algorithm",
+            "must be dpo under the torchrun executor: rloo runs in one process",
+        ),
+        ({"algorithm": "iterative_dpo"}, "config.policy.algorithm", "iterative_dpo runs in one process"),
+        ({"prompts_per_step": 3}, "config.policy.prompts_per_step", "must be a multiple of the torchrun processes (2)"),
+    ],
+)
+def test_torchrun_refuses_what_it_cannot_run_in_parallel_yet(project, policy, key, words):
+    with pytest.raises(LabelingError) as refused:
+        round_config_clean({"policy": policy, "execution": TORCHRUN}, project=project)
+    assert words in refused.value.errors[key]
+    # One process, or the local executor, runs every algorithm.
+    round_config_clean({"policy": policy, "execution": {"executor": "torchrun", "processes": 1}}, project=project)
+    round_config_clean({"policy": policy}, project=project)
