@@ -38,8 +38,10 @@ def _executable(path: str) -> bool:
     return resolved is not None and os.access(resolved, os.X_OK)
 
 
-@pytest.fixture
-def browser(tmp_path):
+def chromium_session(tmp_path, *, lang: str | None = None):
+    """Headless Chromium through the installed chromedriver; with `lang`, its interface in that
+    language and it first in the Accept-Language it sends (the intl.accept_languages preference).
+    Fails the test on any Content-Security-Policy refusal."""
     if not _executable(CHROMIUM):
         service_missing(f"Chromium not found at {CHROMIUM} (install Debian's chromium, or set CHROMIUM_BINARY)")
     if not _executable(CHROMEDRIVER):
@@ -56,8 +58,11 @@ def browser(tmp_path):
         "--disable-dev-shm-usage",
         "--window-size=1280,1000",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *([f"--lang={lang}"] if lang else []),
     ):
         options.add_argument(flag)
+    if lang:
+        options.add_experimental_option("prefs", {"intl.accept_languages": f"{lang},{lang.split('-')[0]}"})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # An explicit driver path: Selenium Manager (which would download one) never runs.
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -65,6 +70,11 @@ def browser(tmp_path):
     refused = csp_violations(driver)
     driver.quit()
     assert not refused, f"the Content-Security-Policy refused: {refused}"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    yield from chromium_session(tmp_path)
 
 
 def csp_violations(driver) -> list[str]:
@@ -681,32 +691,8 @@ def test_a_skipped_task_is_taken_back_from_the_progress_page(browser, live_serve
 
 @pytest.fixture
 def chinese_browser(tmp_path):
-    """Chromium as a reader in Taiwan starts it: its interface in zh-TW, and zh-TW first in the
-    Accept-Language it sends (the intl.accept_languages preference)."""
-    if not _executable(CHROMIUM) or not _executable(CHROMEDRIVER):
-        service_missing(f"Chromium or chromedriver not found ({CHROMIUM}, {CHROMEDRIVER})")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-        "--lang=zh-TW",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-TW,zh"})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    yield driver
-    refused = csp_violations(driver)
-    driver.quit()
-    assert not refused, f"the Content-Security-Policy refused: {refused}"
+    """Chromium as a reader in Taiwan starts it: its interface in zh-TW, zh-TW first in Accept-Language."""
+    yield from chromium_session(tmp_path, lang="zh-TW")
 
 
 def test_a_taiwanese_browser_gets_chinese_pages_and_the_switch_to_english_sticks(
