@@ -317,8 +317,9 @@ ROUND_STAGE_TIME_LIMIT_SECONDS = env_int("ROUND_STAGE_TIME_LIMIT_SECONDS", 24 * 
 ROUND_EXECUTOR = env_str("ROUND_EXECUTOR", "local")
 ROUND_PROCESSES = env_int("ROUND_PROCESSES", 1)
 # The ray executor: the Ray cluster's dashboard, where the Jobs API answers (the gpu worker submits
-# each stage there), and the start of its jobs' names, one per installation sharing a cluster. The
-# cluster's nodes mount MODEL_STORE at the same path as the workers.
+# each stage there; Ray's own client and CLI read the same variable), and the start of its jobs'
+# names, one per installation sharing a cluster. The cluster's nodes mount MODEL_STORE at the same
+# path as the workers.
 RAY_ADDRESS = env_str("RAY_ADDRESS", "http://127.0.0.1:8265")
 RAY_JOB_PREFIX = env_str("RAY_JOB_PREFIX", "yushan")
 PLAYGROUND_MAX_NEW_TOKENS = env_int("PLAYGROUND_MAX_NEW_TOKENS", 160)

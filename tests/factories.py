@@ -164,3 +164,48 @@ TINY = {  # a few steps of everything, on a tiny model: seconds, not minutes
     "policy": {"steps": 2, "prompts_per_step": 2, "generations_per_prompt": 2, "max_completion_length": 6},
     "evaluate": {"prompts": 2, "max_new_tokens": 6},
 }
+
+# --- stage executors ----------------------------------------------------------------------------
+
+REWARD = {  # a tiny reward model stage: a few steps of a few rankings
+    "epochs": 1,
+    "rankings_per_step": 3,
+    "eval_fraction": 0.2,
+    "max_prompt_tokens": 64,
+    "max_answer_tokens": 16,
+}
+
+
+def rankings(count: int) -> list[dict]:
+    """`count` rankings of three answers, as a reward model stage reads them."""
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"Question {i}: what is the capital of Taiwan?"}],
+            "completions": [f"Taipei ({i}).", f"No idea ({i}).", f"Maybe Tainan, maybe not ({i})."],
+            "ranks": [1, 3, 2],
+        }
+        for i in range(count)
+    ]
+
+
+class Recorder:
+    """A stage reporter (training.rounds.executors.Reporter) that keeps what it is told;
+    `on_progress(recorder)` runs after each report."""
+
+    def __init__(self, on_progress=None, stop=lambda: False):
+        self.points, self.lines = [], []
+        self.on_progress, self.stop = on_progress, stop
+
+    def progress(self, step, total, metrics):
+        self.points.append((step, total, metrics))
+        if self.on_progress:
+            self.on_progress(self)
+
+    def should_stop(self):
+        return self.stop()
+
+    def log(self, line):
+        self.lines.append(line)
+
+    def losses(self) -> list[float]:
+        return [metrics["loss"] for _, _, metrics in self.points if "loss" in metrics]

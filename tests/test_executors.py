@@ -15,7 +15,7 @@ import pytest
 
 from labeling.errors import LabelingError
 from labeling.imports import dataset_import
-from tests.factories import DEMOS, PREFERENCES, TINY, register_copy, wait_until
+from tests.factories import DEMOS, PREFERENCES, REWARD, TINY, Recorder, rankings, register_copy, wait_until
 from training.ml.common import TrainingCancelled
 from training.ml.reward import train_reward_model
 from training.rounds import runner
@@ -24,41 +24,9 @@ from training.rounds.config import round_config_clean
 from training.rounds.executors import LocalExecutor, StageFailed, StageJob, TorchrunExecutor
 from training.rounds.models import Round, RoundMetric
 
+pytestmark = pytest.mark.processes
+
 TORCHRUN = {"executor": "torchrun", "processes": 2}
-REWARD = {"epochs": 1, "rankings_per_step": 3, "eval_fraction": 0.2, "max_prompt_tokens": 64, "max_answer_tokens": 16}
-
-
-def rankings(count: int) -> list[dict]:
-    return [
-        {
-            "prompt": [{"role": "user", "content": f"Question {i}: what is the capital of Taiwan?"}],
-            "completions": [f"Taipei ({i}).", f"No idea ({i}).", f"Maybe Tainan, maybe not ({i})."],
-            "ranks": [1, 3, 2],
-        }
-        for i in range(count)
-    ]
-
-
-class Recorder:
-    """A stage reporter that keeps what it is told; `on_progress(recorder)` runs after each report."""
-
-    def __init__(self, on_progress=None, stop=lambda: False):
-        self.points, self.lines = [], []
-        self.on_progress, self.stop = on_progress, stop
-
-    def progress(self, step, total, metrics):
-        self.points.append((step, total, metrics))
-        if self.on_progress:
-            self.on_progress(self)
-
-    def should_stop(self):
-        return self.stop()
-
-    def log(self, line):
-        self.lines.append(line)
-
-    def losses(self) -> list[float]:
-        return [metrics["loss"] for _, _, metrics in self.points if "loss" in metrics]
 
 
 def running(pid: int) -> bool:

@@ -199,7 +199,10 @@ class RayExecutor:
 
         if not job.key:
             raise ValueError("the ray executor names its job by the stage attempt: StageJob.key is empty")
-        client = JobSubmissionClient(self.address)
+        try:
+            client = JobSubmissionClient(self.address)
+        except ConnectionError as error:
+            raise StageFailed(f"no Ray cluster answers at {self.address} (RAY_ADDRESS): {error}") from None
         folder = self.store / RAY_JOBS / job.key
         if self._info(client, job.key) is None:
             self._stop_earlier_attempts(client, job.key, reporter)
@@ -207,7 +210,7 @@ class RayExecutor:
             reporter.log(f"{job.stage}: Ray job {job.key}, {self.processes} workers, on {self.address}")
         else:  # a redelivered message, or a second worker: the job is the same, follow it
             reporter.log(f"{job.stage}: Ray job {job.key} was already submitted: following it")
-        reporter.log(f"its logs: {self.address}/#/jobs/{job.key}")
+        reporter.log(f"Ray's dashboard shows its logs: {self.address}/#/jobs/{job.key}")
         try:
             status = self._follow(client, job.key, folder, reporter)
         except BaseException:
@@ -225,7 +228,7 @@ class RayExecutor:
                 entrypoint=f"python -m training.ml.launch --ray {self.processes} {shlex.quote(str(folder))}",
                 submission_id=job.key,
                 # This worker's code, so the cluster runs the version that wrote the spec.
-                runtime_env={"py_modules": [str(ROOT / "training")]},
+                runtime_env={"py_modules": [str(ROOT / "training")], "excludes": ["__pycache__"]},
                 metadata={"stage": job.stage},
             )
         except RuntimeError as error:  # another worker submitted it since we looked: follow that one
