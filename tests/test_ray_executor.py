@@ -243,6 +243,35 @@ def test_a_retry_stops_its_earlier_attempt_still_running(ray_address, job_prefix
     assert f"stopped the Ray job {first}: an earlier attempt, still running" in recorder.lines
 
 
+@pytest.mark.django_db
+@pytest.mark.timeout(300)
+def test_a_stale_stage_on_the_cluster_has_its_job_stopped(
+    ray_address, job_prefix, project, model_store, tiny_model_path, admin_user, settings
+):
+    """The worker following a Ray stage died: the stale-stage check fails the stage and stops its
+    job, which would otherwise train on with nobody to register what it writes."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from training.rounds.models import Round
+
+    settings.RAY_ADDRESS = ray_address
+    register_copy(project, tiny_model_path, name="base", store=model_store, deploy=True)
+    round_ = rounds.round_start(project=project, config={**TINY, "execution": RAY}, actor=admin_user, enqueue=False)
+    stale = timezone.now() - timedelta(seconds=settings.ROUND_STALE_SECONDS + 1)
+    round_.stages.filter(name="reward").update(status="running", attempts=1, started_at=stale, heartbeat_at=stale)
+    Round.objects.filter(pk=round_.pk).update(status="running")
+    client = JobSubmissionClient(ray_address)
+    key = stage_key(prefix=job_prefix, round_id=round_.pk, stage="reward", attempt=1)
+    client.submit_job(entrypoint="sleep 600", submission_id=key)  # stands in for the orphaned stage
+    wait_until(lambda: client.get_job_status(key) == JobStatus.RUNNING, seconds=60, what="the stage's job")
+
+    assert rounds.rounds_fail_stale() == 1
+    assert client.get_job_status(key) == JobStatus.STOPPED
+
+
 def test_without_a_cluster_or_a_key_the_stage_fails_saying_so(tmp_path, monkeypatch):
     for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):  # Ray's client prefers them to its argument
         monkeypatch.delenv(name, raising=False)

@@ -372,6 +372,19 @@ def _report(entries: list[dict], reporter: Reporter) -> None:
             reporter.progress(entry["step"], entry["total"], entry["metrics"])
 
 
+def ray_job_stop(key: str) -> bool:
+    """Stop the Ray job of a stage whose worker died (the stale-stage check): best effort, True once
+    no job of that name runs. Without it the job would run on until a retry stopped it."""
+    from ray.job_submission import JobSubmissionClient
+
+    executor = RayExecutor(processes=1)
+    try:
+        client = JobSubmissionClient(executor.address)
+    except (RuntimeError, OSError, ValueError):
+        return False
+    return executor._finished(client, key) or executor._stop(client, key)
+
+
 EXECUTORS = {"local": LocalExecutor, "torchrun": TorchrunExecutor, "ray": RayExecutor}
 
 

@@ -6,6 +6,7 @@ policy: only the deploy stage switches it, and only when the evaluation says the
 (or an admin decides so).
 """
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,6 +24,8 @@ from training.registry import services as registry
 from training.rounds.config import round_config_clean
 from training.rounds.models import STAGES, Round, RoundMetric, RoundStage
 from worker.queue import enqueue
+
+logger = logging.getLogger(__name__)
 
 
 def round_stage_enqueue(round_id: int) -> None:
@@ -148,8 +151,21 @@ def rounds_fail_stale() -> int:
             status=RoundStage.Status.FAILED, error=message, finished_at=timezone.now()
         ):
             round_finish(stage.round, Round.Status.FAILED, error=f"{stage.name}: {message}")
+            _ray_job_stop(stage)
             count += 1
     return count
+
+
+def _ray_job_stop(stage: RoundStage) -> None:
+    """A stage that ran on a Ray cluster keeps running there after its worker died: stop its job."""
+    execution = (stage.round.config or {}).get("execution") or {}
+    if execution.get("executor") != "ray":
+        return
+    from training.rounds.executors import ray_job_stop, stage_key
+
+    key = stage_key(prefix=settings.RAY_JOB_PREFIX, round_id=stage.round_id, stage=stage.name, attempt=stage.attempts)
+    if not ray_job_stop(key):
+        logger.warning("round %s: could not stop the Ray job %s of its stale stage", stage.round_id, key)
 
 
 def round_finish(round_: Round, status: str, *, error: str = "") -> None:
