@@ -104,3 +104,23 @@ export function cssVariablesApply(root = document) {
 }
 
 cssVariablesApply();
+
+// A conversation as the labeling board and the review page show it: one section per turn, the
+// role's name (`roleNames`, translated by the page) above its text, server-sanitised HTML when
+// the API sent it (?render=html), else plain text.
+export function conversationTurns(messages, roleNames) {
+  return messages.map((message, index) => {
+    const turn = document.createElement("section");
+    turn.className = `turn turn-${message.role}`;
+    if (index === messages.length - 1) turn.classList.add("turn-last");
+    const who = document.createElement("div");
+    who.className = "turn-role";
+    who.textContent = roleNames[message.role] || message.role;
+    const body = document.createElement("div");
+    body.className = "md turn-body";
+    if (typeof message.html === "string") body.innerHTML = message.html; // sanitised by the server
+    else body.textContent = message.content;
+    turn.append(who, body);
+    return turn;
+  });
+}

@@ -2,7 +2,7 @@
 // diff of the edit is shown once saved) or reject it with a reason, and load the next one. The
 // prompt and the answers are untrusted: they are only shown through the API's sanitised `html`
 // fields; everything else goes in with textContent.
-import { api, clock, formatNumber, uuid } from "./common.js";
+import { api, clock, conversationTurns, formatNumber, uuid } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("review");
@@ -66,21 +66,7 @@ function showMarkdown(node, html, text) {
 }
 
 function renderConversation(messages) {
-  const turns = messages.map((message, index) => {
-    const turn = document.createElement("section");
-    turn.className = `turn turn-${message.role}`;
-    if (index === messages.length - 1) turn.classList.add("turn-last");
-    const who = document.createElement("div");
-    who.className = "turn-role";
-    who.textContent = ROLE_NAMES[message.role] || message.role;
-    const body = document.createElement("div");
-    body.className = "md turn-body";
-    if (typeof message.html === "string") body.innerHTML = message.html; // sanitised by the server
-    else body.textContent = message.content;
-    turn.append(who, body);
-    return turn;
-  });
-  el.conversation.replaceChildren(...turns);
+  el.conversation.replaceChildren(...conversationTurns(messages, ROLE_NAMES));
 }
 
 // Word-level segments {op, text} as struck-through deletions and underlined insertions.

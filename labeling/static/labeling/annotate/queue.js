@@ -1,7 +1,7 @@
 // The queue: lease the next task and show it, keep the lease alive with heartbeats, submit or
 // skip it, and load the next one. Prompts and answers are untrusted: they are only ever shown
 // through the API's sanitised `html` fields, everything else goes in with textContent.
-import { clock } from "../common.js";
+import { clock, conversationTurns } from "../common.js";
 import * as client from "./api.js";
 import { clientIdFor, forgetTask } from "./store.js";
 import { setupDemonstration, demonstrationBody, hasDraft, forgetDraft } from "./demonstration.js";
@@ -70,21 +70,7 @@ function startTask(data) {
 }
 
 function renderConversation(messages) {
-  const turns = messages.map((message, index) => {
-    const turn = document.createElement("section");
-    turn.className = `turn turn-${message.role}`;
-    if (index === messages.length - 1) turn.classList.add("turn-last");
-    const who = document.createElement("div");
-    who.className = "turn-role";
-    who.textContent = TEXT.roles[message.role] || message.role;
-    const body = document.createElement("div");
-    body.className = "md turn-body";
-    if (typeof message.html === "string") body.innerHTML = message.html; // sanitised by the server
-    else body.textContent = message.content;
-    turn.append(who, body);
-    return turn;
-  });
-  el.conversation.replaceChildren(...turns);
+  el.conversation.replaceChildren(...conversationTurns(messages, TEXT.roles));
 }
 
 // --- heartbeat --------------------------------------------------------------------------------
