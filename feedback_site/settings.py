@@ -319,7 +319,7 @@ ROUND_PROCESSES = env_int("ROUND_PROCESSES", 1)
 # The ray executor: the Ray cluster's dashboard, where the Jobs API answers (the gpu worker submits
 # each stage there; Ray's own client and CLI read the same variable), and the start of its jobs'
 # names, one per installation sharing a cluster. The cluster's nodes mount MODEL_STORE at the same
-# path as the workers.
+# path as the workers, or reach the checkpoints through MODEL_STORE_URL.
 RAY_ADDRESS = env_str("RAY_ADDRESS", "http://127.0.0.1:8265")
 RAY_JOB_PREFIX = env_str("RAY_JOB_PREFIX", "yushan")
 PLAYGROUND_MAX_NEW_TOKENS = env_int("PLAYGROUND_MAX_NEW_TOKENS", 160)
@@ -334,6 +334,10 @@ INTERACTIVE_CPU_THREADS = env_int("INTERACTIVE_CPU_THREADS", 1)
 
 # --- Labeling -------------------------------------------------------------------------------
 MODEL_STORE = Path(env_str("MODEL_STORE", str(VAR_DIR / "models")))  # checkpoints; web and workers share it
+# An object store holding the checkpoints instead (an fsspec URL: s3://bucket/prefix, gs://…), for
+# hosts and Ray nodes that share no filesystem: MODEL_STORE is then each host's cache of it
+# (training.ml.store). Empty: MODEL_STORE is the store, mounted by every host that needs it.
+MODEL_STORE_URL = env_str("MODEL_STORE_URL", "")
 SNAPSHOT_STORE = Path(env_str("SNAPSHOT_STORE", str(VAR_DIR / "snapshots")))  # dataset snapshots, immutable
 DEMONSTRATION_MAX_CHARS = env_int("DEMONSTRATION_MAX_CHARS", 20000)
 SUBMISSION_EDIT_WINDOW_SECONDS = env_int("SUBMISSION_EDIT_WINDOW_SECONDS", 15 * 60)

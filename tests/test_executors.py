@@ -1,7 +1,8 @@
 """Stage executors: a round's training stages run in the worker's process (`local`) or as
 data-parallel processes on its host (`torchrun`). Here torchrun runs 2 processes on the CPU with
 the gloo backend, on a tiny model: each stage finishes with one checkpoint, the reward model
-learns exactly what one process learns from the same global batches, a cancel stops every
+learns exactly what one process learns from the same global batches, the policy stage's sampling
+algorithms shape rewards with the statistics of every process's samples, a cancel stops every
 process, and a process that dies fails the stage with its own error."""
 
 import json
@@ -16,11 +17,14 @@ import pytest
 from labeling.errors import LabelingError
 from labeling.imports import dataset_import
 from tests.factories import DEMOS, PREFERENCES, REWARD, TINY, Recorder, rankings, register_copy, wait_until
+from training.ml import options
 from training.ml.common import TrainingCancelled
-from training.ml.reward import train_reward_model
+from training.ml.policy import PolicyConfig, optimize_policy, policy_sampler
+from training.ml.reward import Ranking, RewardConfig, train_reward_model
+from training.ml.reward_shaping import RewardShaper
 from training.rounds import runner
 from training.rounds import services as rounds
-from training.rounds.config import round_config_clean
+from training.rounds.config import round_config_clean, settings_errors
 from training.rounds.executors import LocalExecutor, StageFailed, StageJob, TorchrunExecutor
 from training.rounds.models import Round, RoundMetric
 
@@ -125,6 +129,116 @@ def test_the_reward_models_epoch_under_two_processes_matches_one_process(tiny_mo
         assert (local[key] - distributed[key]).abs().max() < 1e-4, key
 
 
+# --- the policy stage's sampling algorithms: the shaping of every process's samples --------------
+
+POLICY_PROMPTS = [{"prompt": [{"role": "user", "content": f"Can you help me with task {i}?"}]} for i in range(4)]
+TINY_POLICY = {"prompts_per_step": 2, "generations_per_prompt": 2, "max_completion_length": 6, "kl_beta": 0.1}
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_model_path(tmp_path_factory, tiny_model_path):
+    answers = ["Yes, gladly!", "Maybe.", "No."]
+    examples = [Ranking([{"role": "user", "content": f"Question {i}"}], answers, [1, 2, 3]) for i in range(4)]
+    path = tmp_path_factory.mktemp("models") / "rm"
+    train_reward_model(examples, str(tiny_model_path), str(path), RewardConfig(epochs=1, eval_fraction=0))
+    return path
+
+
+def run_policy_as_two_processes(model, reward_model, out_dir, config) -> tuple[dict, Recorder]:
+    inputs = {
+        "records": POLICY_PROMPTS,
+        "model_path": str(model),
+        "reward_model_path": str(reward_model),
+        "out_dir": str(out_dir),
+        "config": {**TINY_POLICY, **config},
+    }
+    recorder = Recorder()
+    metrics = TorchrunExecutor(processes=2).run(StageJob("policy", optimize_policy, inputs), recorder)
+    return metrics, recorder
+
+
+def assert_one_shaping_for_both_processes(metrics: dict, samples: int) -> None:
+    """Both processes standardised with the same mean and std, fixed by every process's samples,
+    and removed the same length slope; the stage's metrics (process 0's) show each one's."""
+    shaping = metrics["reward_shaping"]
+    first, second = shaping["by_process"]
+    assert first == second == {key: value for key, value in shaping.items() if key != "by_process"}
+    assert shaping["samples"] == samples and shaping["std"] > 0 and "length_slope_last" in shaping
+
+
+def assert_one_checkpoint(out_dir: Path, metrics: dict) -> None:
+    assert [path.parent for path in out_dir.parent.rglob("model.safetensors")] == [out_dir]
+    assert json.loads((out_dir / "yushan_stage.json").read_text())["metrics"] == metrics
+
+
+@pytest.mark.timeout(600)
+def test_grpo_runs_as_two_processes_shaping_rewards_on_every_processs_samples(
+    tiny_model_path, tiny_reward_model_path, tmp_path
+):
+    """A step's 2 prompts, one per process, 2 answers each. The KL budget is passed at step 2 (step
+    1 starts at the reference): both processes stop there, or one would wait for the other for ever."""
+    config = {"algorithm": "grpo", "steps": 4, "learning_rate": 1e-2, "kl_budget": 1e-6}
+    metrics, recorder = run_policy_as_two_processes(tiny_model_path, tiny_reward_model_path, tmp_path / "p", config)
+    assert any("2 processes, gloo backend" in line for line in recorder.lines), recorder.lines
+    assert metrics["steps"] == 2 and "budget" in metrics["stopped_early"]
+    assert [(step, total) for step, total, m in recorder.points if "loss" in m][:2] == [(1, 4), (2, 4)]
+    assert_one_shaping_for_both_processes(metrics, samples=2 * 2)  # the whole step: both processes' answers
+    assert_one_checkpoint(tmp_path / "p", metrics)
+
+
+@pytest.mark.timeout(600)
+def test_iterative_dpo_runs_as_two_processes_on_one_set_of_pairs(tiny_model_path, tiny_reward_model_path, tmp_path):
+    """4 prompts, 2 per process, 2 answers each: the calibration is fixed by all 8 answers, and both
+    processes train DPO on the pairs of all 4 prompts."""
+    config = {"algorithm": "iterative_dpo", "iterations": 2, "learning_rate": 1e-3}
+    metrics, recorder = run_policy_as_two_processes(tiny_model_path, tiny_reward_model_path, tmp_path / "p", config)
+    iterations = [(step, total, m) for step, total, m in recorder.points if "pairs" in m]
+    assert [(step, total) for step, total, _ in iterations] == [(1, 2), (2, 2)]
+    assert all(0 <= m["pairs"] <= 4 for _, _, m in iterations)
+    assert metrics["steps"] == 2 and metrics["kl_first"] == pytest.approx(0.0, abs=1e-5)
+    assert_one_shaping_for_both_processes(metrics, samples=4 * 2)
+    assert_one_checkpoint(tmp_path / "p", metrics)
+
+
+SHAPER_SCRIPT = """
+import json, sys
+import torch.distributed as dist
+from training.ml.reward_shaping import RewardShaper
+
+dist.init_process_group("gloo")
+batches = json.loads(sys.argv[2])
+shaper, rank = RewardShaper(), dist.get_rank()
+shaped = [shaper(batch["scores"][rank], batch["lengths"][rank]) for batch in batches]
+with open(f"{sys.argv[1]}/rank-{rank}.json", "w") as out:
+    json.dump({"shaped": shaped, "record": shaper.record()}, out)
+dist.destroy_process_group()
+"""
+
+
+def test_two_processes_shape_their_rewards_as_one_process_shapes_them_all(tmp_path):
+    """Each process shapes its own scores; mean, std and length slope are the whole batch's, so
+    the shaped rewards are, number for number, those of one process given every score."""
+    batches = [  # two batches, the second after the calibration; longer answers score higher in both
+        {"scores": [[0.5, 2.0, -1.0], [3.0, 0.25]], "lengths": [[4, 9, 2], [12, 7]]},
+        {"scores": [[1.5, 4.0], [0.0, 2.5, 2.0]], "lengths": [[6, 14], [3, 10, 8]]},
+    ]
+    script = tmp_path / "shape.py"
+    script.write_text(SHAPER_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, str(script), str(tmp_path), json.dumps(batches)], cwd=root, env=env, check=True)
+    ranks = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+
+    alone = RewardShaper()
+    for i, batch in enumerate(batches):
+        expected = alone([s for part in batch["scores"] for s in part], [n for part in batch["lengths"] for n in part])
+        assert ranks[0]["shaped"][i] + ranks[1]["shaped"][i] == pytest.approx(expected, rel=1e-12)
+    assert alone.history[0]["length_slope"] > 0  # length control had something to remove
+    record = alone.record()
+    assert ranks[0]["record"] == ranks[1]["record"] == {**record, "by_process": [record, record]}
+
+
 # --- cancel, and a process that dies -------------------------------------------------------------
 
 
@@ -222,22 +336,55 @@ def test_rounds_run_where_the_hosts_default_says_unless_they_say_otherwise(proje
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("policy", "key", "words"),
-    [
-        (
-            {"algorithm": "rloo"},
-            "config.policy.algorithm",
-            "must be dpo under the torchrun executor: rloo runs in one process",
-        ),
-        ({"algorithm": "iterative_dpo"}, "config.policy.algorithm", "iterative_dpo runs in one process"),
-        ({"prompts_per_step": 3}, "config.policy.prompts_per_step", "must be a multiple of the torchrun processes (2)"),
-    ],
-)
-def test_torchrun_refuses_what_it_cannot_run_in_parallel_yet(project, policy, key, words):
+@pytest.mark.parametrize("algorithm", ["dpo", "rloo", "grpo", "iterative_dpo"])
+def test_torchrun_runs_every_policy_algorithm_in_parallel(project, algorithm):
+    config = round_config_clean({"policy": {"algorithm": algorithm}, "execution": TORCHRUN}, project=project)
+    assert config["policy"]["algorithm"] == algorithm and config["execution"] == TORCHRUN
+
+
+@pytest.mark.django_db
+def test_torchrun_refuses_a_step_it_cannot_share_out_equally(project):
+    policy = {"algorithm": "grpo", "prompts_per_step": 3}
     with pytest.raises(LabelingError) as refused:
         round_config_clean({"policy": policy, "execution": TORCHRUN}, project=project)
-    assert words in refused.value.errors[key]
-    # One process, or the local executor, runs every algorithm.
+    assert refused.value.errors == {
+        "config.policy.prompts_per_step": "must be a multiple of the torchrun processes (2): "
+        "each takes an equal share of a step"
+    }
+    # One process, or the local executor, takes any number.
     round_config_clean({"policy": policy, "execution": {"executor": "torchrun", "processes": 1}}, project=project)
     round_config_clean({"policy": policy}, project=project)
+
+
+# --- the policy stage's sampler ------------------------------------------------------------------
+
+
+def test_the_sampler_is_vllm_where_it_can_run_and_transformers_elsewhere(monkeypatch):
+    from training.ml import generation
+
+    monkeypatch.setattr(generation, "vllm_usable", lambda: False)
+    assert policy_sampler(PolicyConfig(algorithm="grpo")) == "transformers"  # auto, the default
+    assert policy_sampler(PolicyConfig(algorithm="grpo", sampler="transformers")) == "transformers"
+    monkeypatch.setattr(generation, "vllm_usable", lambda: True)
+    assert policy_sampler(PolicyConfig(algorithm="grpo")) == "vllm"
+    assert policy_sampler(PolicyConfig(algorithm="grpo", sampler="transformers")) == "transformers"
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "iterative_dpo"])
+def test_vllm_where_it_cannot_run_is_refused_as_a_setting_before_anything_loads(algorithm, monkeypatch, tmp_path):
+    from django.utils import translation
+
+    from training.ml import generation
+
+    monkeypatch.setattr(generation, "vllm_usable", lambda: False)
+    config = PolicyConfig(algorithm=algorithm, sampler="vllm")
+    with pytest.raises(options.SettingsError) as refused:
+        optimize_policy(POLICY_PROMPTS, "no-such-model", "no-such-reward-model", str(tmp_path / "p"), config)
+    assert refused.value.errors == {
+        "sampler": "must be auto or transformers here: vLLM is not installed, or there is no CUDA GPU"
+    }
+    assert not (tmp_path / "p").exists()
+    with translation.override("zh-hant"):
+        assert settings_errors(refused.value) == {
+            "sampler": "在這裡必須是 auto 或 transformers：未安裝 vLLM，或沒有 CUDA GPU"
+        }

@@ -289,7 +289,6 @@ def test_without_a_cluster_or_a_key_the_stage_fails_saying_so(tmp_path, monkeypa
 @pytest.mark.django_db
 def test_ray_refuses_what_torchrun_refuses(project, settings):
     refusals = {
-        "config.policy.algorithm": ({"algorithm": "rloo"}, "must be dpo under the ray executor: rloo runs in one"),
         "config.policy.prompts_per_step": ({"prompts_per_step": 3}, "must be a multiple of the ray processes (2)"),
     }
     for key, (policy, words) in refusals.items():

@@ -24,6 +24,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from labeling.errors import Conflict, TooManyRequests
 from training.arena.models import InteractiveWork
 from training.registry.models import ModelVersion
+from training.registry.services import model_version_available
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def interactive_generation_allow(user) -> None:
 def servable(version: ModelVersion) -> None:
     if version.kind != ModelVersion.Kind.POLICY or version.status != ModelVersion.Status.READY:
         raise Conflict(gettext("%(version)s is not a ready policy.") % {"version": version})
-    if not version.path.is_dir():
+    if not model_version_available(version):  # here, or in MODEL_STORE_URL for the worker to fetch
         raise Conflict(gettext("The files of %(version)s are missing from the model store.") % {"version": version})
 
 

@@ -24,6 +24,7 @@ from training.ml.generation import Sample, SamplingParams
 from training.registry import selectors as registry_selectors
 from training.registry.generation import version_generator
 from training.registry.models import ModelVersion
+from training.registry.services import model_version_available
 from worker.queue import enqueue
 
 ARENA_NAMESPACE = uuid.UUID("0b7f5c8e-3d2a-4f61-9c0e-5e2b7a1d9f43")
@@ -92,7 +93,7 @@ def arena_battle_start(
     """A prompt (typed, given, or drawn from the project) answered by two versions, in random order."""
     rng = random.Random(seed)
     if versions is None:
-        candidates = [v for v in registry_selectors.policy_versions(project=project) if v.path.is_dir()]
+        candidates = [v for v in registry_selectors.policy_versions(project=project) if model_version_available(v)]
         if len(candidates) < 2:
             raise Conflict(gettext("The arena needs two policy versions of this project with their files present."))
         versions = tuple(rng.sample(candidates, 2))

@@ -1,10 +1,11 @@
 """Data parallelism for the stages torchrun launches (training.ml.launch): which process this is,
-and the few collectives the reward model's own training loop needs.
+and the few collectives the stages' own code needs (the reward model's training loop, the policy
+stage's reward shaping and iterative DPO's loop).
 
 In one process (no process group: a worker running a stage in-process, a notebook, a test) every
-function here is the identity or a no-op, so the ML functions run exactly as they do alone. The
-TRL-based stages (SFT, DPO) need none of this: their trainers shard the data and all-reduce the
-gradients themselves once torch.distributed is initialised.
+function here is the identity or a no-op, so the ML functions run exactly as they do alone. TRL's
+trainers (SFT, DPO, RLOO, GRPO) shard the data and all-reduce the gradients themselves once
+torch.distributed is initialised; what they leave to us is whatever our own callbacks compute.
 """
 
 import os
@@ -85,6 +86,18 @@ def sum_across(values: list[float]) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=_device())
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def gather(values: list) -> list:
+    """Every process's values, concatenated in rank order: the same list on every process (the
+    values themselves alone). Any picklable values; each process may have a different number."""
+    if not active():
+        return list(values)
+    import torch.distributed as dist
+
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, list(values))
+    return [value for part in parts for value in part]
 
 
 def sum_gradients(parameters) -> None:

@@ -11,26 +11,109 @@ Before each iteration's DPO the KL to the reference is measured on the fresh sam
 answer, the evaluation's definition); past `kl_budget` the stage stops and keeps the policy as it is.
 DPO needs no sampling inside its steps, so on a CPU an iteration costs one batched sampling pass
 plus a few DPO steps: far less than RLOO's sampling in every step.
+
+Under several processes (torchrun): each process samples and scores its share of the prompts; the
+shaping statistics, the KL and the reported means are over every process's samples; every process
+trains DPO on all the processes' pairs, which TRL shares out as it does for offline DPO (gradients
+all-reduced); process 0 decides whether the KL budget stops the stage, for all of them.
+
+Sampling is transformers' (training.ml.evaluate.sample_answers), or vLLM's where the policy's
+`sampler` says so (VLLMSampler): one engine per process, whose weights are replaced by the
+policy's before each iteration samples, as TRL's colocated vLLM mode does.
 """
 
+from training.ml import distributed
 from training.ml.common import trainer_callback
-from training.ml.kl_budget import kl_per_answer
+from training.ml.kl_budget import answer_kls
 from training.ml.reward_data import preference_pairs, prompts_from_records
 from training.ml.reward_shaping import RewardShaper
+
+SEED_STRIDE_PER_PROCESS = 1_000_000  # each process draws its own answers (process 0: the seeds of one process)
+
+
+def _sampling_params(config, iteration: int):
+    from training.ml.generation import SamplingParams
+
+    return SamplingParams(
+        temperature=config.temperature,
+        max_new_tokens=config.max_completion_length,
+        seed=config.seed + 1000 * iteration + SEED_STRIDE_PER_PROCESS * distributed.rank(),
+    )
 
 
 def _sample(model, tokenizer, conversations, config, iteration: int):
     from training.ml.evaluate import sample_answers
-    from training.ml.generation import SamplingParams
 
     model.eval()
     repeated = [c for c in conversations for _ in range(config.generations_per_prompt)]
-    sampling = SamplingParams(
-        temperature=config.temperature,
-        max_new_tokens=config.max_completion_length,
-        seed=config.seed + 1000 * iteration,
-    )
+    sampling = _sampling_params(config, iteration)
     return sample_answers(model, tokenizer, repeated, sampling, batch_size=4 * config.generations_per_prompt)
+
+
+class VLLMSampler:
+    """iterative DPO's sampling on vLLM (a CUDA machine with vllm installed): an engine loaded once
+    from the SFT checkpoint, in this process, whose weights are the policy's before each sampling.
+    Under torchrun each process has its own engine on its own GPU (vLLM's external_launcher, as in
+    TRL's colocate mode). Same interface as _sample; not measured on this project's hardware yet."""
+
+    GPU_MEMORY_SHARE = 0.3  # the rest is the policy's, the reference's and the optimizer's (TRL's default)
+
+    def __init__(self, model_path: str, config):
+        from vllm import LLM
+
+        from training.ml.generation import pick_device
+
+        extra = {}
+        if distributed.active():
+            extra = {"distributed_executor_backend": "external_launcher", "seed": distributed.rank()}
+        self.llm = LLM(
+            model=str(model_path),
+            dtype=pick_device()[1],
+            gpu_memory_utilization=self.GPU_MEMORY_SHARE,
+            **extra,
+        )
+
+    def load_policy(self, model) -> None:
+        """The policy's current weights into the engine (TRL's VLLMGeneration.sync_weights, colocate)."""
+        engine_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        engine_model.load_weights((name, parameter.data) for name, parameter in model.named_parameters())
+        self.llm.reset_prefix_cache()
+
+    def __call__(self, model, tokenizer, conversations, config, iteration: int):
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        from training.ml.chat_template import end_of_turn_ids, render
+        from training.ml.evaluate import Answer
+        from training.ml.generation import answer_text_clean
+
+        self.load_policy(model)
+        params = _sampling_params(config, iteration)
+        stop_ids = end_of_turn_ids(tokenizer)
+        repeated = [c for c in conversations for _ in range(config.generations_per_prompt)]
+        prompt_ids = [
+            tokenizer(render(tokenizer, c, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+            for c in repeated
+        ]
+        requests = [
+            VLLMSamplingParams(
+                n=1,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k or -1,
+                max_tokens=params.max_new_tokens,
+                seed=params.seed + i,
+                stop_token_ids=stop_ids,
+            )
+            for i in range(len(prompt_ids))
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], requests, use_tqdm=False)
+        answers = []
+        for ids, output in zip(prompt_ids, outputs, strict=True):
+            completion = output.outputs[0]
+            tokens = list(completion.token_ids)  # with the end-of-turn token when it stopped on one
+            stopped = completion.finish_reason == "stop"
+            answers.append(Answer(answer_text_clean(completion.text), ids, tokens, "stop" if stopped else "length"))
+        return answers
 
 
 def best_worst_pairs(conversations, answers, shaped: list[float], n: int) -> list[dict]:
@@ -48,6 +131,10 @@ def best_worst_pairs(conversations, answers, shaped: list[float], n: int) -> lis
 
 
 def _dpo_step(model, reference, tokenizer, rows, work_dir, config, callback):
+    """DPO on the rows, from `model` against `reference`: the trained model. The trainer's hold on
+    the model (under torchrun, its DDP wrapper) is released, so the next iteration's wraps it afresh."""
+    import gc
+
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -57,7 +144,8 @@ def _dpo_step(model, reference, tokenizer, rows, work_dir, config, callback):
         **common_arguments(work_dir, config),
         num_train_epochs=config.epochs,
         beta=config.kl_beta,
-        per_device_train_batch_size=config.prompts_per_step,
+        # prompts_per_step is a step's whole batch: under torchrun each process takes an equal share.
+        per_device_train_batch_size=config.prompts_per_step // distributed.world_size(),
         max_length=config.max_length,
     )
     trainer = quiet_trainer(
@@ -71,12 +159,27 @@ def _dpo_step(model, reference, tokenizer, rows, work_dir, config, callback):
         )
     )
     trainer.train()
-    return trainer
+    model = trainer.model
+    trainer.accelerator.free_memory()
+    del trainer
+    gc.collect()
+    return model
 
 
-def iterative_dpo(records, sft_model_path: str, reward_model_path: str, work_dir: str, config, progress, should_stop):
-    """Train; return (model, tokenizer, history, cancelled, note). history: one entry per
-    iteration with reward (mean shaped reward of its samples), kl, mean_length, pairs and loss."""
+def _means(answers, shaped: list[float], kls: list[float]) -> dict:
+    """Mean shaped reward, KL and answer length over every process's answers."""
+    lengths = sum(len(a.token_ids) for a in answers)
+    reward, kl, length, count = distributed.sum_across([sum(shaped), sum(kls), lengths, len(answers)])
+    count = max(count, 1)
+    return {"reward": reward / count, "kl": kl / count, "mean_length": length / count}
+
+
+def iterative_dpo(
+    records, sft_model_path: str, reward_model_path: str, work_dir: str, config, progress, should_stop, *, sampler: str
+):
+    """Train; return (model, tokenizer, history, cancelled, note, shaping). history: one entry per
+    iteration with reward (mean shaped reward of its samples), kl, mean_length, pairs and loss;
+    shaping: what the reward shaping used (RewardShaper.record)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from training.ml.evaluate import as_conversation
@@ -84,41 +187,41 @@ def iterative_dpo(records, sft_model_path: str, reward_model_path: str, work_dir
     from training.ml.modeling import dpo_metrics
     from training.ml.reward import RewardScorer
 
-    conversations = [as_conversation(row["prompt"]) for row in prompts_from_records(records)]
-    if not conversations:
+    every_conversation = [as_conversation(row["prompt"]) for row in prompts_from_records(records)]
+    processes = distributed.world_size()
+    if not every_conversation:
         raise ValueError("iterative_dpo needs at least one prompt")
+    if len(every_conversation) < processes:
+        raise ValueError(f"iterative_dpo under {processes} processes needs at least {processes} prompts")
+    conversations = distributed.shard(every_conversation)
     device = pick_device()[0]
     tokenizer = AutoTokenizer.from_pretrained(sft_model_path)
     model = AutoModelForCausalLM.from_pretrained(sft_model_path, dtype="float32").to(device)
     reference = AutoModelForCausalLM.from_pretrained(sft_model_path, dtype="float32").to(device).eval()
     scorer = RewardScorer(reward_model_path)
     shaper = RewardShaper(normalize=config.reward_normalize, length_control=config.length_control)
+    sample = VLLMSampler(sft_model_path, config) if sampler == "vllm" else _sample
     history, n, note = [], config.generations_per_prompt, None
     for iteration in range(config.iterations):
-        answers = _sample(model, tokenizer, conversations, config, iteration)
+        answers = sample(model, tokenizer, conversations, config, iteration)
         texts = [a.text for a in answers]
         scores = scorer.score([c for c in conversations for _ in range(n)], texts)
         shaped = shaper(scores, [len(a.token_ids) for a in answers])
-        kl = kl_per_answer(model, reference, answers, batch_size=8)
-        entry = {
-            "reward": sum(shaped) / len(shaped),
-            "kl": kl,
-            "mean_length": sum(len(a.token_ids) for a in answers) / len(answers),
-        }
-        if config.kl_budget and kl > config.kl_budget:
+        entry = _means(answers, shaped, answer_kls(model, reference, answers, batch_size=8))
+        # Every process's KL is the same number; process 0's verdict is still taken by all.
+        if distributed.from_main(lambda kl=entry["kl"]: bool(config.kl_budget and kl > config.kl_budget)):
             history.append(entry)
             note = f"KL passed the budget of {config.kl_budget:g} nats per answer"
             break
-        rows = best_worst_pairs(conversations, answers, shaped, n)
+        rows = distributed.gather(best_worst_pairs(conversations, answers, shaped, n))  # the same on every process
         entry["pairs"] = len(rows)
         if rows:
             callback = trainer_callback(lambda *_: None, should_stop, dpo_metrics)  # progress: per iteration
-            trainer = _dpo_step(model, reference, tokenizer, rows, work_dir, config, callback)
-            model = trainer.model
+            model = _dpo_step(model, reference, tokenizer, rows, work_dir, config, callback)
             losses = [m["loss"] for m in callback.history if m.get("loss") is not None]
             entry["loss"] = losses[-1] if losses else None
             if callback.cancelled:
-                return model, tokenizer, history + [entry], True, None
+                return model, tokenizer, history + [entry], True, None, shaper.record()
         history.append(entry)
         progress(iteration + 1, config.iterations, entry)
-    return model, tokenizer, history, False, note
+    return model, tokenizer, history, False, note, shaper.record()

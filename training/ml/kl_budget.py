@@ -4,7 +4,10 @@ answer, averaged over answers the policy sampled).
 
 - Sampling stages (RLOO, GRPO) report KL in their logs: `kl_budget_callback` reads it.
 - DPO samples nothing while it trains: `dpo_kl_callback` samples a few prompts now and then and
-  measures it (`kl_per_answer`, which iterative DPO uses on its own samples too).
+  measures it (`kl_per_answer`; iterative DPO sums `answer_kls` of its own samples over the processes).
+
+Under several processes the decision to stop is process 0's, handed to every process: a process
+that stopped alone would leave the others waiting for it in the next all-reduce.
 """
 
 from training.ml import distributed
@@ -14,6 +17,11 @@ from training.ml.reward_data import prompts_from_records
 def kl_per_answer(model, reference, answers, batch_size: int) -> float:
     """Mean over the answers of log π(y|x) − log π_ref(y|x). reference None: the model with its LoRA
     adapters off is the reference."""
+    return sum(answer_kls(model, reference, answers, batch_size)) / max(len(answers), 1)
+
+
+def answer_kls(model, reference, answers, batch_size: int) -> list[float]:
+    """log π(y|x) − log π_ref(y|x) of each answer (kl_per_answer's terms, to sum over processes)."""
     from training.ml.evaluate import sequence_logprobs
 
     sequences = [(a.prompt_ids + a.token_ids, len(a.prompt_ids)) for a in answers]
@@ -23,7 +31,7 @@ def kl_per_answer(model, reference, answers, batch_size: int) -> float:
     else:
         with model.disable_adapter():
             ref = sequence_logprobs(model, sequences, batch_size=batch_size)
-    return sum(p - r for p, r in zip(policy, ref, strict=True)) / max(len(answers), 1)
+    return [p - r for p, r in zip(policy, ref, strict=True)]
 
 
 def kl_budget_callback(budget: float, metrics_from_logs):
@@ -35,8 +43,12 @@ def kl_budget_callback(budget: float, metrics_from_logs):
         stopped_at = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            kl = metrics_from_logs(logs or {}).get("kl") if logs and "loss" in logs else None
-            if budget > 0 and kl is not None and kl > budget:
+            if budget <= 0 or not logs or "loss" not in logs:
+                return
+            kl = metrics_from_logs(logs).get("kl")
+            # TRL gathers the KL over the processes already; still, process 0's verdict is taken by
+            # all, so that no process stops alone and leaves the others waiting in a collective.
+            if distributed.from_main(lambda: kl is not None and kl > budget):
                 self.stopped_at = state.global_step
                 control.should_training_stop = True
 

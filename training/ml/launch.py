@@ -17,7 +17,9 @@ one JSON object a line: {"step", "total", "metrics"} or {"log"}) and the result 
 the checkpoint is written by process 0 inside the function. A process that raises writes
 `error-RANK.json` first, so the launcher can show that process's error rather than the others'
 broken connections. Under Ray, FOLDER and the model paths are on the model store that every node
-mounts at the same path.
+mounts at the same path; or, where the job's environment names an object store (training.ml.store:
+MODEL_STORE_URL on the gpu worker that submitted it), each node downloads FOLDER's inputs and the
+models it reads from there, and sends back what it writes (progress, outcome, the checkpoint).
 
 No Django here: the processes read files and write files.
 """
@@ -36,11 +38,14 @@ from pathlib import Path
 
 from training.ml import distributed
 from training.ml.common import load_records, never_stop
+from training.ml.store import ModelStore
 
 SPEC = "spec.json"
 PROGRESS = "progress.jsonl"
 RESULT = "result.json"
 FAILURE = "failure.json"  # written by the agent: which process failed first, and how
+PROGRESS_UPLOAD_SECONDS = 2.0  # with an object store: how often process 0 sends its progress there
+MODEL_INPUTS = ("model_path", "reward_model_path")  # the inputs that are checkpoints of the model store
 
 
 def stage_call(function, stage: str, inputs: dict, *, progress, should_stop) -> dict:
@@ -95,15 +100,24 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 
 class _ProgressFile:
-    """progress(step, total, metrics) as JSON lines, written by process 0 only."""
+    """progress(step, total, metrics) as JSON lines, written by process 0 only; with an object
+    store, sent there every PROGRESS_UPLOAD_SECONDS (and by flush)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, store: ModelStore | None = None):
+        self.path, self.store, self.sent = path, store, 0.0
         self.handle = path.open("a", encoding="utf-8") if distributed.is_main() else None
 
     def write(self, entry: dict) -> None:
         if self.handle is not None:
             self.handle.write(json.dumps(entry) + "\n")
             self.handle.flush()
+            if self.store is not None and time.monotonic() - self.sent >= PROGRESS_UPLOAD_SECONDS:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.handle is not None and self.store is not None:
+            self.store.put_file(self.path)
+            self.sent = time.monotonic()
 
     def progress(self, step: int, total: int, metrics: dict) -> None:
         self.write({"step": step, "total": total, "metrics": metrics})
@@ -125,32 +139,60 @@ def run_process(folder: Path) -> None:
             dist.destroy_process_group()
 
 
-def run_stage(folder: Path, backend: str | None) -> None:
+def run_stage(folder: Path, backend: str | None, store: ModelStore | None = None) -> None:
     """The stage of folder's spec, in this process of a group that is set up (or alone). Process 0
-    alone writes progress and the result."""
+    alone writes progress and the result. With `store` (an object store, under Ray), the inputs
+    are fetched from it first, and the checkpoint and the result go back to it."""
+    if store is not None:
+        store.get_file(folder / SPEC)
     spec = json.loads((folder / SPEC).read_text(encoding="utf-8"))
-    progress = _ProgressFile(folder / PROGRESS)
+    inputs = spec["inputs"] if store is None else _inputs_fetched(spec["inputs"], store)
+    progress = _ProgressFile(folder / PROGRESS, store)
     progress.write({"log": f"{distributed.world_size()} processes, {backend or 'no'} backend"})
     metrics = stage_call(
         import_function(spec["function"]),
         spec["stage"],
-        spec["inputs"],
+        inputs,
         progress=progress.progress,
         should_stop=never_stop,  # a cancel stops every process at once, from the launcher
     )
     if distributed.is_main():
+        if store is not None:  # complete in the object store before the stage counts as done
+            from training.ml.checkpoints import checkpoint_hash
+
+            store.publish(inputs["out_dir"], content_hash=checkpoint_hash(inputs["out_dir"]))
         (folder / RESULT).write_text(json.dumps(metrics), encoding="utf-8")
+        if store is not None:
+            progress.flush()
+            store.put_file(folder / RESULT)
+
+
+def _inputs_fetched(inputs: dict, store: ModelStore) -> dict:
+    """The spec's inputs with their paths on this node: the records and the models downloaded from
+    the object store where this node has no copy, out_dir where this node writes it."""
+    inputs = {
+        **inputs,
+        "records": str(store.get_file(inputs["records"])),
+        "out_dir": str(store.local(inputs["out_dir"])),
+    }
+    for key in MODEL_INPUTS:
+        if inputs.get(key):
+            inputs[key] = str(store.fetch(inputs[key]))
+    return inputs
 
 
 @contextlib.contextmanager
-def _error_recorded(folder: Path, rank: int):
-    """A process that raises leaves `error-RANK.json` first: the launcher shows the error of the
-    process that failed first, not the others' broken connections."""
+def _error_recorded(folder: Path, rank: int, store: ModelStore | None = None):
+    """A process that raises leaves `error-RANK.json` first (in the object store too, with `store`):
+    the launcher shows the error of the process that failed first, not the others' broken connections."""
     try:
         yield
     except BaseException as error:
         entry = {"error": f"{type(error).__name__}: {error}", "time": time.time(), "traceback": traceback.format_exc()}
         (folder / f"error-{rank}.json").write_text(json.dumps(entry), encoding="utf-8")
+        if store is not None:
+            with contextlib.suppress(OSError):  # the error itself may be the store's: keep it
+                store.put_file(folder / f"error-{rank}.json")
         raise
 
 
@@ -210,12 +252,21 @@ def run_ray(folder: Path, workers: int) -> int:
     """The driver of a Ray job (`python -m training.ml.launch --ray N FOLDER`, which the ray executor
     submits): N Ray Train workers, one GPU each where the cluster has GPUs (else one CPU each), each
     running the stage as one of torchrun's processes does, in the process group Ray Train sets up
-    (NCCL on GPUs, gloo on CPUs). FOLDER is on the model store, which every node mounts. The outcome
-    leaves as the last line of the job's logs, so that whoever follows the job reads it there."""
+    (NCCL on GPUs, gloo on CPUs). FOLDER is on the model store, which every node mounts, or in the
+    object store of the job's environment (ModelStore.from_environment). The outcome leaves as the
+    last line of the job's logs, so that whoever follows the job reads it there."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    store = ModelStore.from_environment()
+    local = folder  # the driver's copy of FOLDER; the workers are given FOLDER as the spec names it
+    storage = {"storage_path": str(folder / "ray-train")}  # on the shared store, as Ray Train wants across nodes
+    if store is not None:
+        path, filesystem = store.arrow_location(folder / "ray-train")
+        storage = {"storage_path": path, "storage_filesystem": filesystem}
+        local = store.local(folder)
+        local.mkdir(parents=True, exist_ok=True)
     ray.init()
     resources = ray.cluster_resources()
     use_gpu = resources.get("GPU", 0) >= 1
@@ -230,26 +281,33 @@ def run_ray(folder: Path, workers: int) -> int:
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=folder.name,
-            storage_path=str(folder / "ray-train"),  # on the shared store, as Ray Train wants across nodes
             failure_config=FailureConfig(max_failures=0),  # a failed stage is retried by the admin
+            **storage,
         ),
     )
     try:
         trainer.fit()
     except Exception as error:  # ray.train's TrainingFailedError: a worker raised, or died
-        rank, message = ray_failure(folder, error)
+        if store is not None:
+            with contextlib.suppress(OSError):
+                store.get_files(folder, "error-*.json")
+        rank, message = ray_failure(local, error)
         where = f"process {rank} of {workers}" if rank is not None else "Ray Train"
         return _ray_outcome(FAILURE_LINE, {"message": f"{where}: {message}"})
-    return _ray_outcome(RESULT_LINE, json.loads((folder / RESULT).read_text(encoding="utf-8")))
+    if store is not None:
+        store.get_file(folder / RESULT)
+    return _ray_outcome(RESULT_LINE, json.loads((local / RESULT).read_text(encoding="utf-8")))
 
 
 def _ray_worker(config: dict) -> None:
     """One Ray Train worker (a Ray actor): the process group is Ray Train's, set up before this runs."""
     import torch.distributed as dist
 
-    folder = Path(config["folder"])
-    with _error_recorded(folder, int(os.environ.get("RANK", "0"))):
-        run_stage(folder, dist.get_backend() if dist.is_initialized() else None)
+    store = ModelStore.from_environment()
+    folder = Path(config["folder"]) if store is None else store.local(config["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with _error_recorded(folder, int(os.environ.get("RANK", "0")), store):
+        run_stage(folder, dist.get_backend() if dist.is_initialized() else None, store)
 
 
 def ray_failure(folder: Path, error: BaseException) -> tuple[int | None, str]:

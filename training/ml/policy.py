@@ -20,6 +20,17 @@ Reward-model scores are shaped first (training.ml.reward_shaping): standardised 
 own samples, and with any positive dependence on answer length removed. A KL budget (nats per
 answer) stops the stage early once the policy has moved that far from the SFT model.
 
+Under torchrun (N processes) every algorithm runs data-parallel: a step's `prompts_per_step` are
+shared out among the processes (a multiple of N), each samples and scores its share, the shaping
+statistics are the whole step's (gathered from every process), TRL all-reduces the gradients,
+the KL budget's verdict is process 0's for all, and process 0 alone reports and saves. What the
+shaping used is in the metrics (`reward_shaping`, with each process's own under `by_process`).
+
+Sampling (`sampler`): rloo, grpo and iterative_dpo sample with transformers, or with vLLM where it
+is installed on a CUDA machine (`auto`, the default; `vllm` insists, and is refused as a setting
+where vLLM cannot run). RLOO and GRPO use TRL's colocated vLLM; iterative DPO an engine of its own
+whose weights are the policy's at each iteration (training.ml.iterative_dpo).
+
 Progress reports, per step: reward (mean shaped reward of the sampled answers), kl (KL to the
 reference in nats per answer: TRL's per-token mean times the mean answer length, the same
 definition as the evaluation's), mean_length (answer tokens — growth is the usual sign of reward
@@ -47,12 +58,13 @@ from training.ml.common import (
 )
 from training.ml.kl_budget import dpo_kl_callback, kl_budget_callback
 from training.ml.modeling import common_arguments, dpo_metrics, lora_config, quiet_trainer, save_stage_checkpoint
-from training.ml.options import SEED_RANGE, setting
+from training.ml.options import SEED_RANGE, setting, translatable
 from training.ml.reward_data import answer_text, preference_pairs, prompts_from_records, rankings_from_records
 from training.ml.reward_shaping import RewardShaper
 
 ALGORITHMS = ("rloo", "grpo", "dpo", "iterative_dpo")
 PAIRINGS = ("all", "best_worst")
+SAMPLERS = ("auto", "transformers", "vllm")
 
 
 @dataclass
@@ -88,6 +100,12 @@ class PolicyConfig:
     )
     reward_normalize: bool = setting(True, "standardise reward-model scores on the SFT model's own samples")
     length_control: bool = setting(True, "remove any positive dependence of the reward on answer length")
+    sampler: str = setting(
+        "auto",
+        "rloo, grpo, iterative_dpo: what samples the answers: vllm where it is installed on a CUDA GPU, "
+        "else transformers (auto), transformers, or vllm",
+        choices=SAMPLERS,
+    )
     lora: bool = setting(False, "train LoRA adapters (merged into the saved model) instead of every weight")
     lora_rank: int = setting(16, "LoRA rank", range=(1, 1024))
     seed: int = setting(0, range=SEED_RANGE)
@@ -95,6 +113,8 @@ class PolicyConfig:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {self.algorithm!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
         if self.generations_per_prompt < 2:
             raise ValueError("generations_per_prompt must be at least 2: the baseline comes from the other answers")
         if self.kl_beta < 0:
@@ -192,7 +212,15 @@ def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config:
 
 
 def _sampling_trainer(
-    records, sft_model_path: str, reward_model_path, tokenizer, work_dir: str, config: PolicyConfig, peft, callbacks
+    records,
+    sft_model_path: str,
+    reward_model_path,
+    tokenizer,
+    work_dir: str,
+    config: PolicyConfig,
+    peft,
+    callbacks,
+    shaper: RewardShaper | None = None,
 ):
     from datasets import Dataset
 
@@ -201,17 +229,26 @@ def _sampling_trainer(
         raise ValueError(f"{config.algorithm} needs at least one prompt")
     if reward_model_path is None:
         raise ValueError(f"{config.algorithm} needs a reward model")
-    per_step = min(config.prompts_per_step, len(rows))
+    # A step's prompts are shared out among the processes (all of them alone); TRL keeps each
+    # prompt's answers in one process and gathers the rewards to compare them.
+    processes = distributed.world_size()
+    per_process = min(config.prompts_per_step, len(rows)) // processes
+    if per_process == 0:
+        raise ValueError(f"{config.algorithm} under {processes} processes needs at least {processes} prompts")
+    shaper = shaper or RewardShaper(normalize=config.reward_normalize, length_control=config.length_control)
     arguments = {
         **common_arguments(work_dir, config),
         "max_steps": config.steps,
-        "per_device_train_batch_size": per_step * config.generations_per_prompt,
+        "per_device_train_batch_size": per_process * config.generations_per_prompt,
         "gradient_accumulation_steps": 1,
         "num_generations": config.generations_per_prompt,
         "max_completion_length": config.max_completion_length,
         "temperature": config.temperature,
         "beta": config.kl_beta,
     }
+    if policy_sampler(config) == "vllm":
+        # TRL's own vLLM engine in each process, on its GPU, its weights refreshed from the policy.
+        arguments.update(use_vllm=True, vllm_mode="colocate")
     if config.algorithm == "rloo":
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
@@ -221,9 +258,7 @@ def _sampling_trainer(
     # The reference is the model the policy starts from (the SFT model): with beta > 0 TRL loads a frozen copy.
     return Trainer(
         model=sft_model_path,
-        reward_funcs=RewardModelFunction(
-            reward_model_path, RewardShaper(normalize=config.reward_normalize, length_control=config.length_control)
-        ),
+        reward_funcs=RewardModelFunction(reward_model_path, shaper),
         args=Config(**arguments),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
@@ -233,9 +268,17 @@ def _sampling_trainer(
 
 
 def build_policy_trainer(
-    records, sft_model_path: str, reward_model_path: str | None, work_dir: str, config: PolicyConfig, callbacks=()
+    records,
+    sft_model_path: str,
+    reward_model_path: str | None,
+    work_dir: str,
+    config: PolicyConfig,
+    callbacks=(),
+    *,
+    shaper: RewardShaper | None = None,
 ):
-    """The configured TRL trainer for config.algorithm."""
+    """The configured TRL trainer for config.algorithm; `shaper` shapes the sampling algorithms'
+    rewards (a fresh one from the config when not given)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(sft_model_path)
@@ -244,24 +287,35 @@ def build_policy_trainer(
         trainer = _dpo_trainer(records, sft_model_path, tokenizer, work_dir, config, peft, callbacks)
     else:
         trainer = _sampling_trainer(
-            records, sft_model_path, reward_model_path, tokenizer, work_dir, config, peft, callbacks
+            records, sft_model_path, reward_model_path, tokenizer, work_dir, config, peft, callbacks, shaper
         )
     return quiet_trainer(trainer)
 
 
+VLLM_UNUSABLE = translatable("must be auto or transformers here: vLLM is not installed, or there is no CUDA GPU")
+
+
+def policy_sampler(config: PolicyConfig) -> str:
+    """What samples the answers on this machine, "vllm" or "transformers": `auto` is vLLM where it
+    can run (training.ml.generation.vllm_usable). `vllm` where it cannot is refused as a setting
+    (options.SettingsError naming `sampler`) before anything loads, rather than failing later."""
+    from training.ml.generation import vllm_usable
+
+    if config.sampler == "auto":
+        return "vllm" if vllm_usable() else "transformers"
+    if config.sampler == "vllm" and not vllm_usable():
+        raise options.SettingsError({"sampler": options.Message(VLLM_UNUSABLE)})
+    return config.sampler
+
+
 def data_parallel_check(config: PolicyConfig) -> None:
-    """Under torchrun (more than one process): DPO shares each step's pairs out equally among the
-    processes; iterative DPO runs a loop of its own, in one process only. (RLOO and GRPO run as TRL
-    runs them, but their reward shaping is measured per process: a round runs them locally.)"""
+    """Under torchrun (more than one process): every algorithm shares each step's batch (DPO's
+    pairs, RLOO's and GRPO's prompts, iterative DPO's pairs) out equally among the processes."""
     processes = distributed.world_size()
-    if processes == 1:
-        return
-    if config.algorithm == "iterative_dpo":
-        raise ValueError("iterative_dpo runs in one process, not under torchrun")
-    if config.algorithm == "dpo" and config.prompts_per_step % processes:
+    if processes > 1 and config.prompts_per_step % processes:
         raise ValueError(
             f"prompts_per_step ({config.prompts_per_step}) must be a multiple of the processes ({processes}): "
-            "each process takes an equal share of a step's pairs"
+            "each process takes an equal share of a step"
         )
 
 
@@ -277,6 +331,8 @@ def optimize_policy(
 ) -> dict:
     """Improve the SFT policy against the reward model (or on preferences, for DPO); save it to out_dir."""
     config = config or PolicyConfig()
+    if config.algorithm != "dpo":
+        policy_sampler(config)  # a refused sampler fails the stage here, before anything loads
     data_parallel_check(config)
     seed_everything(config.seed)
     metrics_from_logs = dpo_metrics if config.algorithm == "dpo" else _rl_metrics
@@ -290,7 +346,10 @@ def optimize_policy(
             from transformers import AutoTokenizer
 
             budget = dpo_kl_callback(records, AutoTokenizer.from_pretrained(sft_model_path), config)
-        trainer = build_policy_trainer(records, sft_model_path, reward_model_path, work_dir, config, [callback, budget])
+        shaper = RewardShaper(normalize=config.reward_normalize, length_control=config.length_control)
+        trainer = build_policy_trainer(
+            records, sft_model_path, reward_model_path, work_dir, config, [callback, budget], shaper=shaper
+        )
         budget.trainer = trainer
         if should_stop():
             raise TrainingCancelled("policy optimization was cancelled")
@@ -305,6 +364,8 @@ def optimize_policy(
             )
         if getattr(budget, "checks", None):
             metrics["kl_checks"] = budget.checks
+        if config.algorithm != "dpo":
+            metrics["reward_shaping"] = shaper.record()  # every process takes part: it gathers
         progress(trainer.state.global_step, trainer.state.max_steps, metrics)
         if trainer.accelerator.is_main_process:
             save_stage_checkpoint(
@@ -326,17 +387,25 @@ def _optimize_iteratively(records, sft_model_path, reward_model_path, out_dir, c
         raise ValueError("iterative_dpo needs a reward model")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="yushan-policy-") as work_dir:
-        model, tokenizer, history, cancelled, note = iterative_dpo(
-            records, sft_model_path, reward_model_path, work_dir, config, progress, should_stop
+        model, tokenizer, history, cancelled, note, shaping = iterative_dpo(
+            records,
+            sft_model_path,
+            reward_model_path,
+            work_dir,
+            config,
+            progress,
+            should_stop,
+            sampler=policy_sampler(config),
         )
     if cancelled:
         raise TrainingCancelled("policy optimization was cancelled")
     metrics = summarize(history, config.algorithm)
-    metrics.update(steps=len(history), seconds=time.perf_counter() - started)
+    metrics.update(steps=len(history), seconds=time.perf_counter() - started, reward_shaping=shaping)
     if note:
         metrics["stopped_early"] = note
     progress(len(history), config.iterations, metrics)
-    save_stage_checkpoint(model, tokenizer, Path(out_dir), "policy", sft_model_path, asdict(config), metrics)
+    if distributed.is_main():
+        save_stage_checkpoint(model, tokenizer, Path(out_dir), "policy", sft_model_path, asdict(config), metrics)
     return metrics
 
 
@@ -373,16 +442,25 @@ def main() -> None:
     if args.algorithm != "dpo" and not args.reward:
         parser.error(f"--reward is required for {args.algorithm}")
     config = options.from_arguments(PolicyConfig, args, parser=parser)
+    if args.algorithm != "dpo":
+        try:
+            policy_sampler(config)
+        except options.SettingsError as error:
+            parser.error(f"argument --sampler: {error.errors['sampler']}")
+    # Under torchrun or accelerate launch, join the process group before anything samples: iterative
+    # DPO shares out its prompts from the start (TRL's trainers would join it only when built).
+    distributed.init_from_environment()
 
     def report(step, total, metrics):
-        if "loss" in metrics:
+        if "loss" in metrics and distributed.is_main():
             shown = " ".join(f"{key} {value:.4g}" for key, value in metrics.items())
             print(f"step {step}/{total} {shown}", flush=True)
 
     metrics = optimize_policy(load_records(args.data), args.model, args.reward, args.out, config, progress=report)
-    shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items() if isinstance(value, float))
-    print(f"{args.algorithm}: {shown}")
-    print(f"saved to {args.out}")
+    if distributed.is_main():
+        shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items() if isinstance(value, float))
+        print(f"{args.algorithm}: {shown}")
+        print(f"saved to {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,16 @@
   explains (the least-squares slope of reward on length) is removed when it is positive. Longer
   answers then cannot raise the reward by being longer, the commonest way a policy games a small
   reward model; a reward model that learned that people prefer shorter answers keeps that signal.
+
+Under several processes (torchrun, Ray) each process scores its own share of the samples, but the
+statistics are the whole batch's: every process gathers all the processes' scores and lengths, so
+the calibration and the length slope are the ones one process computes over all the samples, and
+the same on every process. `record()` says what was used, for the stage's metrics.
 """
 
 from dataclasses import dataclass, field
+
+from training.ml import distributed
 
 
 def _slope(xs: list[float], ys: list[float]) -> float:
@@ -29,21 +36,40 @@ class RewardShaper:
     length_control: bool = True
     mean: float | None = None
     std: float | None = None
+    samples: int | None = None  # how many samples, from every process, fixed mean and std
     history: list[dict] = field(default_factory=list)
 
     def __call__(self, scores: list[float], lengths: list[int]) -> list[float]:
-        if not scores:
+        """This process's scores shaped, with statistics of every process's batch. Under several
+        processes every one must call it for each batch (it gathers), even with no scores of its own."""
+        every_score = [float(s) for s in distributed.gather(scores)]
+        every_length = [float(n) for n in distributed.gather(lengths)]
+        if not every_score:
             return []
-        shaped = list(scores)
-        if self.normalize:
-            if self.mean is None:
-                self.mean = sum(shaped) / len(shaped)
-                variance = sum((s - self.mean) ** 2 for s in shaped) / len(shaped)
-                self.std = max(variance**0.5, 1e-3)
-            shaped = [(s - self.mean) / self.std for s in shaped]
-        slope = _slope([float(n) for n in lengths], shaped) if len(shaped) > 1 else 0.0
+        if self.normalize and self.mean is None:
+            self.mean = sum(every_score) / len(every_score)
+            variance = sum((s - self.mean) ** 2 for s in every_score) / len(every_score)
+            self.std, self.samples = max(variance**0.5, 1e-3), len(every_score)
+        every_shaped, shaped = self._standardised(every_score), self._standardised(scores)
+        slope = _slope(every_length, every_shaped) if len(every_shaped) > 1 else 0.0
         if self.length_control and slope > 0:
-            mean_length = sum(lengths) / len(lengths)
+            mean_length = sum(every_length) / len(every_length)
             shaped = [s - slope * (n - mean_length) for s, n in zip(shaped, lengths, strict=True)]
-        self.history.append({"length_slope": slope, "raw_mean": sum(scores) / len(scores)})
+        self.history.append({"length_slope": slope, "raw_mean": sum(every_score) / len(every_score)})
         return shaped
+
+    def _standardised(self, scores) -> list[float]:
+        return [(s - self.mean) / self.std for s in scores] if self.normalize else list(scores)
+
+    def record(self) -> dict:
+        """What the shaping used, for the stage's metrics: the calibration (mean, std, and how many
+        samples fixed them) and the last batch's length slope; under several processes, each
+        process's own as well (`by_process`), which are the same when all is well. A collective
+        under several processes: every process calls it."""
+        own = {"mean": self.mean, "std": self.std, "samples": self.samples}
+        if self.history:
+            own["length_slope_last"] = self.history[-1]["length_slope"]
+        own = {key: value for key, value in own.items() if value is not None}
+        if not distributed.active():
+            return own
+        return {**own, "by_process": distributed.gather([own])}

@@ -28,6 +28,7 @@ from training.ml import options
 from training.ml.generation import Sample, SamplingParams, default_cpu_threads, generator_for, vllm_usable
 from training.registry import selectors
 from training.registry.models import Deployment, GeneratedTask, GenerationJob, ModelVersion
+from training.registry.services import model_version_fetch
 from training.rounds.config import settings_errors, settings_problems
 from worker.queue import enqueue
 
@@ -215,7 +216,9 @@ def _job_touch(job: GenerationJob, **changes) -> None:
 
 
 def version_generator(version: ModelVersion, **options):
-    """The loaded model for this version (loaded once per process), on the configured backend."""
+    """The loaded model for this version (loaded once per process), on the configured backend;
+    its files are downloaded first from MODEL_STORE_URL if this host has none yet."""
+    model_version_fetch(version)
     backend = settings.GENERATION_BACKEND
     if backend != "vllm" and not (backend == "auto" and vllm_usable()):
         options.setdefault("cpu_threads", settings.TORCH_CPU_THREADS or default_cpu_threads())
@@ -281,8 +284,7 @@ def candidates_generate(*, job_id: int, rounds_first: bool = True) -> Generation
 
 def _generate(job: GenerationJob, *, rounds_first: bool) -> None:
     version, project = job.model_version, job.project
-    if not version.path.is_dir():
-        raise FileNotFoundError(f"The files of {version} are missing from the model store ({version.storage_path}).")
+    model_version_fetch(version)  # from MODEL_STORE_URL when this host has no copy; else a clear error
     if rounds_first:
         _round_first_check(job)  # before loading the model
     params = SamplingParams(**job.sampling)

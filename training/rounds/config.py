@@ -156,20 +156,12 @@ def _sections_clean(clean) -> dict:
 
 
 def _execution_errors(config: dict) -> dict[str, str]:
-    """What torchrun and ray cannot run in parallel yet: the policy stage is data-parallel for DPO
-    only (the sampling algorithms standardise rewards on the SFT model's own samples; iterative DPO
-    runs a loop of its own), and DPO's pairs per step are shared out equally among the processes."""
+    """What torchrun and ray need of the policy stage: each of its algorithms shares a step's batch
+    (`prompts_per_step`: prompts to sample, or pairs for DPO) out equally among the processes."""
     execution, policy = config["execution"], config["policy"]
     if execution["executor"] == "local" or execution["processes"] == 1:
         return {}
     names = {"executor": execution["executor"], "processes": execution["processes"]}
-    if policy["algorithm"] != "dpo":
-        return {
-            "config.policy.algorithm": gettext(
-                "must be dpo under the %(executor)s executor: %(algorithm)s runs in one process (executor local)"
-            )
-            % {**names, "algorithm": policy["algorithm"]}
-        }
     if policy["prompts_per_step"] % execution["processes"]:
         return {
             "config.policy.prompts_per_step": gettext(

@@ -35,6 +35,7 @@ from typing import Protocol
 
 from training.ml import launch
 from training.ml.common import TrainingCancelled
+from training.ml.store import ModelStore, ModelStoreError
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder `python -m training.ml.launch` runs from
 POLL_SECONDS = 0.25
@@ -43,6 +44,8 @@ LOG_TAIL_CHARS = 3000
 RAY_JOBS = "ray-jobs"  # under the model store: each Ray job's inputs and progress, while it runs
 RAY_POLL_SECONDS = 0.5  # the job's status is a request to the Ray dashboard
 RAY_UNREACHABLE_SECONDS = 60  # a dashboard silent this long (not a moment's blip) fails the stage
+RAY_PROGRESS_SECONDS = 2.0  # with MODEL_STORE_URL: how often the job's progress is read from the object store
+RAY_PROGRESS_COPY = "progress-received.jsonl"  # where it is copied to, beside the job's own (a shared mount's)
 
 
 @dataclass
@@ -183,16 +186,28 @@ class RayExecutor:
     """The stage as `processes` Ray Train workers on the Ray cluster whose dashboard (the Jobs API)
     is at settings.RAY_ADDRESS, one GPU each where it has GPUs. The job's inputs and progress go
     through a folder of the model store (settings.MODEL_STORE), which every node mounts at the same
-    path, as the checkpoints do; the code goes with the job (the `training` package)."""
+    path, as the checkpoints do; or, with an object store (settings.MODEL_STORE_URL), through the
+    same folder there: the job's processes learn its URL from their environment, download what
+    they read and upload what they write (training.ml.launch). The code goes with the job (the
+    `training` package)."""
 
     name = "ray"
 
-    def __init__(self, processes: int, *, address: str | None = None, store: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        processes: int,
+        *,
+        address: str | None = None,
+        store: str | os.PathLike | None = None,
+        store_url: str | None = None,
+    ):
         from django.conf import settings
 
         self.processes = processes
         self.address = (address or settings.RAY_ADDRESS).rstrip("/")
         self.store = Path(store or settings.MODEL_STORE)
+        url = settings.MODEL_STORE_URL if store_url is None else store_url
+        self.remote = ModelStore(root=self.store, url=url) if url else None  # None: a shared mount
 
     def run(self, job: StageJob, reporter: Reporter) -> dict:
         from ray.job_submission import JobSubmissionClient
@@ -215,20 +230,25 @@ class RayExecutor:
             status = self._follow(client, job.key, folder, reporter)
         except BaseException:
             if self._stop(client, job.key):
-                shutil.rmtree(folder, ignore_errors=True)
+                self._remove(folder)
             raise
-        shutil.rmtree(folder, ignore_errors=True)  # the job has ended: its outcome is in its logs
+        self._remove(folder)  # the job has ended: its outcome is in its logs
         return self._outcome(client, job.key, status, reporter)
 
     def _submit(self, client, job: StageJob, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         write_spec(job, folder)
+        # This worker's code, so the cluster runs the version that wrote the spec.
+        runtime_env = {"py_modules": [str(ROOT / "training")], "excludes": ["__pycache__"]}
+        if self.remote is not None:  # no shared mount: the spec reaches the nodes through the object store
+            for name in (launch.SPEC, "records.jsonl"):
+                self.remote.put_file(folder / name)
+            runtime_env["env_vars"] = self.remote.environment()
         try:
             client.submit_job(
                 entrypoint=f"python -m training.ml.launch --ray {self.processes} {shlex.quote(str(folder))}",
                 submission_id=job.key,
-                # This worker's code, so the cluster runs the version that wrote the spec.
-                runtime_env={"py_modules": [str(ROOT / "training")], "excludes": ["__pycache__"]},
+                runtime_env=runtime_env,
                 metadata={"stage": job.stage},
             )
         except RuntimeError as error:  # another worker submitted it since we looked: follow that one
@@ -238,13 +258,18 @@ class RayExecutor:
     def _follow(self, client, key: str, folder: Path, reporter: Reporter):
         """Turn process 0's progress lines into the stage's until the job ends; stop it when the
         round is cancelled. Returns the job's last status."""
-        lines = _LineReader(folder / launch.PROGRESS)
-        seen = None
+        lines = _LineReader(folder / (launch.PROGRESS if self.remote is None else RAY_PROGRESS_COPY))
+        seen, received = None, 0.0
         while True:
             status = self._info(client, key, required=True).status
             if status != seen:
                 reporter.log(f"Ray job {key}: {status.value}")
                 seen = status
+            if self.remote is not None and (
+                status.is_terminal() or time.monotonic() - received >= RAY_PROGRESS_SECONDS
+            ):
+                self._receive_progress(folder, lines.path)
+                received = time.monotonic()
             _report(lines.read(), reporter)
             if status.is_terminal():
                 return status
@@ -267,6 +292,19 @@ class RayExecutor:
         # The driver never got to say: it could not start (no such module on the cluster, say).
         last = [line for line in logs.splitlines() if line.strip()][-1:] or [self._info(client, key).message]
         raise StageFailed(f"the Ray job {key} {status.value.lower()}: {last[0].strip()}")
+
+    def _receive_progress(self, folder: Path, copy: Path) -> None:
+        """Worker 0's progress file, as far as it has sent it to the object store, into `copy`."""
+        # A blip is not the stage's failure: the next read catches up, and the outcome is in the logs.
+        with contextlib.suppress(ModelStoreError):
+            self.remote.get_file(folder / launch.PROGRESS, into=copy, missing_ok=True)
+
+    def _remove(self, folder: Path) -> None:
+        """The job's folder, here and in the object store (best effort: the stage's own outcome matters more)."""
+        shutil.rmtree(folder, ignore_errors=True)
+        if self.remote is not None:
+            with contextlib.suppress(ModelStoreError):
+                self.remote.unpublish(folder)
 
     def _stop_earlier_attempts(self, client, key: str, reporter: Reporter) -> None:
         """A retried stage's earlier attempt may still run on the cluster (its worker died, and the

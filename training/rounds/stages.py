@@ -7,6 +7,10 @@ runners so that the web process, which imports this module, does not load TRL. T
 stages (SFT, reward model, policy) hand theirs to the round's executor (training.rounds.executors:
 in this process, as data-parallel processes under torchrun, or on a Ray cluster); the others run
 here.
+
+Checkpoints reach whoever reads them through the model store (training.registry.services): a stage
+fetches the versions it reads from MODEL_STORE_URL when this host has no copy, a Ray job's nodes
+fetch them themselves, and registering a stage's checkpoint uploads it.
 """
 
 import json
@@ -22,6 +26,7 @@ from labeling.models import Prompt
 from training.datasets.services import snapshot_build, snapshot_create, snapshot_file
 from training.ml.common import load_records
 from training.ml.reward import train_reward_model
+from training.ml.store import CheckpointMissing
 from training.registry import services as registry
 from training.registry.models import ModelVersion
 from training.rounds.executors import StageJob, executor_for, stage_key
@@ -36,6 +41,7 @@ SNAPSHOT_FILTERS = ("exclude_flagged", "exclude_none_acceptable", "exclude_held"
 def _stage_dir(round_: Round, name: str) -> Path:
     folder = Path(settings.MODEL_STORE) / "projects" / str(round_.project_id) / f"round-{round_.number}" / name
     shutil.rmtree(folder, ignore_errors=True)  # a retried stage starts clean
+    registry.checkpoint_unpublish(folder)  # in the object store too: its manifest would vouch for old files
     folder.parent.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -133,13 +139,27 @@ def _sft_records(round_, reporter) -> list[dict]:
     return new
 
 
-def _train(round_, stage: RoundStage, reporter, function, **inputs) -> dict:
+def _train(round_, stage: RoundStage, reporter, function, *, reads: list[ModelVersion], **inputs) -> dict:
     """A training stage's ML function, run by the round's executor (training.rounds.executors):
     in this process, as data-parallel processes under torchrun, or as a Ray job named by the
-    stage's attempt."""
+    stage's attempt. `reads`: the model versions whose paths are among the inputs."""
     key = stage_key(prefix=settings.RAY_JOB_PREFIX, round_id=round_.pk, stage=stage.name, attempt=stage.attempts)
+    executor = executor_for(round_.config.get("execution"))
+    for version in reads:
+        _model_ready(version, executor, reporter)
     job = StageJob(stage.name, function, inputs, key=key)
-    return executor_for(round_.config.get("execution")).run(job, reporter)
+    return executor.run(job, reporter)
+
+
+def _model_ready(version: ModelVersion, executor, reporter) -> None:
+    """The version where the stage's processes will read it: on this host (downloaded from
+    MODEL_STORE_URL if need be), or, for a Ray job whose nodes download it from MODEL_STORE_URL
+    themselves, there (a version registered before the setting was made is uploaded now)."""
+    if executor.name == "ray" and settings.MODEL_STORE_URL:
+        if registry.checkpoint_publish(version.path, content_hash=version.content_hash):
+            reporter.log(f"uploaded {version} to the model store {settings.MODEL_STORE_URL}")
+    else:
+        registry.model_version_fetch(version)
 
 
 def _run_sft(round_, stage, reporter) -> str:
@@ -156,6 +176,7 @@ def _run_sft(round_, stage, reporter) -> str:
         stage,
         reporter,
         train_sft,
+        reads=[round_.base_policy],
         records=records,
         model_path=str(round_.base_policy.path),
         out_dir=str(folder),
@@ -182,6 +203,7 @@ def _run_reward(round_, stage, reporter) -> str:
         stage,
         reporter,
         train_reward_model,
+        reads=[sft],
         records=load_records(path),
         model_path=str(sft.path),
         out_dir=str(folder),
@@ -212,6 +234,7 @@ def _run_policy(round_, stage, reporter) -> str:
         stage,
         reporter,
         optimize_policy,
+        reads=[round_.sft_version, round_.reward_version],
         records=records,
         model_path=str(round_.sft_version.path),
         reward_model_path=str(round_.reward_version.path),
@@ -259,9 +282,12 @@ def _previous_reward_model_path(round_) -> str | None:
         .select_related("reward_version")
         .first()
     )
-    if made_it is None or not made_it.reward_version.path.is_dir():
+    if made_it is None:
         return None
-    return str(made_it.reward_version.path)
+    try:
+        return str(registry.model_version_fetch(made_it.reward_version))
+    except CheckpointMissing:
+        return None
 
 
 def _held_out_rankings(round_, limit: int):
@@ -313,6 +339,8 @@ def _run_evaluate(round_, stage, reporter) -> str:
     from training.ml.evaluate import evaluate_policies, judges_weigh, sampling_from
 
     settings_ = round_.config["evaluate"]
+    for version in (round_.policy_version, round_.base_policy, round_.reward_version, round_.sft_version):
+        registry.model_version_fetch(version)  # from MODEL_STORE_URL, where this host has no copy
     prompts, split = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
     previous = _previous_reward_model_path(round_)  # the second judge, for the win rate and the rankings
     reporter.progress(0, 2, {})

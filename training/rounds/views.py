@@ -77,6 +77,7 @@ FIELD_LABELS = {
     "processes": gettext_lazy("Processes"),
     "prompts_per_step": gettext_lazy("Prompts per step"),
     "rankings_per_step": gettext_lazy("Rankings per step"),
+    "sampler": gettext_lazy("Sampler"),
     "reward_normalize": gettext_lazy("Normalise rewards"),
     "seed": gettext_lazy("Random seed"),
     "threshold": gettext_lazy("Win rate threshold"),
@@ -89,6 +90,11 @@ CHOICE_LABELS = {
         "iterative_dpo": gettext_lazy("Iterative DPO (samples, scored by the reward model)"),
         "rloo": gettext_lazy("RLOO (online RL)"),
         "grpo": gettext_lazy("GRPO (online RL)"),
+    },
+    "policy.sampler": {
+        "auto": gettext_lazy("vLLM where it can run, else transformers"),
+        "transformers": "transformers",
+        "vllm": "vLLM",
     },
     "policy.pairs": {
         "all": gettext_lazy("every ordered pair"),
