@@ -11,6 +11,7 @@ from training.ml.evaluate import (
     judge_report,
     judges_disagree,
     judges_weigh,
+    prompt_outcomes,
     sequence_logprobs,
     should_deploy,
 )
@@ -152,6 +153,40 @@ def test_the_interval_is_wide_on_few_prompts_and_narrows_with_more():
     assert many[1] - many[0] < (few[1] - few[0]) / 2
     assert bootstrap_interval([1.0] * 10) == [1.0, 1.0]
     assert bootstrap_interval([1, 0, 1, 0]) == bootstrap_interval([1, 0, 1, 0])  # a fixed seed: a stable report
+
+
+def test_more_answers_per_prompt_compare_every_pair_and_still_resample_prompts():
+    # 2 prompts, 2 answers each, sample-major: prompt 0's rewards are at 0 and 2, prompt 1's at 1 and 3.
+    new, old = [3.0, 1.0, 0.0, 1.0], [1.0, 1.0, 2.0, 5.0]
+    # prompt 0: new 3, 0 against old 1, 2 → wins 3>1, 3>2, losses 0<1, 0<2: 0.5; prompt 1: new 1, 1
+    # against old 1, 5 → two ties and two losses: 0.25
+    assert prompt_outcomes(new, old, samples=2) == [0.5, 0.25]
+    report = judge_report(new, old, samples=2)
+    assert report["prompts"] == 2 and report["win_rate"] == 0.375
+    with pytest.raises(ValueError):
+        prompt_outcomes([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], samples=2)
+    # A policy whose answers vary: one answer per prompt gives a wide interval, four narrow it.
+    import random
+
+    rng = random.Random(0)
+    draws = [[rng.gauss(0.3, 1.0) for _ in range(4 * 40)] for _ in range(2)]
+    once = judge_report(draws[0][:40], draws[1][:40])
+    four = judge_report(draws[0], draws[1], samples=4)
+    width = lambda r: r["win_rate_ci"][1] - r["win_rate_ci"][0]  # noqa: E731
+    assert four["prompts"] == once["prompts"] == 40
+    assert width(four) < 0.75 * width(once)
+
+
+def test_an_evaluation_with_two_answers_per_prompt_shows_every_prompt_first(tiny_model_path, tiny_reward_model_path):
+    result = evaluate_policies(
+        PROMPTS, str(tiny_model_path), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING, samples=2
+    )
+    assert result["prompts"] == 4 and result["samples_per_prompt"] == 2
+    assert len(result["rows"]) == 8
+    assert [row["prompt"] for row in result["rows"][:4]] == [
+        p if isinstance(p, list) else [{"role": "user", "content": p}] for p in PROMPTS
+    ]
+    assert result["judges"]["new_reward_model"]["prompts"] == 4
 
 
 def test_judges_that_reach_different_verdicts_disagree():

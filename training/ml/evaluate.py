@@ -32,6 +32,12 @@ class EvaluateConfig:
     """A round's evaluation settings: how many held-out prompts, and how both policies sample."""
 
     prompts: int = setting(8, "held-out prompts both policies answer", range=(1, 10_000))
+    samples: int = setting(
+        1,
+        "answers each policy writes per prompt: every new answer is compared with every deployed one of the "
+        "same prompt, and the interval resamples prompts",
+        range=(1, 16),
+    )
     rankings: int = setting(
         512, "held-out human rankings the reward model and the policy are scored on, at most", range=(0, 1_000_000)
     )
@@ -98,12 +104,18 @@ def evaluate_policies(
     sampling: SamplingParams | None = None,
     reference_path: str | None = None,
     batch_size: int = 32,
+    samples: int = 1,
 ) -> dict:
     """Metrics for the round page and the deploy decision, plus one row per prompt.
 
     `prompts` are conversations (lists of messages) or plain strings (one user message each).
     Each judge (the new reward model; the previous round's too, when given) reports a win rate
     with a 95% bootstrap interval; the new reward model's decides (should_deploy).
+
+    With `samples` > 1 each policy answers every prompt that many times: a prompt's outcome is the
+    mean over every pair of its new and deployed answers (samples² comparisons for the price of
+    2 × samples answers), and the interval still resamples prompts, so it narrows by what the
+    extra answers tell and no more. `rows` holds the first sample of every prompt, then the second.
     """
     from training.ml.reward import RewardScorer
 
@@ -111,6 +123,10 @@ def evaluate_policies(
     conversations = [as_conversation(p) for p in prompts]
     if not conversations:
         raise ValueError("evaluation needs at least one held-out prompt")
+    if samples < 1:
+        raise ValueError("samples must be at least 1")
+    asked = conversations
+    conversations = [c for _ in range(samples) for c in asked]  # sample-major: rows[:n] has every prompt once
     new_policy_path, old_policy_path = str(new_policy_path), str(old_policy_path)
     reference_path = str(reference_path or old_policy_path)
     new, old, new_logps, reference_logps = _answers_and_logprobs(
@@ -118,16 +134,17 @@ def evaluate_policies(
     )
 
     new_rewards, old_rewards = _scores(RewardScorer, reward_model_path, conversations, new, old, batch_size)
-    judges = {"new_reward_model": judge_report(new_rewards, old_rewards)}
+    judges = {"new_reward_model": judge_report(new_rewards, old_rewards, samples=samples)}
     if previous_reward_model_path and str(previous_reward_model_path) != str(reward_model_path):
         previous = _scores(RewardScorer, previous_reward_model_path, conversations, new, old, batch_size)
-        judges["previous_reward_model"] = judge_report(*previous)
+        judges["previous_reward_model"] = judge_report(*previous, samples=samples)
     rows = [
         {"prompt": c, "new_answer": n.text, "old_answer": o.text, "new_reward": nr, "old_reward": orr}
         for c, n, o, nr, orr in zip(conversations, new, old, new_rewards, old_rewards, strict=True)
     ]
     return {
-        "prompts": len(conversations),
+        "prompts": len(asked),
+        "samples_per_prompt": samples,
         "new_mean_reward": _mean(new_rewards),
         "old_mean_reward": _mean(old_rewards),
         "win_rate": judges["new_reward_model"]["win_rate"],
@@ -165,10 +182,25 @@ def bootstrap_interval(outcomes, *, rounds: int = 2000, level: float = 0.95, see
     return [float(low), float(high)]
 
 
-def judge_report(new_rewards: list[float], old_rewards: list[float]) -> dict:
-    """One judge's comparison: per prompt a win (1), tie (0.5) or loss (0) of the new policy's
-    answer; the win rate, its 95% interval, and the verdict the interval allows."""
-    outcomes = [1.0 if n > o else 0.5 if n == o else 0.0 for n, o in zip(new_rewards, old_rewards, strict=True)]
+def prompt_outcomes(new_rewards: list[float], old_rewards: list[float], *, samples: int = 1) -> list[float]:
+    """Per prompt, the new policy's share of wins (a tie counts half) over every pair of its answers
+    and the deployed policy's. The rewards are sample-major: prompt p's answers are p, p + n, …"""
+    if len(new_rewards) != len(old_rewards) or len(new_rewards) % samples:
+        raise ValueError("each policy needs `samples` rewards for every prompt")
+    n = len(new_rewards) // samples
+    outcomes = []
+    for p in range(n):
+        new, old = new_rewards[p::n], old_rewards[p::n]
+        pairs = [1.0 if a > b else 0.5 if a == b else 0.0 for a in new for b in old]
+        outcomes.append(sum(pairs) / len(pairs))
+    return outcomes
+
+
+def judge_report(new_rewards: list[float], old_rewards: list[float], *, samples: int = 1) -> dict:
+    """One judge's comparison: per prompt the new policy's wins (1), ties (0.5) and losses (0)
+    against the deployed one (prompt_outcomes); the win rate, its 95% interval over prompts, and
+    the verdict the interval allows."""
+    outcomes = prompt_outcomes(new_rewards, old_rewards, samples=samples)
     low, high = bootstrap_interval(outcomes)
     verdict = "better" if low > 0.5 else "worse" if high < 0.5 else "no clear difference"
     return {"win_rate": _mean(outcomes), "win_rate_ci": [low, high], "verdict": verdict, "prompts": len(outcomes)}

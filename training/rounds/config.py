@@ -100,7 +100,7 @@ ROUND_DEFAULTS = {
         "max_completion_length": 48,
         "kl_budget": 10.0,
     },
-    "evaluate": {"prompts": 64, "max_new_tokens": 96, "temperature": 0.7, "seed": 0},
+    "evaluate": {"prompts": 64, "samples": 2, "max_new_tokens": 96, "temperature": 0.7, "seed": 0},
 }
 
 

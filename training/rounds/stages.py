@@ -351,6 +351,7 @@ def _run_evaluate(round_, stage, reporter) -> str:
         str(round_.reward_version.path),
         previous_reward_model_path=previous,
         sampling=sampling_from(settings_),
+        samples=settings_.get("samples", 1),  # rounds stored before the setting existed answered once
     )
     result["held_out_prompts"] = split != "all"
     result["evaluation_split"] = split

@@ -78,6 +78,7 @@ FIELD_LABELS = {
     "prompts_per_step": gettext_lazy("Prompts per step"),
     "rankings_per_step": gettext_lazy("Rankings per step"),
     "sampler": gettext_lazy("Sampler"),
+    "samples": gettext_lazy("Answers per prompt and policy"),
     "reward_normalize": gettext_lazy("Normalise rewards"),
     "seed": gettext_lazy("Random seed"),
     "threshold": gettext_lazy("Win rate threshold"),

@@ -59,6 +59,7 @@ METRIC_LABELS = {
     "reward_margin_last": gettext_lazy("reward margin, last step"),
     "reward_model_accuracy": gettext_lazy("reward model's accuracy on held-out rankings"),
     "samples": gettext_lazy("samples"),
+    "samples_per_prompt": gettext_lazy("answers per prompt and policy"),
     "seconds": gettext_lazy("training time"),
     "std": gettext_lazy("standard deviation"),
     "steps": gettext_lazy("steps"),
