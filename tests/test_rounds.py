@@ -315,9 +315,11 @@ def test_the_frozen_evaluation_split_never_enters_training_and_is_what_rounds_ev
             trained.add((row.get("prompt") or row["messages"][:-1])[-1]["content"])
     assert trained and not trained & held_out_texts
     assert round_.evaluation["evaluation_split"] == "frozen"
-    assert [row["prompt"][-1]["content"] for row in round_.evaluation["rows"]] == [
-        p.messages[-1]["content"] for p in split
-    ]
+    # Every split prompt is asked, each as often as the round samples answers, and nothing else is.
+    asked = [row["prompt"][-1]["content"] for row in round_.evaluation["rows"]]
+    samples = round_.evaluation["samples_per_prompt"]
+    assert samples >= 1
+    assert asked == [p.messages[-1]["content"] for p in split] * samples
     # The split's human rankings judge the reward model and the policy, each with an interval.
     for judge in ("reward_model_accuracy", "implicit_reward_accuracy"):
         judged = round_.evaluation[judge]
