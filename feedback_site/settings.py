@@ -279,6 +279,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
 )
+# kombu's filesystem channel, whose messages appear in the folder only when whole (worker/broker.py).
+CELERY_BROKER_TRANSPORT = "worker.broker:Transport" if CELERY_BROKER_URL.startswith("filesystem") else None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

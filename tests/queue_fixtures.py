@@ -33,7 +33,7 @@ def redis_reachable() -> None:
 @contextmanager
 def _app_on_redis(queue: str, **overrides):
     """The project's Celery app sending to Redis with these settings, put back afterwards."""
-    overrides = {"broker_url": REDIS_URL, "broker_transport_options": {}, **overrides}
+    overrides = {"broker_url": REDIS_URL, "broker_transport": None, "broker_transport_options": {}, **overrides}
     saved = {key: app.conf[key] for key in overrides}
     app.conf.update(overrides)  # Celery rebuilds its router when task_routes changes
     forget_connections()

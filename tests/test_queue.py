@@ -114,3 +114,67 @@ def test_expired_lease_returns_through_the_embedded_broker(filesystem_worker):
         db.close()
     assert events == 1
     assert "leases_return_expired" in (var_dir / "worker.log").read_text()
+
+
+def filesystem_channel(folder: Path):
+    """A channel of the embedded broker's transport, as the settings configure it, on a folder of its own."""
+    from kombu import Connection
+
+    from worker.broker import Transport
+
+    connection = Connection(
+        "filesystem://",
+        transport=Transport,
+        transport_options={"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False},
+    )
+    return connection, connection.default_channel
+
+
+def test_make_runs_broker_is_the_one_whose_messages_appear_whole(tmp_path):
+    env = subprocess_env(tmp_path)
+    code = "from worker.celery import app\nwith app.connection_for_write() as c: print(type(c.transport).__module__)"
+    assert run_python(["-c", code], env).strip() == "worker.broker"
+
+
+def test_a_worker_polling_while_a_message_is_written_finds_it_whole_or_not_at_all(tmp_path, monkeypatch):
+    """kombu's own channel creates the file, then writes it: a worker polling in between read an empty
+    file and died on the JSON error, losing the message. Here a poll in the middle of the write finds
+    nothing, and the poll after it the whole message."""
+    from queue import Empty
+
+    import kombu.transport.filesystem
+
+    import worker.broker
+
+    connection, channel = filesystem_channel(tmp_path)
+    seen_mid_write = []
+
+    class PollingBeforeEachWrite:
+        def __init__(self, *args, **kwargs):
+            self.file = open(*args, **kwargs)
+
+        def write(self, data):
+            try:
+                seen_mid_write.append(channel._get("gpu"))
+            except Empty:
+                seen_mid_write.append(None)
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    for module in (worker.broker, kombu.transport.filesystem):  # whichever channel writes, through its `open`
+        monkeypatch.setattr(module, "open", PollingBeforeEachWrite, raising=False)
+    message = {"body": "x" * 100_000, "headers": {"task": "worker.tasks.gpu_round_stage_run"}}
+    channel._put("gpu", message)
+    monkeypatch.undo()
+    assert seen_mid_write == [None]
+    assert channel._get("gpu") == message
+    assert not os.listdir(tmp_path)  # taken, and no partial file left behind
+    connection.release()
