@@ -17,7 +17,7 @@ from training.ml.evaluate import (
 )
 from training.ml.generation import SamplingParams
 from training.ml.held_out import accuracy_difference, accuracy_report
-from training.ml.reward import RewardConfig, load_reward_model, save_reward_model
+from training.ml.reward import RewardConfig, RewardScorer, load_reward_model, save_reward_model
 
 PROMPTS = [
     [{"role": "user", "content": "What is the highest mountain in the world?"}],
@@ -187,6 +187,41 @@ def test_an_evaluation_with_two_answers_per_prompt_shows_every_prompt_first(tiny
         p if isinstance(p, list) else [{"role": "user", "content": p}] for p in PROMPTS
     ]
     assert result["judges"]["new_reward_model"]["prompts"] == 4
+
+
+def test_the_deployed_policys_earlier_answers_are_judged_instead_of_new_ones(
+    tiny_model_path, tiny_model_path_b, tiny_reward_model_path
+):
+    sampled = evaluate_policies(
+        PROMPTS, str(tiny_model_path_b), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
+    )
+    earlier = [{"text": "An earlier answer.", "tokens": 3}] * len(PROMPTS)
+    reused = evaluate_policies(
+        PROMPTS,
+        str(tiny_model_path_b),
+        str(tiny_model_path),
+        str(tiny_reward_model_path),
+        sampling=SAMPLING,
+        old_answers=earlier,
+    )
+    assert reused["reused_old_answers"] and not sampled["reused_old_answers"]
+    assert [r["old_answer"] for r in reused["rows"]] == ["An earlier answer."] * len(PROMPTS)
+    assert reused["old_mean_length"] == 3 and all(r["old_tokens"] == 3 for r in reused["rows"])
+    # The new policy's side is untouched: the same answers, and the same KL from the deployed policy.
+    assert [r["new_answer"] for r in reused["rows"]] == [r["new_answer"] for r in sampled["rows"]]
+    assert reused["kl"] == pytest.approx(sampled["kl"])
+    scorer = RewardScorer(str(tiny_reward_model_path))  # scored again, as they read
+    expected = scorer.score([r["prompt"] for r in reused["rows"]], [r["old_answer"] for r in reused["rows"]])
+    assert [r["old_reward"] for r in reused["rows"]] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="one answer per prompt"):
+        evaluate_policies(
+            PROMPTS,
+            str(tiny_model_path_b),
+            str(tiny_model_path),
+            str(tiny_reward_model_path),
+            sampling=SAMPLING,
+            old_answers=earlier[:1],
+        )
 
 
 def test_judges_that_reach_different_verdicts_disagree():

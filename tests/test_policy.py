@@ -272,3 +272,37 @@ def test_command_line_runs_rloo_on_sft_rows(tiny_model_path, tiny_reward_model_p
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 1/1" in result.stdout and "reward" in result.stdout and "mean_length" in result.stdout
     assert (tmp_path / "policy" / "yushan_stage.json").exists()
+
+
+def test_dpo_with_the_preferred_answers_likelihood_keeps_them_likelier_than_plain_dpo(tiny_model_path, tmp_path):
+    from transformers import AutoTokenizer
+
+    from training.ml.evaluate import sequence_logprobs
+
+    preferences = [
+        {
+            "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
+            "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
+            "rejected": [{"role": "assistant", "content": "No. Go away!"}],
+        }
+        for i in range(8)
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_path))
+    prompt_text = tokenizer.apply_chat_template(preferences[0]["prompt"], add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer("Yes, gladly!", add_special_tokens=False)["input_ids"]
+
+    def chosen_logprob(path) -> float:
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+        return sequence_logprobs(model, [(list(prompt_ids) + answer_ids, len(prompt_ids))])[0]
+
+    results = {}
+    for weight in (0.0, 1.0):
+        config = PolicyConfig(
+            algorithm="dpo", epochs=4, prompts_per_step=4, learning_rate=3e-3, kl_beta=0.1, chosen_nll=weight
+        )
+        out = tmp_path / f"policy-{weight}"
+        metrics = optimize_policy(preferences, str(tiny_model_path), None, str(out), config)
+        assert metrics["reward_margin_last"] > 0  # either way it prefers what people preferred
+        results[weight] = chosen_logprob(out)
+    assert results[1.0] > results[0.0] + 0.3  # and with the NLL term the preferred answer is likelier still

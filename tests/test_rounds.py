@@ -246,6 +246,11 @@ def test_the_next_round_is_judged_by_the_previous_rounds_reward_model_too(labele
     second = run_all(rounds.round_start(project=project, config=deploy_anything, actor=admin_user, enqueue=False))
     assert second.base_policy == first.policy_version
     assert set(second.evaluation["judges"]) == {"new_reward_model", "previous_reward_model"}
+    # The deployed policy is the first round's new one, which answered the same split the same way
+    # there: its answers are reused (scored again by both judges), not sampled a second time.
+    assert not first.evaluation["reused_old_answers"] and second.evaluation["reused_old_answers"]
+    assert [r["old_answer"] for r in second.evaluation["rows"]] == [r["new_answer"] for r in first.evaluation["rows"]]
+    assert [r["old_tokens"] for r in second.evaluation["rows"]] == [r["new_tokens"] for r in first.evaluation["rows"]]
     # Both reward models ordered the same held-out human rankings: which one to trust is measured.
     compared = second.evaluation["reward_models_compared"]
     assert compared["rankings"] == second.evaluation["reward_model_accuracy"]["rankings"] >= 1

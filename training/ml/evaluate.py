@@ -69,9 +69,12 @@ def as_conversation(prompt) -> list[dict]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
 
 
-def _answers_and_logprobs(conversations, new_path: str, old_path: str, reference_path: str, sampling, batch_size):
+def _answers_and_logprobs(
+    conversations, new_path: str, old_path: str, reference_path: str, sampling, batch_size, old_answers=None
+):
     """Both policies' answers, and the log-probabilities of the new policy's answers under the new
-    policy and under the reference, loading one model at a time."""
+    policy and under the reference, loading one model at a time. `old_answers`, when given, are the
+    deployed policy's (sampled earlier, the same way): it then samples nothing."""
     model, tokenizer = load_policy(new_path)
     new = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
     new_sequences = [(a.prompt_ids + a.token_ids, len(a.prompt_ids)) for a in new]
@@ -80,12 +83,15 @@ def _answers_and_logprobs(conversations, new_path: str, old_path: str, reference
     del model
     release_memory()
 
-    model, tokenizer = load_policy(old_path)
-    old = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
-    if reference_path == old_path:
-        reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
-    del model
-    release_memory()
+    old = old_answers
+    if old is None or reference_path == old_path:
+        model, tokenizer = load_policy(old_path)
+        if old is None:
+            old = sample_answers(model, tokenizer, conversations, sampling, batch_size=batch_size)
+        if reference_path == old_path:
+            reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
+        del model
+        release_memory()
     if reference_logps is None:
         model, _ = load_policy(reference_path)
         reference_logps = sequence_logprobs(model, new_sequences, batch_size=batch_size)
@@ -105,6 +111,7 @@ def evaluate_policies(
     reference_path: str | None = None,
     batch_size: int = 32,
     samples: int = 1,
+    old_answers: list[dict] | None = None,
 ) -> dict:
     """Metrics for the round page and the deploy decision, plus one row per prompt.
 
@@ -116,6 +123,11 @@ def evaluate_policies(
     mean over every pair of its new and deployed answers (samples² comparisons for the price of
     2 × samples answers), and the interval still resamples prompts, so it narrows by what the
     extra answers tell and no more. `rows` holds the first sample of every prompt, then the second.
+
+    `old_answers` ({"text", "tokens"} per row, in `rows`' order) are the deployed policy's answers
+    from an earlier evaluation of it on the same prompts with the same sampling (the previous
+    round's new answers, `reused_old_answers`): an independent sample of that policy, so nothing
+    changes but the time. The reward models score them again.
     """
     from training.ml.reward import RewardScorer
 
@@ -129,8 +141,16 @@ def evaluate_policies(
     conversations = [c for _ in range(samples) for c in asked]  # sample-major: rows[:n] has every prompt once
     new_policy_path, old_policy_path = str(new_policy_path), str(old_policy_path)
     reference_path = str(reference_path or old_policy_path)
+    reused = None
+    if old_answers is not None:
+        if len(old_answers) != len(conversations):
+            raise ValueError("old_answers needs one answer per prompt and sample")
+        # Only the text and the length are read from the deployed policy's answers.
+        reused = [
+            Answer(text=a["text"], prompt_ids=[], token_ids=[0] * a["tokens"], finish_reason="") for a in old_answers
+        ]
     new, old, new_logps, reference_logps = _answers_and_logprobs(
-        conversations, new_policy_path, old_policy_path, reference_path, sampling, batch_size
+        conversations, new_policy_path, old_policy_path, reference_path, sampling, batch_size, reused
     )
 
     new_rewards, old_rewards = _scores(RewardScorer, reward_model_path, conversations, new, old, batch_size)
@@ -139,12 +159,21 @@ def evaluate_policies(
         previous = _scores(RewardScorer, previous_reward_model_path, conversations, new, old, batch_size)
         judges["previous_reward_model"] = judge_report(*previous, samples=samples)
     rows = [
-        {"prompt": c, "new_answer": n.text, "old_answer": o.text, "new_reward": nr, "old_reward": orr}
+        {
+            "prompt": c,
+            "new_answer": n.text,
+            "old_answer": o.text,
+            "new_reward": nr,
+            "old_reward": orr,
+            "new_tokens": len(n.token_ids),
+            "old_tokens": len(o.token_ids),
+        }
         for c, n, o, nr, orr in zip(conversations, new, old, new_rewards, old_rewards, strict=True)
     ]
     return {
         "prompts": len(asked),
         "samples_per_prompt": samples,
+        "reused_old_answers": old_answers is not None,
         "new_mean_reward": _mean(new_rewards),
         "old_mean_reward": _mean(old_rewards),
         "win_rate": judges["new_reward_model"]["win_rate"],

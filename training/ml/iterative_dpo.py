@@ -25,6 +25,7 @@ policy's before each iteration samples, as TRL's colocated vLLM mode does.
 from training.ml import distributed
 from training.ml.common import trainer_callback
 from training.ml.kl_budget import answer_kls
+from training.ml.modeling import dpo_loss
 from training.ml.reward_data import preference_pairs, prompts_from_records
 from training.ml.reward_shaping import RewardShaper
 
@@ -147,6 +148,7 @@ def _dpo_step(model, reference, tokenizer, rows, work_dir, config, callback):
         # prompts_per_step is a step's whole batch: under torchrun each process takes an equal share.
         per_device_train_batch_size=config.prompts_per_step // distributed.world_size(),
         max_length=config.max_length,
+        **dpo_loss(config),
     )
     trainer = quiet_trainer(
         DPOTrainer(

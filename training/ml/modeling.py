@@ -76,3 +76,13 @@ def common_arguments(work_dir: str, config) -> dict:
         "model_init_kwargs": {"dtype": "float32"},
         **device_arguments(),
     }
+
+
+def dpo_loss(config) -> dict:
+    """DPO's loss, plus the preferred answers' negative log-likelihood (per token) at weight
+    `chosen_nll` when it is set: RPO (Pang et al., 2024), TRL's "sft" loss term. Without it DPO
+    only pulls the preferred and the other answers apart, which it can do by the cheapest feature
+    that tells them apart (length, when the worse answers are the cut-off ones)."""
+    if not config.chosen_nll:
+        return {}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, config.chosen_nll]}

@@ -57,7 +57,14 @@ from training.ml.common import (
     trainer_callback,
 )
 from training.ml.kl_budget import dpo_kl_callback, kl_budget_callback
-from training.ml.modeling import common_arguments, dpo_metrics, lora_config, quiet_trainer, save_stage_checkpoint
+from training.ml.modeling import (
+    common_arguments,
+    dpo_loss,
+    dpo_metrics,
+    lora_config,
+    quiet_trainer,
+    save_stage_checkpoint,
+)
 from training.ml.options import SEED_RANGE, setting, translatable
 from training.ml.reward_data import answer_text, preference_pairs, prompts_from_records, rankings_from_records
 from training.ml.reward_shaping import RewardShaper
@@ -94,6 +101,12 @@ class PolicyConfig:
         choices=PAIRINGS,
     )
     kl_beta: float = setting(0.05, "weight of the KL penalty towards the SFT model (DPO's beta)", range=(0, 100))
+    chosen_nll: float = setting(
+        0.0,
+        "dpo, iterative_dpo: weight of the preferred answers' negative log-likelihood added to DPO's loss "
+        "(RPO; keeps the preferred answers likely instead of only apart from the others; 0: none)",
+        range=(0, 100),
+    )
     temperature: float = setting(1.0, "rloo/grpo: sampling temperature", range=(0, 10), min_exclusive=True)
     kl_budget: float = setting(
         0.0, "stop early once the KL to the SFT model passes this, in nats per answer (0: no budget)", range=(0, 1e6)
@@ -199,6 +212,7 @@ def _dpo_trainer(records, sft_model_path: str, tokenizer, work_dir: str, config:
         # prompts_per_step is a step's whole batch: under torchrun each process takes an equal share.
         per_device_train_batch_size=config.prompts_per_step // distributed.world_size(),
         max_length=config.max_length,
+        **dpo_loss(config),
     )
     # With no ref_model given, TRL loads a frozen copy of the starting (SFT) model as the reference.
     return DPOTrainer(

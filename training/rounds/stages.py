@@ -290,6 +290,32 @@ def _previous_reward_model_path(round_) -> str | None:
         return None
 
 
+def _deployed_policys_answers(round_, prompts, samples: int, sampling) -> list[dict] | None:
+    """The deployed policy's answers from the evaluation of the round that made it, when that
+    evaluation asked the same prompts, as often, with the same sampling: the deployed policy need
+    not answer them again (on 2 cores that is half the stage). None otherwise (a base policy, a
+    policy deployed by hand, other settings, or a split that has grown since)."""
+    from training.ml.evaluate import as_conversation
+
+    made_it = (
+        Round.objects.filter(project=round_.project_id, policy_version=round_.base_policy_id)
+        .exclude(pk=round_.pk)
+        .order_by("-id")
+        .first()
+    )
+    evaluation = (made_it.evaluation if made_it else None) or {}
+    rows = evaluation.get("rows") or []
+    asked = [as_conversation(p) for _ in range(samples) for p in prompts]
+    if (
+        evaluation.get("samples_per_prompt", 1) != samples
+        or evaluation.get("sampling") != sampling.as_dict()
+        or [row.get("prompt") for row in rows] != asked
+        or not all("new_tokens" in row for row in rows)
+    ):
+        return None
+    return [{"text": row["new_answer"], "tokens": row["new_tokens"]} for row in rows]
+
+
 def _held_out_rankings(round_, limit: int):
     """The frozen split's human rankings (the same rows a researcher's `only_held_out` export holds),
     lowest task ids first, at most `limit`."""
@@ -343,6 +369,7 @@ def _run_evaluate(round_, stage, reporter) -> str:
         registry.model_version_fetch(version)  # from MODEL_STORE_URL, where this host has no copy
     prompts, split = _evaluation_prompts(round_, settings_["prompts"], settings_["seed"])
     previous = _previous_reward_model_path(round_)  # the second judge, for the win rate and the rankings
+    samples = settings_.get("samples", 1)  # rounds stored before the setting existed answered once
     reporter.progress(0, 2, {})
     result = evaluate_policies(
         prompts,
@@ -351,7 +378,8 @@ def _run_evaluate(round_, stage, reporter) -> str:
         str(round_.reward_version.path),
         previous_reward_model_path=previous,
         sampling=sampling_from(settings_),
-        samples=settings_.get("samples", 1),  # rounds stored before the setting existed answered once
+        samples=samples,
+        old_answers=_deployed_policys_answers(round_, prompts, samples, sampling_from(settings_)),
     )
     result["held_out_prompts"] = split != "all"
     result["evaluation_split"] = split
