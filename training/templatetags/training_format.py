@@ -58,6 +58,7 @@ METRIC_LABELS = {
     "reward_margin_first": gettext_lazy("reward margin, first step"),
     "reward_margin_last": gettext_lazy("reward margin, last step"),
     "reward_model_accuracy": gettext_lazy("reward model's accuracy on held-out rankings"),
+    "reused_old_answers": gettext_lazy("deployed policy's answers reused from its own round's evaluation"),
     "samples": gettext_lazy("samples"),
     "samples_per_prompt": gettext_lazy("answers per prompt and policy"),
     "seconds": gettext_lazy("training time"),
