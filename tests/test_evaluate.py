@@ -192,18 +192,13 @@ def test_an_evaluation_with_two_answers_per_prompt_shows_every_prompt_first(tiny
 def test_the_deployed_policys_earlier_answers_are_judged_instead_of_new_ones(
     tiny_model_path, tiny_model_path_b, tiny_reward_model_path
 ):
-    sampled = evaluate_policies(
-        PROMPTS, str(tiny_model_path_b), str(tiny_model_path), str(tiny_reward_model_path), sampling=SAMPLING
-    )
+    def evaluate(**options):
+        paths = (str(tiny_model_path_b), str(tiny_model_path), str(tiny_reward_model_path))
+        return evaluate_policies(PROMPTS, *paths, sampling=SAMPLING, **options)
+
+    sampled = evaluate()
     earlier = [{"text": "An earlier answer.", "tokens": 3}] * len(PROMPTS)
-    reused = evaluate_policies(
-        PROMPTS,
-        str(tiny_model_path_b),
-        str(tiny_model_path),
-        str(tiny_reward_model_path),
-        sampling=SAMPLING,
-        old_answers=earlier,
-    )
+    reused = evaluate(old_answers=earlier)
     assert reused["reused_old_answers"] and not sampled["reused_old_answers"]
     assert [r["old_answer"] for r in reused["rows"]] == ["An earlier answer."] * len(PROMPTS)
     assert reused["old_mean_length"] == 3 and all(r["old_tokens"] == 3 for r in reused["rows"])
@@ -214,14 +209,7 @@ def test_the_deployed_policys_earlier_answers_are_judged_instead_of_new_ones(
     expected = scorer.score([r["prompt"] for r in reused["rows"]], [r["old_answer"] for r in reused["rows"]])
     assert [r["old_reward"] for r in reused["rows"]] == pytest.approx(expected)
     with pytest.raises(ValueError, match="one answer per prompt"):
-        evaluate_policies(
-            PROMPTS,
-            str(tiny_model_path_b),
-            str(tiny_model_path),
-            str(tiny_reward_model_path),
-            sampling=SAMPLING,
-            old_answers=earlier[:1],
-        )
+        evaluate(old_answers=earlier[:1])
 
 
 def test_judges_that_reach_different_verdicts_disagree():

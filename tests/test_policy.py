@@ -188,15 +188,18 @@ def test_dpo_measures_its_drift_and_stops_once_the_kl_passes_the_budget(tiny_mod
     assert [check["step"] for check in held["kl_checks"]] == [2] and held["kl_checks"][0]["kl"] > 1e-6
 
 
+HELPFUL_PREFERENCES = [
+    {
+        "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
+        "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
+        "rejected": [{"role": "assistant", "content": "No. Go away!"}],
+    }
+    for i in range(8)
+]
+
+
 def test_dpo_learns_the_preferences_against_the_sft_reference(tiny_model_path, tmp_path):
-    preferences = [
-        {
-            "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
-            "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
-            "rejected": [{"role": "assistant", "content": "No. Go away!"}],
-        }
-        for i in range(8)
-    ]
+    preferences = HELPFUL_PREFERENCES
     seen = []
     config = PolicyConfig(algorithm="dpo", epochs=2, prompts_per_step=4, learning_rate=1e-3, kl_beta=0.1)
     metrics = optimize_policy(
@@ -279,14 +282,7 @@ def test_dpo_with_the_preferred_answers_likelihood_keeps_them_likelier_than_plai
 
     from training.ml.evaluate import sequence_logprobs
 
-    preferences = [
-        {
-            "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
-            "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
-            "rejected": [{"role": "assistant", "content": "No. Go away!"}],
-        }
-        for i in range(8)
-    ]
+    preferences = HELPFUL_PREFERENCES
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_path))
     prompt_text = tokenizer.apply_chat_template(preferences[0]["prompt"], add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
