@@ -302,3 +302,42 @@ def test_dpo_with_the_preferred_answers_likelihood_keeps_them_likelier_than_plai
         assert metrics["reward_margin_last"] > 0  # either way it prefers what people preferred
         results[weight] = chosen_logprob(out)
     assert results[1.0] > results[0.0] + 0.3  # and with the NLL term the preferred answer is likelier still
+
+
+def test_length_desensitised_dpo_leaves_a_long_worse_answers_extra_tokens_alone(tiny_model_path, tmp_path):
+    """The worse answer says what the better one says, then runs on (as a cut-off answer does).
+    Plain DPO can widen the margin by making the run-on tokens unlikely; with ld_alpha 0 only the
+    tokens both answers have count, so the run-on's likelihood moves far less."""
+    from transformers import AutoTokenizer
+
+    from training.ml.evaluate import sequence_logprobs
+
+    tail = " and then it goes on and on about other things without ever coming to an end"
+    preferences = [
+        {
+            "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
+            "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
+            "rejected": [{"role": "assistant", "content": "Yes, gladly!" + tail}],
+        }
+        for i in range(8)
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_path))
+    prompt_text = tokenizer.apply_chat_template(preferences[0]["prompt"], add_generation_prompt=True, tokenize=False)
+    prefix_ids = tokenizer(prompt_text + "Yes, gladly!", add_special_tokens=False)["input_ids"]
+    tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+
+    def tail_logprob(path) -> float:  # the run-on's log-probability, given the prompt and the shared answer
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+        return sequence_logprobs(model, [(list(prefix_ids) + tail_ids, len(prefix_ids))])[0]
+
+    before = tail_logprob(tiny_model_path)
+    drop = {}
+    for alpha in (1.0, 0.0):
+        config = PolicyConfig(
+            algorithm="dpo", epochs=4, prompts_per_step=4, learning_rate=3e-3, kl_beta=0.1, ld_alpha=alpha
+        )
+        out = tmp_path / f"policy-{alpha}"
+        metrics = optimize_policy(preferences, str(tiny_model_path), None, str(out), config)
+        assert metrics["reward_margin_last"] > 0  # either way the shorter answer is preferred
+        drop[alpha] = before - tail_logprob(out)
+    assert drop[1.0] > 2 * max(drop[0.0], 0.1)  # plain DPO pushed the run-on down; LD-DPO barely did

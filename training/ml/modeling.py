@@ -82,7 +82,12 @@ def dpo_loss(config) -> dict:
     """DPO's loss, plus the preferred answers' negative log-likelihood (per token) at weight
     `chosen_nll` when it is set: RPO (Pang et al., 2024), TRL's "sft" loss term. Without it DPO
     only pulls the preferred and the other answers apart, which it can do by the cheapest feature
-    that tells them apart (length, when the worse answers are the cut-off ones)."""
-    if not config.chosen_nll:
-        return {}
-    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, config.chosen_nll]}
+    that tells them apart (length, when the worse answers are the cut-off ones). `ld_alpha` below 1
+    weighs the tokens past the shorter answer's length by it (LD-DPO, Liu et al., 2024; TRL's
+    ld_alpha), so a long answer's extra tokens count less in the pair's margin."""
+    loss = {}
+    if config.chosen_nll:
+        loss.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, config.chosen_nll])
+    if config.ld_alpha < 1:
+        loss["ld_alpha"] = config.ld_alpha
+    return loss

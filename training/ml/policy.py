@@ -107,6 +107,12 @@ class PolicyConfig:
         "(RPO; keeps the preferred answers likely instead of only apart from the others; 0: none)",
         range=(0, 100),
     )
+    ld_alpha: float = setting(
+        1.0,
+        "dpo, iterative_dpo: weight of each answer's tokens past the shorter answer's length in its pair "
+        "(LD-DPO; 1: plain DPO, lower: length counts less as what tells the answers apart)",
+        range=(0, 1),
+    )
     temperature: float = setting(1.0, "rloo/grpo: sampling temperature", range=(0, 10), min_exclusive=True)
     kl_budget: float = setting(
         0.0, "stop early once the KL to the SFT model passes this, in nats per answer (0: no budget)", range=(0, 1e6)
