@@ -277,10 +277,30 @@ def test_command_line_runs_rloo_on_sft_rows(tiny_model_path, tiny_reward_model_p
     assert (tmp_path / "policy" / "yushan_stage.json").exists()
 
 
+def dpo_for_each(preferences, model_path, tmp_path, name: str, values) -> dict:
+    """The policy folder DPO writes from `model_path` for each value of the setting `name`; each
+    run must come to prefer what people preferred."""
+    folders = {}
+    for value in values:
+        config = PolicyConfig(
+            algorithm="dpo", epochs=4, prompts_per_step=4, learning_rate=3e-3, kl_beta=0.1, **{name: value}
+        )
+        folders[value] = tmp_path / f"policy-{name}-{value}"
+        metrics = optimize_policy(preferences, str(model_path), None, str(folders[value]), config)
+        assert metrics["reward_margin_last"] > 0
+    return folders
+
+
+def continuation_logprob(path, prefix_ids: list[int], ids: list[int]) -> float:
+    """log p(ids | prefix_ids) under the model at `path`."""
+    from training.ml.evaluate import sequence_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    return sequence_logprobs(model, [(list(prefix_ids) + ids, len(prefix_ids))])[0]
+
+
 def test_dpo_with_the_preferred_answers_likelihood_keeps_them_likelier_than_plain_dpo(tiny_model_path, tmp_path):
     from transformers import AutoTokenizer
-
-    from training.ml.evaluate import sequence_logprobs
 
     preferences = HELPFUL_PREFERENCES
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_path))
@@ -288,20 +308,9 @@ def test_dpo_with_the_preferred_answers_likelihood_keeps_them_likelier_than_plai
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer("Yes, gladly!", add_special_tokens=False)["input_ids"]
 
-    def chosen_logprob(path) -> float:
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-        return sequence_logprobs(model, [(list(prompt_ids) + answer_ids, len(prompt_ids))])[0]
-
-    results = {}
-    for weight in (0.0, 1.0):
-        config = PolicyConfig(
-            algorithm="dpo", epochs=4, prompts_per_step=4, learning_rate=3e-3, kl_beta=0.1, chosen_nll=weight
-        )
-        out = tmp_path / f"policy-{weight}"
-        metrics = optimize_policy(preferences, str(tiny_model_path), None, str(out), config)
-        assert metrics["reward_margin_last"] > 0  # either way it prefers what people preferred
-        results[weight] = chosen_logprob(out)
-    assert results[1.0] > results[0.0] + 0.3  # and with the NLL term the preferred answer is likelier still
+    folders = dpo_for_each(preferences, tiny_model_path, tmp_path, "chosen_nll", (0.0, 1.0))
+    likelihood = {weight: continuation_logprob(folder, prompt_ids, answer_ids) for weight, folder in folders.items()}
+    assert likelihood[1.0] > likelihood[0.0] + 0.3  # with the NLL term the preferred answer is likelier still
 
 
 def test_length_desensitised_dpo_leaves_a_long_worse_answers_extra_tokens_alone(tiny_model_path, tmp_path):
@@ -309,8 +318,6 @@ def test_length_desensitised_dpo_leaves_a_long_worse_answers_extra_tokens_alone(
     Plain DPO can widen the margin by making the run-on tokens unlikely; with ld_alpha 0 only the
     tokens both answers have count, so the run-on's likelihood moves far less."""
     from transformers import AutoTokenizer
-
-    from training.ml.evaluate import sequence_logprobs
 
     tail = " and then it goes on and on about other things without ever coming to an end"
     preferences = [
@@ -326,18 +333,7 @@ def test_length_desensitised_dpo_leaves_a_long_worse_answers_extra_tokens_alone(
     prefix_ids = tokenizer(prompt_text + "Yes, gladly!", add_special_tokens=False)["input_ids"]
     tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
 
-    def tail_logprob(path) -> float:  # the run-on's log-probability, given the prompt and the shared answer
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-        return sequence_logprobs(model, [(list(prefix_ids) + tail_ids, len(prefix_ids))])[0]
-
-    before = tail_logprob(tiny_model_path)
-    drop = {}
-    for alpha in (1.0, 0.0):
-        config = PolicyConfig(
-            algorithm="dpo", epochs=4, prompts_per_step=4, learning_rate=3e-3, kl_beta=0.1, ld_alpha=alpha
-        )
-        out = tmp_path / f"policy-{alpha}"
-        metrics = optimize_policy(preferences, str(tiny_model_path), None, str(out), config)
-        assert metrics["reward_margin_last"] > 0  # either way the shorter answer is preferred
-        drop[alpha] = before - tail_logprob(out)
+    before = continuation_logprob(tiny_model_path, prefix_ids, tail_ids)
+    folders = dpo_for_each(preferences, tiny_model_path, tmp_path, "ld_alpha", (1.0, 0.0))
+    drop = {alpha: before - continuation_logprob(folder, prefix_ids, tail_ids) for alpha, folder in folders.items()}
     assert drop[1.0] > 2 * max(drop[0.0], 0.1)  # plain DPO pushed the run-on down; LD-DPO barely did

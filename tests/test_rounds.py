@@ -368,3 +368,7 @@ def test_a_queued_round_says_what_it_waits_for(client, labeled, admin_user):
     assert "no gpu worker has taken it yet" in detail["waiting_for"]
     client.force_login(admin_user)
     assert b'id="round-waiting"' in client.get(f"/rounds/{round_.pk}/").content
+    # Between two stages of a round that has run for long, the next stage is seconds in the queue.
+    round_.stages.filter(name="snapshot").update(status=RoundStage.Status.SUCCEEDED, finished_at=timezone.now())
+    detail = api_client(admin_user).get(f"/api/v1/rounds/{round_.pk}/").json()
+    assert detail["waiting_for"] == "Queued on the gpu queue."

@@ -99,12 +99,6 @@ ROUND_DEFAULTS = {
         "generations_per_prompt": 4,
         "max_completion_length": 48,
         "kl_budget": 10.0,
-        # The preferred answers' likelihood in DPO's loss (RPO) and the tokens past the shorter
-        # answer at half weight (LD-DPO): chosen by benchmarks/closed_loop.py, where plain DPO's
-        # second round lost -0.20 under `explain` (it learned "shorter" from the cut-off worse
-        # answers) and this kept both rounds' gains under `concise` (+0.59, then +0.13).
-        "chosen_nll": 1.0,
-        "ld_alpha": 0.5,
     },
     "evaluate": {"prompts": 64, "samples": 2, "max_new_tokens": 96, "temperature": 0.7, "seed": 0},
 }

@@ -63,7 +63,10 @@ def round_waiting_for(*, round_: Round, now=None) -> str | None:
             "step": other.step,
             "total": other.total or "?",
         }
-    since = round_.started_at or round_.created_at
+    # Queued since the round started, or since its last stage ended (the next stage's message is
+    # then seconds old, however long the round has run).
+    last_ended = round_.stages.exclude(finished_at=None).order_by("-finished_at").values_list("finished_at", flat=True)
+    since = max(filter(None, (round_.started_at or round_.created_at, last_ended.first())))
     if now - since > NO_WORKER_AFTER:
         return gettext(
             "Queued on the gpu queue, and no gpu worker has taken it yet: is one running "
