@@ -291,6 +291,21 @@ def dpo_for_each(preferences, model_path, tmp_path, name: str, values) -> dict:
     return folders
 
 
+def chat_ids(model_path, prompt: list[dict], answer_start: str = "") -> list[int]:
+    """The prompt as the chat template gives it to the model, followed by the answer's first words."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    prompt_text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return tokenizer(prompt_text + answer_start, add_special_tokens=False)["input_ids"]
+
+
+def text_ids(model_path, text: str) -> list[int]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_path))(text, add_special_tokens=False)["input_ids"]
+
+
 def continuation_logprob(path, prefix_ids: list[int], ids: list[int]) -> float:
     """log p(ids | prefix_ids) under the model at `path`."""
     from training.ml.evaluate import sequence_logprobs
@@ -300,13 +315,9 @@ def continuation_logprob(path, prefix_ids: list[int], ids: list[int]) -> float:
 
 
 def test_dpo_with_the_preferred_answers_likelihood_keeps_them_likelier_than_plain_dpo(tiny_model_path, tmp_path):
-    from transformers import AutoTokenizer
-
     preferences = HELPFUL_PREFERENCES
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_path))
-    prompt_text = tokenizer.apply_chat_template(preferences[0]["prompt"], add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer("Yes, gladly!", add_special_tokens=False)["input_ids"]
+    prompt_ids = chat_ids(tiny_model_path, preferences[0]["prompt"])
+    answer_ids = text_ids(tiny_model_path, "Yes, gladly!")
 
     folders = dpo_for_each(preferences, tiny_model_path, tmp_path, "chosen_nll", (0.0, 1.0))
     likelihood = {weight: continuation_logprob(folder, prompt_ids, answer_ids) for weight, folder in folders.items()}
@@ -317,21 +328,11 @@ def test_length_desensitised_dpo_leaves_a_long_worse_answers_extra_tokens_alone(
     """The worse answer says what the better one says, then runs on (as a cut-off answer does).
     Plain DPO can widen the margin by making the run-on tokens unlikely; with ld_alpha 0 only the
     tokens both answers have count, so the run-on's likelihood moves far less."""
-    from transformers import AutoTokenizer
-
     tail = " and then it goes on and on about other things without ever coming to an end"
-    preferences = [
-        {
-            "prompt": [{"role": "user", "content": f"Can you help me ({i})?"}],
-            "chosen": [{"role": "assistant", "content": "Yes, gladly!"}],
-            "rejected": [{"role": "assistant", "content": "Yes, gladly!" + tail}],
-        }
-        for i in range(8)
-    ]
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_path))
-    prompt_text = tokenizer.apply_chat_template(preferences[0]["prompt"], add_generation_prompt=True, tokenize=False)
-    prefix_ids = tokenizer(prompt_text + "Yes, gladly!", add_special_tokens=False)["input_ids"]
-    tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    run_on = [{"role": "assistant", "content": "Yes, gladly!" + tail}]
+    preferences = [{**row, "rejected": run_on} for row in HELPFUL_PREFERENCES]
+    prefix_ids = chat_ids(tiny_model_path, preferences[0]["prompt"], "Yes, gladly!")
+    tail_ids = text_ids(tiny_model_path, tail)
 
     before = continuation_logprob(tiny_model_path, prefix_ids, tail_ids)
     folders = dpo_for_each(preferences, tiny_model_path, tmp_path, "ld_alpha", (1.0, 0.0))

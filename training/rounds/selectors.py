@@ -4,6 +4,7 @@ evaluation a version's deploy confirmation shows."""
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
@@ -65,8 +66,8 @@ def round_waiting_for(*, round_: Round, now=None) -> str | None:
         }
     # Queued since the round started, or since its last stage ended (the next stage's message is
     # then seconds old, however long the round has run).
-    last_ended = round_.stages.exclude(finished_at=None).order_by("-finished_at").values_list("finished_at", flat=True)
-    since = max(filter(None, (round_.started_at or round_.created_at, last_ended.first())))
+    last_ended = round_.stages.aggregate(last=Max("finished_at"))["last"]
+    since = max(filter(None, (round_.started_at or round_.created_at, last_ended)))
     if now - since > NO_WORKER_AFTER:
         return gettext(
             "Queued on the gpu queue, and no gpu worker has taken it yet: is one running "
