@@ -157,3 +157,35 @@ def test_implicit_reward_accuracy_is_chance_for_an_unchanged_policy(tiny_model_p
     optimize_policy(preferences, str(tiny_model_path), None, str(tmp_path / "dpo"), config)
     learned = implicit_reward_accuracy(held_out([1, 2, 3]), tmp_path / "dpo", tiny_model_path)
     assert learned["accuracy"] > 0.8
+
+
+def uneven_rankings() -> list[Ranking]:
+    """Rankings whose prompts and answers differ in length, some with fewer answers: packed batches
+    of them mix widths, and a judge must score each answer as if it were alone."""
+    prompts = ["Hi", "Can you tell me, in some detail, what a ranking task is for?", "台灣第一高峰是那一座？"]
+    answers = [ANSWERS, ["A much longer answer that runs on for a while, then stops.", "Short."], ANSWERS[::-1]]
+    return [
+        Ranking([{"role": "user", "content": p}], a, list(range(1, len(a) + 1)))
+        for p, a in zip(prompts, answers, strict=True)
+    ]
+
+
+def test_held_out_judges_score_each_answer_as_if_it_were_alone(tiny_model_path, reward_model):
+    """The judges encode each ranking's prompt once and batch rankings by length; what they report
+    must be what one answer at a time, prompt + answer, gives."""
+    from training.ml.evaluate import load_policy, sequence_logprobs
+    from training.ml.held_out import answer_sequences, encoded_rankings, ranking_logprobs
+    from training.ml.reward import RewardScorer
+
+    rankings = uneven_rankings()
+    model, tokenizer = load_policy(str(tiny_model_path))
+    packed = ranking_logprobs(model, encoded_rankings(tokenizer, rankings, 256), batch_size=5)
+    alone = [sequence_logprobs(model, [s], batch_size=1)[0] for s in answer_sequences(tokenizer, rankings, 256)]
+    assert [len(answers) for answers in packed] == [3, 2, 3]
+    assert sum(packed, []) == pytest.approx(alone, abs=1e-4)
+
+    scorer = RewardScorer(str(reward_model), batch_size=5)
+    by_ranking = scorer.score_rankings(rankings)
+    one_by_one = [scorer.score([r.prompt], [a])[0] for r in rankings for a in r.completions]
+    assert sum(by_ranking, []) == pytest.approx(one_by_one, abs=1e-4)
+    assert by_ranking[0][0] > by_ranking[0][2]  # it still prefers "Yes, gladly!" to "No."

@@ -350,25 +350,41 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
     return answers
 
 
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of similar length (shortest first), so little of a padded batch is padding."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def sequence_logprobs(model, sequences: list[tuple[list[int], int]], *, batch_size: int = 8) -> list[float]:
-    """Summed log-probability of each sequence's tokens from its answer start on (right-padded batches)."""
+    """Summed log-probability of each sequence's tokens from its answer start on. Batches are of
+    similar length (right-padded), and the vocabulary projection runs only at the positions that
+    predict an answer token: with a 49k-token vocabulary it is a fifth of a small model's compute."""
     import torch
 
     device = next(model.parameters()).device
-    totals = []
-    for start in range(0, len(sequences), batch_size):
-        batch = sequences[start : start + batch_size]
-        width = max(len(ids) for ids, _ in batch)
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    totals = [0.0] * len(sequences)
+    for batch in length_sorted_batches([len(ids) for ids, _ in sequences], batch_size):
+        width = max(len(sequences[i][0]) for i in batch)
         input_ids = torch.zeros((len(batch), width), dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
-        scored = torch.zeros((len(batch), width), dtype=torch.bool)  # positions whose token is counted
-        for row, (ids, answer_start) in enumerate(batch):
+        rows, targets = [], []  # (row, position) of each hidden state that predicts a counted token
+        for row, index in enumerate(batch):
+            ids, answer_start = sequences[index]
             input_ids[row, : len(ids)] = torch.tensor(ids)
             attention[row, : len(ids)] = 1
-            scored[row, max(answer_start, 1) : len(ids)] = True
+            rows += [(row, position - 1) for position in range(max(answer_start, 1), len(ids))]
+            targets += ids[max(answer_start, 1) :]
+        if not rows:
+            continue
         with torch.no_grad():
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits[:, :-1].float()
-            chosen = logits.gather(-1, input_ids[:, 1:, None].to(device)).squeeze(-1)
-            logps = chosen - torch.logsumexp(logits, dim=-1)  # log-softmax of the taken token only
-        totals += (logps * scored[:, 1:].to(device)).sum(-1).tolist()
+            hidden = body(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
+            where = torch.tensor(rows, device=device)
+            logits = head(hidden[where[:, 0], where[:, 1]]).float()
+            taken = torch.tensor(targets, device=device)
+            logps = logits.gather(-1, taken[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+            per_row = torch.zeros(len(batch), device=device, dtype=logps.dtype).index_add_(0, where[:, 0], logps)
+        for row, index in enumerate(batch):
+            totals[index] = float(per_row[row])
     return totals

@@ -13,8 +13,8 @@ together: the pairs of one ranking share a prompt and an annotator, so they are 
 A model near 0.7 is at the human ceiling (labelers agree with each other 63–77% of the time).
 """
 
-from training.ml.evaluate import as_conversation, load_policy, release_memory, sequence_logprobs
-from training.ml.reward_data import Ranking, ordered_pairs
+from training.ml.evaluate import as_conversation, length_sorted_batches, load_policy, release_memory
+from training.ml.reward_data import Encoded, Ranking, ordered_pairs
 
 
 def accuracy_report(per_ranking: list[tuple[float, int]]) -> dict:
@@ -56,10 +56,9 @@ def reward_model_outcomes(
     if not rankings:
         return []
     scorer = RewardScorer(str(reward_model_path), batch_size=batch_size)
-    prompts = [r.prompt for r in rankings for _ in r.completions]
-    scores = scorer.score(prompts, [c for r in rankings for c in r.completions])
+    scores = scorer.score_rankings(rankings)
     del scorer
-    return list(_per_ranking(rankings, scores))
+    return [_pairs_right(s, r.ranks) for s, r in zip(scores, rankings, strict=True)]
 
 
 def reward_model_accuracy(rankings: list[Ranking], reward_model_path: str, *, batch_size: int = 8) -> dict:
@@ -86,29 +85,69 @@ def accuracy_difference(first: list[tuple[float, int]], second: list[tuple[float
     }
 
 
-def _per_ranking(rankings: list[Ranking], flat_scores: list[float]):
-    start = 0
-    for ranking in rankings:
-        scores = flat_scores[start : start + len(ranking.completions)]
-        start += len(ranking.completions)
-        yield _pairs_right(scores, ranking.ranks)
-
-
 def answer_sequences(tokenizer, rankings: list[Ranking], max_tokens: int) -> list[tuple[list[int], int]]:
     """Token ids of prompt + answer + end of turn, and where the answer starts, for every answer."""
+    return [
+        (encoded.prompt_ids + answer, len(encoded.prompt_ids))
+        for encoded in encoded_rankings(tokenizer, rankings, max_tokens)
+        for answer in encoded.answer_ids
+    ]
+
+
+def encoded_rankings(tokenizer, rankings: list[Ranking], max_tokens: int) -> list[Encoded]:
+    """Each ranking's prompt (through the chat template, with the generation prompt) and its
+    answers' token ids, each cut at max_tokens and ended with the end-of-turn token."""
     from training.ml.chat_template import end_of_turn_ids, render
 
     stop = end_of_turn_ids(tokenizer)[:1]
-    sequences = []
+    encoded = []
     for ranking in rankings:
         conversation = as_conversation(ranking.prompt)
-        prompt_ids = tokenizer(render(tokenizer, conversation, add_generation_prompt=True), add_special_tokens=False)[
-            "input_ids"
-        ]
-        for answer in ranking.completions:
-            answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"][:max_tokens] + stop
-            sequences.append((prompt_ids + answer_ids, len(prompt_ids)))
-    return sequences
+        prompt = render(tokenizer, conversation, add_generation_prompt=True)
+        answers = [tokenizer(a, add_special_tokens=False)["input_ids"][:max_tokens] + stop for a in ranking.completions]
+        encoded.append(Encoded(tokenizer(prompt, add_special_tokens=False)["input_ids"], answers, list(ranking.ranks)))
+    return encoded
+
+
+def ranking_logprobs(model, encoded: list[Encoded], *, batch_size: int = 8) -> list[list[float]]:
+    """Each answer's summed log-probability given its ranking's prompt, the prompt encoded once per
+    ranking (packed: the answers see the prompt and themselves only, as reward_data.packed_batch
+    lays them out); a batch holds batch_size answers' worth of rankings of similar length. The
+    vocabulary projection runs only where an answer token is predicted: the prompt's last position
+    predicts each answer's first token, and each answer token the next."""
+    import torch
+
+    from training.ml.reward_data import packed_batch
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    lengths = [len(e.prompt_ids) + sum(len(a) for a in e.answer_ids) for e in encoded]
+    answers = max((len(e.answer_ids) for e in encoded), default=1)
+    totals: list[list[float]] = [[] for _ in encoded]
+    for batch in length_sorted_batches(lengths, max(1, batch_size // answers)):
+        input_ids, mask, positions, ends = packed_batch([encoded[i] for i in batch], 0, dtype)
+        where, targets, owner = [], [], []  # hidden state (row, index) → the token it predicts, (row, answer)
+        for row, index in enumerate(batch):
+            example, first = encoded[index], len(encoded[index].prompt_ids)
+            for k, (answer, end) in enumerate(zip(example.answer_ids, ends[row], strict=True)):
+                start = end - len(answer) + 1
+                where += [(row, first - 1)] + [(row, position) for position in range(start, end)]
+                targets += answer
+                owner += [row * answers + k] * len(answer)
+        with torch.no_grad():
+            hidden = body(
+                input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
+            ).last_hidden_state
+            at = torch.tensor(where, device=device)
+            logits = head(hidden[at[:, 0], at[:, 1]]).float()
+            logps = logits.gather(-1, torch.tensor(targets, device=device)[:, None]).squeeze(-1)
+            logps = logps - torch.logsumexp(logits, dim=-1)
+            summed = torch.zeros(len(batch) * answers, device=device, dtype=logps.dtype)
+            summed.index_add_(0, torch.tensor(owner, device=device), logps)
+        for row, index in enumerate(batch):
+            totals[index] = summed[row * answers : row * answers + len(encoded[index].answer_ids)].tolist()
+    return totals
 
 
 def implicit_reward_accuracy(
@@ -122,10 +161,14 @@ def implicit_reward_accuracy(
     logps = {}
     for name, path in (("policy", policy_path), ("reference", reference_path)):
         model, tokenizer = load_policy(str(path))
-        logps[name] = sequence_logprobs(
-            model, answer_sequences(tokenizer, rankings, max_answer_tokens), batch_size=batch_size
+        logps[name] = ranking_logprobs(
+            model, encoded_rankings(tokenizer, rankings, max_answer_tokens), batch_size=batch_size
         )
         del model
         release_memory()
-    implicit = [p - r for p, r in zip(logps["policy"], logps["reference"], strict=True)]
-    return accuracy_report(list(_per_ranking(rankings, implicit)))
+    return accuracy_report(
+        [
+            _pairs_right([p - r for p, r in zip(policy, reference, strict=True)], ranking.ranks)
+            for policy, reference, ranking in zip(logps["policy"], logps["reference"], rankings, strict=True)
+        ]
+    )

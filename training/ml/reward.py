@@ -365,15 +365,40 @@ class RewardScorer:
         self.batch_size = batch_size
 
     def score(self, prompts: list, answers: list[str]) -> list[float]:
+        """One score per (prompt, answer), each its own sequence, in batches of similar length."""
         import torch
+
+        from training.ml.evaluate import length_sorted_batches
 
         encoded = [
             encode(self.tokenizer, Ranking(p, [a], [1]), self.config) for p, a in zip(prompts, answers, strict=True)
         ]
-        scores = []
+        lengths = [len(e.prompt_ids) + len(e.answer_ids[0]) for e in encoded]
+        scores = [0.0] * len(encoded)
         with torch.no_grad():
-            for start in range(0, len(encoded), self.batch_size):
-                scores += [float(r[0]) for r in rewards_separate(self.model, encoded[start : start + self.batch_size])]
+            for batch in length_sorted_batches(lengths, self.batch_size):
+                for index, rewards in zip(
+                    batch, rewards_separate(self.model, [encoded[i] for i in batch]), strict=True
+                ):
+                    scores[index] = float(rewards[0])
+        return scores
+
+    def score_rankings(self, rankings: list[Ranking]) -> list[list[float]]:
+        """Every answer of each ranking scored, the prompt encoded once per ranking (packed, as in
+        training; the same scores as `score`): a batch holds batch_size answers' worth of rankings
+        of similar length."""
+        import torch
+
+        from training.ml.evaluate import length_sorted_batches
+
+        encoded = [encode(self.tokenizer, ranking, self.config) for ranking in rankings]
+        lengths = [len(e.prompt_ids) + sum(len(a) for a in e.answer_ids) for e in encoded]
+        answers = max((len(e.answer_ids) for e in encoded), default=1)
+        scores: list[list[float]] = [[] for _ in encoded]
+        with torch.no_grad():
+            for batch in length_sorted_batches(lengths, max(1, self.batch_size // answers)):
+                for index, rewards in zip(batch, rewards_packed(self.model, [encoded[i] for i in batch]), strict=True):
+                    scores[index] = [float(r) for r in rewards]
         return scores
 
 
