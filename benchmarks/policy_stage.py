@@ -121,7 +121,7 @@ def variant_parse(variant: str) -> tuple[str, dict]:
     """ "dpo:pairs=best_worst,steps=16" -> ("dpo", {"pairs": "best_worst", "steps": 16}): an
     algorithm, and settings over the round's defaults (checked as the round API checks them)."""
     from training.ml import options
-    from training.ml.policy import PolicyConfig
+    from training.ml.policy_config import PolicyConfig
 
     algorithm, _, rest = variant.partition(":")
     raw = dict(item.split("=", 1) for item in rest.split(",") if item)
@@ -142,7 +142,8 @@ def timed(function, *args, **kwargs) -> tuple[object, float]:
 def one_rule(rule: str, base: str, train, held_out, candidates, work: Path, defaults, keep, algorithms) -> dict:
     """Reward model, then each algorithm; `keep(result)` after each, so a run cut short keeps its figures."""
     from training.ml.evaluate import sampling_from
-    from training.ml.policy import PolicyConfig, optimize_policy
+    from training.ml.policy import optimize_policy
+    from training.ml.policy_config import PolicyConfig
     from training.ml.reward import RewardConfig, train_reward_model
     from training.ml.reward_data import rankings_from_records
 

@@ -19,7 +19,8 @@ from labeling.imports import dataset_import
 from tests.factories import DEMOS, PREFERENCES, REWARD, TINY, Recorder, rankings, register_copy, wait_until
 from training.ml import options
 from training.ml.common import TrainingCancelled
-from training.ml.policy import PolicyConfig, optimize_policy, policy_sampler
+from training.ml.policy import optimize_policy
+from training.ml.policy_config import PolicyConfig, policy_sampler
 from training.ml.reward import Ranking, RewardConfig, train_reward_model
 from training.ml.reward_shaping import RewardShaper
 from training.rounds import runner

@@ -12,7 +12,7 @@ from training.ml import options, policy, reward, sft
 from training.ml.evaluate import EvaluateConfig
 from training.ml.generation import SamplingParams
 from training.ml.options import SettingsError, setting
-from training.ml.policy import PolicyConfig
+from training.ml.policy_config import PolicyConfig
 from training.ml.reward import RewardConfig
 from training.ml.sft import SFTStageConfig
 

@@ -10,15 +10,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from training.ml.common import TrainingCancelled
-from training.ml.policy import (
-    PolicyConfig,
-    RewardModelFunction,
-    build_policy_trainer,
-    optimize_policy,
-    preferences_from_records,
-    prompts_from_records,
-)
+from training.ml.policy import RewardModelFunction, build_policy_trainer, optimize_policy
+from training.ml.policy_config import PolicyConfig, preferences_from_records
 from training.ml.reward import Ranking, RewardConfig, RewardScorer, train_reward_model
+from training.ml.reward_data import prompts_from_records
 
 PROMPTS = [
     {"prompt": [{"role": "user", "content": "Can you help me?"}]},

@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, TrainerControl, TrainerState, TrainingArguments
 
 from training.ml.held_out import implicit_reward_accuracy, reward_model_accuracy
-from training.ml.policy import PolicyConfig, optimize_policy
+from training.ml.policy import optimize_policy
+from training.ml.policy_config import PolicyConfig
 from training.ml.reward import Ranking, RewardConfig, train_reward_model
 from training.ml.reward_shaping import RewardShaper
 from training.ml.sft import early_stop_callback, keep_best_epoch

@@ -141,16 +141,14 @@ def evaluate_policies(
     conversations = [c for _ in range(samples) for c in asked]  # sample-major: rows[:n] has every prompt once
     new_policy_path, old_policy_path = str(new_policy_path), str(old_policy_path)
     reference_path = str(reference_path or old_policy_path)
-    reused = None
-    if old_answers is not None:
-        if len(old_answers) != len(conversations):
-            raise ValueError("old_answers needs one answer per prompt and sample")
-        # Only the text and the length are read from the deployed policy's answers.
-        reused = [
-            Answer(text=a["text"], prompt_ids=[], token_ids=[0] * a["tokens"], finish_reason="") for a in old_answers
-        ]
     new, old, new_logps, reference_logps = _answers_and_logprobs(
-        conversations, new_policy_path, old_policy_path, reference_path, sampling, batch_size, reused
+        conversations,
+        new_policy_path,
+        old_policy_path,
+        reference_path,
+        sampling,
+        batch_size,
+        _reused_answers(old_answers, len(conversations)),
     )
 
     new_rewards, old_rewards = _scores(RewardScorer, reward_model_path, conversations, new, old, batch_size)
@@ -158,18 +156,6 @@ def evaluate_policies(
     if previous_reward_model_path and str(previous_reward_model_path) != str(reward_model_path):
         previous = _scores(RewardScorer, previous_reward_model_path, conversations, new, old, batch_size)
         judges["previous_reward_model"] = judge_report(*previous, samples=samples)
-    rows = [
-        {
-            "prompt": c,
-            "new_answer": n.text,
-            "old_answer": o.text,
-            "new_reward": nr,
-            "old_reward": orr,
-            "new_tokens": len(n.token_ids),
-            "old_tokens": len(o.token_ids),
-        }
-        for c, n, o, nr, orr in zip(conversations, new, old, new_rewards, old_rewards, strict=True)
-    ]
     return {
         "prompts": len(asked),
         "samples_per_prompt": samples,
@@ -185,8 +171,33 @@ def evaluate_policies(
         "old_mean_length": _mean(len(a.token_ids) for a in old),
         "kl": _mean(p - r for p, r in zip(new_logps, reference_logps, strict=True)),
         "sampling": sampling.as_dict(),
-        "rows": rows,
+        "rows": _rows(conversations, new, old, new_rewards, old_rewards),
     }
+
+
+def _reused_answers(old_answers: list[dict] | None, count: int) -> list[Answer] | None:
+    """The deployed policy's earlier answers as Answers; only their text and length are read."""
+    if old_answers is None:
+        return None
+    if len(old_answers) != count:
+        raise ValueError("old_answers needs one answer per prompt and sample")
+    return [Answer(text=a["text"], prompt_ids=[], token_ids=[0] * a["tokens"], finish_reason="") for a in old_answers]
+
+
+def _rows(conversations, new: list[Answer], old: list[Answer], new_rewards, old_rewards) -> list[dict]:
+    """One row per prompt and sample, both answers side by side: what the round page shows."""
+    return [
+        {
+            "prompt": c,
+            "new_answer": n.text,
+            "old_answer": o.text,
+            "new_reward": nr,
+            "old_reward": orr,
+            "new_tokens": len(n.token_ids),
+            "old_tokens": len(o.token_ids),
+        }
+        for c, n, o, nr, orr in zip(conversations, new, old, new_rewards, old_rewards, strict=True)
+    ]
 
 
 def _scores(scorer_class, path, conversations, new, old, batch_size) -> tuple[list[float], list[float]]:

@@ -66,7 +66,7 @@ def stage_call(function, stage: str, inputs: dict, *, progress, should_stop) -> 
         config = RewardConfig(**inputs["config"])
         return function(rankings_from_records(records), inputs["model_path"], inputs["out_dir"], config, **callbacks)
     if stage == "policy":
-        from training.ml.policy import PolicyConfig
+        from training.ml.policy_config import PolicyConfig
 
         config = PolicyConfig(**inputs["config"])
         model_path, reward_model_path = inputs["model_path"], inputs.get("reward_model_path")

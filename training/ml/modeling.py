@@ -63,7 +63,7 @@ def dpo_metrics(logs: dict) -> dict:
 
 
 def common_arguments(work_dir: str, config) -> dict:
-    """TRL trainer settings every policy trainer shares (config: a training.ml.policy.PolicyConfig)."""
+    """TRL trainer settings every policy trainer shares (config: a training.ml.policy_config.PolicyConfig)."""
     return {
         "output_dir": work_dir,
         "learning_rate": config.learning_rate,

@@ -18,7 +18,7 @@ from labeling.models import Project
 from training.ml import options
 from training.ml.evaluate import EvaluateConfig
 from training.ml.options import setting, translatable
-from training.ml.policy import PolicyConfig
+from training.ml.policy_config import PolicyConfig
 from training.ml.reward import RewardConfig
 from training.ml.sft import SFTStageConfig
 
