@@ -1,5 +1,5 @@
 """What every training stage shares: progress and cancel callbacks, seeding, reading the
-formats the research exports write (JSONL or Parquet)."""
+formats the research exports write (JSONL or Parquet), batches of similar length."""
 
 import json
 import os
@@ -79,3 +79,9 @@ def trainer_callback(progress: ProgressFn, should_stop: StopFn, metrics_from_log
             progress(state.global_step, state.max_steps, metrics)
 
     return StageCallback()
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of similar length (shortest first), so little of a padded batch is padding."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

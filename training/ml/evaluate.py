@@ -23,6 +23,7 @@ evaluation needs the memory of one model.
 import gc
 from dataclasses import dataclass
 
+from training.ml.common import length_sorted_batches
 from training.ml.generation import SamplingParams, answer_text_clean
 from training.ml.options import SEED_RANGE, setting
 
@@ -359,12 +360,6 @@ def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, b
             text = answer_text_clean(tokenizer.decode(kept if stop is None else kept[:-1], skip_special_tokens=True))
             answers[index] = Answer(text, prompt_ids[index], kept, "length" if stop is None else "stop")
     return answers
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices in batches of similar length (shortest first), so little of a padded batch is padding."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def sequence_logprobs(model, sequences: list[tuple[list[int], int]], *, batch_size: int = 8) -> list[float]:

@@ -13,7 +13,8 @@ together: the pairs of one ranking share a prompt and an annotator, so they are 
 A model near 0.7 is at the human ceiling (labelers agree with each other 63–77% of the time).
 """
 
-from training.ml.evaluate import as_conversation, length_sorted_batches, load_policy, release_memory
+from training.ml.common import length_sorted_batches
+from training.ml.evaluate import as_conversation, load_policy, release_memory
 from training.ml.reward_data import Encoded, Ranking, ordered_pairs
 
 

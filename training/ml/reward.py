@@ -27,6 +27,7 @@ from training.ml.common import (
     ProgressFn,
     StopFn,
     TrainingCancelled,
+    length_sorted_batches,
     load_records,
     never_stop,
     no_progress,
@@ -368,8 +369,6 @@ class RewardScorer:
         """One score per (prompt, answer), each its own sequence, in batches of similar length."""
         import torch
 
-        from training.ml.evaluate import length_sorted_batches
-
         encoded = [
             encode(self.tokenizer, Ranking(p, [a], [1]), self.config) for p, a in zip(prompts, answers, strict=True)
         ]
@@ -388,8 +387,6 @@ class RewardScorer:
         training; the same scores as `score`): a batch holds batch_size answers' worth of rankings
         of similar length."""
         import torch
-
-        from training.ml.evaluate import length_sorted_batches
 
         encoded = [encode(self.tokenizer, ranking, self.config) for ranking in rankings]
         lengths = [len(e.prompt_ids) + sum(len(a) for a in e.answer_ids) for e in encoded]
