@@ -386,11 +386,22 @@ def sequence_logprobs(model, sequences: list[tuple[list[int], int]], *, batch_si
             continue
         with torch.no_grad():
             hidden = body(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
-            where = torch.tensor(rows, device=device)
-            logits = head(hidden[where[:, 0], where[:, 1]]).float()
-            taken = torch.tensor(targets, device=device)
-            logps = logits.gather(-1, taken[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-            per_row = torch.zeros(len(batch), device=device, dtype=logps.dtype).index_add_(0, where[:, 0], logps)
+            per_row = summed_logprobs(head, hidden, rows, targets, [row for row, _ in rows], len(batch))
         for row, index in enumerate(batch):
             totals[index] = float(per_row[row])
     return totals
+
+
+def summed_logprobs(head, hidden, where, targets, owners, count: int):
+    """Log-probabilities of `targets`, each predicted by the hidden state at `where` (row, position),
+    summed into `count` totals by `owners`: the vocabulary projection runs on those states only."""
+    import torch
+
+    device = hidden.device
+    at = torch.tensor(where, device=device)
+    logits = head(hidden[at[:, 0], at[:, 1]]).float()
+    logps = logits.gather(-1, torch.tensor(targets, device=device)[:, None]).squeeze(-1)
+    logps = logps - torch.logsumexp(logits, dim=-1)
+    return torch.zeros(count, device=device, dtype=logps.dtype).index_add_(
+        0, torch.tensor(owners, device=device), logps
+    )

@@ -14,7 +14,7 @@ A model near 0.7 is at the human ceiling (labelers agree with each other 63–77
 """
 
 from training.ml.common import length_sorted_batches
-from training.ml.evaluate import as_conversation, load_policy, release_memory
+from training.ml.evaluate import as_conversation, load_policy, release_memory, summed_logprobs
 from training.ml.reward_data import Encoded, Ranking, ordered_pairs
 
 
@@ -140,12 +140,7 @@ def ranking_logprobs(model, encoded: list[Encoded], *, batch_size: int = 8) -> l
             hidden = body(
                 input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
             ).last_hidden_state
-            at = torch.tensor(where, device=device)
-            logits = head(hidden[at[:, 0], at[:, 1]]).float()
-            logps = logits.gather(-1, torch.tensor(targets, device=device)[:, None]).squeeze(-1)
-            logps = logps - torch.logsumexp(logits, dim=-1)
-            summed = torch.zeros(len(batch) * answers, device=device, dtype=logps.dtype)
-            summed.index_add_(0, torch.tensor(owner, device=device), logps)
+            summed = summed_logprobs(head, hidden, where, targets, owner, len(batch) * answers)
         for row, index in enumerate(batch):
             totals[index] = summed[row * answers : row * answers + len(encoded[index].answer_ids)].tolist()
     return totals
