@@ -14,11 +14,13 @@ default settings (training.rounds.config.ROUND_DEFAULTS) and nothing else change
    ties as the closed loop makes them).
 3. Per rule: the round's reward model on those rankings, then each algorithm from the base
    policy (no SFT first, so the rule's headroom is the policy stage's to take): `rloo` (the
-   round's default), `dpo` (offline, on the rankings' ordered pairs) and `iterative_dpo`
-   (on-policy: sample, score with the reward model, DPO on best versus worst).
+   former default), `dpo` (offline, on each ranking's best answer against its worst: the
+   round's default) and `iterative_dpo` (on-policy: sample, score with the reward model, DPO on
+   best versus worst).
 4. Every policy answers every held-out prompt (the round evaluation's sampling: temperature 0.7,
    96 tokens, seed 0); the rule scores them: mean with a 95% bootstrap interval, the paired
-   per-prompt difference to the base with its interval, answer length, and the stage's time.
+   per-prompt difference to the base with its interval (and to the first algorithm listed, so a
+   stage is compared with the default on the same prompts), answer length, and the stage's time.
 
 Run on a machine of its own: one torch thread per stage (`--threads`), as the gpu worker has on
 a 2-core machine beside the web server. The JSON report (--out) is rewritten after each algorithm.
@@ -175,6 +177,9 @@ def one_rule(rule: str, base: str, train, held_out, candidates, work: Path, defa
             continue
         scores = rule_scores(str(folder), held_out, evaluation, rule)
         scores["vs_base"] = paired_difference(scores["scores"], base_scores["scores"])
+        first = policies.get(algorithms[0], {})
+        if variant != algorithms[0] and "scores" in first:  # the stages compared on the same prompts
+            scores["vs_first"] = paired_difference(scores["scores"], first["scores"])
         policies[variant] = {**scores, "seconds": seconds, "metrics": metrics}
         keep(result)
         print(
@@ -212,14 +217,19 @@ def table_print(report: dict) -> None:
             f"\nrule {rule}: {result['rankings']} rankings; reward model {result['reward_seconds']:.0f} s, "
             f"held-out accuracy {accuracy}"
         )
-        print("| policy | rule score [95% CI] | vs base, paired [95% CI] | tokens | stage s |")
-        print("|---|---|---|---|---|")
+        first = next((name for name in result["policies"] if name != "base"), "")
+        print(f"| policy | rule score [95% CI] | vs base, paired [95% CI] | vs {first}, paired | tokens | stage s |")
+        print("|---|---|---|---|---|---|")
         for name, p in result["policies"].items():
             if "error" in p:
-                print(f"| {name} | failed: {p['error']} | | | |")
+                print(f"| {name} | failed: {p['error']} | | | | |")
                 continue
             versus = interval_text(p["vs_base"], signed=True) if "vs_base" in p else "—"
-            print(f"| {name} | {interval_text(p)} | {versus} | {p['mean_tokens']:.1f} | {p['seconds']:.0f} |")
+            first_versus = interval_text(p["vs_first"], signed=True) if "vs_first" in p else "—"
+            print(
+                f"| {name} | {interval_text(p)} | {versus} | {first_versus} | {p['mean_tokens']:.1f} "
+                f"| {p['seconds']:.0f} |"
+            )
 
 
 def main(argv=None) -> int:
