@@ -309,7 +309,7 @@ def policy_score(path: Path, conversations: list[list[dict]], rows: list[dict], 
 
     started = time.monotonic()
     model, tokenizer = load_policy(str(path))
-    answers = sample_answers(model, tokenizer, conversations, sampling, batch_size=32)  # the rounds' own evaluation's
+    answers = sample_answers(model, tokenizer, conversations, sampling)  # the rounds' own evaluation's batches
     del model
     release_memory()
     scores = [RULES[rule](a.text, row["lang"], row["answer"]) for a, row in zip(answers, rows, strict=True)]

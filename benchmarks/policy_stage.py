@@ -84,9 +84,7 @@ def answers_of(model_path: str, rows: list[dict], sampling, *, seeds: list[int])
 
     model, tokenizer = load_policy(model_path)
     conversations = [conversation(row) for row in rows]
-    passes = [
-        sample_answers(model, tokenizer, conversations, replace(sampling, seed=seed), batch_size=32) for seed in seeds
-    ]
+    passes = [sample_answers(model, tokenizer, conversations, replace(sampling, seed=seed)) for seed in seeds]
     del model
     release_memory()
     return [[answers[i] for answers in passes] for i in range(len(rows))]

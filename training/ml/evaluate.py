@@ -27,6 +27,10 @@ from training.ml.common import length_sorted_batches
 from training.ml.generation import SamplingParams, answer_text_clean
 from training.ml.options import SEED_RANGE, setting
 
+# Answers sampled together: on a CPU 32 is 1.59x faster per answer than 16 (README, candidate
+# sampling). The evaluation, iterative DPO and the benchmarks sample in batches of this size.
+SAMPLE_BATCH = 32
+
 
 @dataclass
 class EvaluateConfig:
@@ -110,7 +114,7 @@ def evaluate_policies(
     previous_reward_model_path: str | None = None,
     sampling: SamplingParams | None = None,
     reference_path: str | None = None,
-    batch_size: int = 32,
+    batch_size: int = SAMPLE_BATCH,
     samples: int = 1,
     old_answers: list[dict] | None = None,
 ) -> dict:
@@ -324,7 +328,9 @@ def load_policy(path: str):
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def sample_answers(model, tokenizer, conversations, params: SamplingParams, *, batch_size: int = 8) -> list[Answer]:
+def sample_answers(
+    model, tokenizer, conversations, params: SamplingParams, *, batch_size: int = SAMPLE_BATCH
+) -> list[Answer]:
     """One answer per conversation, batched by prompt length (left-padded), the same seeds for any model:
     batch i of the length-sorted prompts is drawn with seed params.seed + i·batch_size."""
     import torch

@@ -30,9 +30,6 @@ from training.ml.reward_data import preference_pairs, prompts_from_records
 from training.ml.reward_shaping import RewardShaper
 
 SEED_STRIDE_PER_PROCESS = 1_000_000  # each process draws its own answers (process 0: the seeds of one process)
-# Answers sampled together: 32 is the generation job's batch, 1.59x faster per answer on a CPU than 16
-# (README, candidate sampling); iterative DPO's sampling is most of its time there.
-SAMPLE_BATCH = 32
 
 
 def _sampling_params(config, iteration: int):
@@ -51,7 +48,7 @@ def _sample(model, tokenizer, conversations, config, iteration: int):
     model.eval()
     repeated = [c for c in conversations for _ in range(config.generations_per_prompt)]
     sampling = _sampling_params(config, iteration)
-    return sample_answers(model, tokenizer, repeated, sampling, batch_size=SAMPLE_BATCH)
+    return sample_answers(model, tokenizer, repeated, sampling)
 
 
 class VLLMSampler:
