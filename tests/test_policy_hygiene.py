@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, TrainerControl, TrainerState, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
 from training.ml.held_out import implicit_reward_accuracy, reward_model_accuracy
 from training.ml.policy import optimize_policy
@@ -125,6 +125,28 @@ def test_iterative_dpo_samples_on_policy_pairs_and_trains(tiny_model_path, rewar
     assert any(not torch.equal(trained[k], original[k]) for k in original)
     stage = json.loads((tmp_path / "policy" / "yushan_stage.json").read_text())
     assert stage["config"]["algorithm"] == "iterative_dpo"
+
+
+def test_iterative_dpo_scores_each_prompts_answers_together_and_measures_kl_on_one_per_prompt(
+    tiny_model_path, reward_model
+):
+    from training.ml.evaluate import as_conversation, sample_answers
+    from training.ml.generation import SamplingParams
+    from training.ml.iterative_dpo import _kls, _scores
+    from training.ml.reward import RewardScorer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    conversations = [as_conversation(f"Question {i}?") for i in range(3)]
+    repeated = [c for c in conversations for _ in range(2)]
+    answers = sample_answers(model, tokenizer, repeated, SamplingParams(temperature=1.0, max_new_tokens=6, seed=1))
+    scorer = RewardScorer(reward_model)
+    together = _scores(scorer, conversations, answers, 2)
+    one_by_one = scorer.score(repeated, [a.text for a in answers])
+    assert together == pytest.approx(one_by_one, abs=1e-4)  # the same scores, in the answers' order
+    assert _kls(model, model, answers, 2, iteration=0) == []  # the first policy is its reference
+    later = _kls(model, model, answers, 2, iteration=1)
+    assert len(later) == 3 and later == pytest.approx([0.0] * 3, abs=1e-5)  # each prompt's first answer
 
 
 def held_out(order: list[int]) -> list[Ranking]:

@@ -9,8 +9,13 @@ policy, so the pairs stay on the policy's own distribution, which offline DPO's 
 
 Before each iteration's DPO the KL to the reference is measured on the fresh samples (nats per
 answer, the evaluation's definition); past `kl_budget` the stage stops and keeps the policy as it is.
-DPO needs no sampling inside its steps, so on a CPU an iteration costs one batched sampling pass
-plus a few DPO steps: far less than RLOO's sampling in every step.
+The first iteration's policy is its reference, so its KL is 0 without measuring; later iterations
+measure it on the first KL_ANSWERS_PER_PROMPT answers of every prompt (an unbiased estimate of the
+same mean: the answers are drawn independently), as two forward passes over every sample cost as
+much as sampling them on a CPU. The reward model scores each prompt's answers packed behind one
+copy of the prompt (RewardScorer.score_rankings). DPO needs no sampling inside its steps, so an
+iteration costs one batched sampling pass plus a few DPO steps: far less than RLOO's sampling in
+every step.
 
 Under several processes (torchrun): each process samples and scores its share of the prompts; the
 shaping statistics, the KL and the reported means are over every process's samples; every process
@@ -30,6 +35,7 @@ from training.ml.reward_data import preference_pairs, prompts_from_records
 from training.ml.reward_shaping import RewardShaper
 
 SEED_STRIDE_PER_PROCESS = 1_000_000  # each process draws its own answers (process 0: the seeds of one process)
+KL_ANSWERS_PER_PROMPT = 1  # answers per prompt the KL is measured on after the first iteration
 
 
 def _sampling_params(config, iteration: int):
@@ -168,12 +174,35 @@ def _dpo_step(model, reference, tokenizer, rows, work_dir, config, callback):
     return model
 
 
+def _scores(scorer, conversations, answers, n: int) -> list[float]:
+    """The reward model's score of every answer, in the answers' order (n per prompt)."""
+    from training.ml.reward_data import Ranking
+
+    groups = [
+        Ranking(conversation, [a.text for a in answers[i * n : (i + 1) * n]], [1] * n)
+        for i, conversation in enumerate(conversations)
+    ]
+    return [score for group in scorer.score_rankings(groups) for score in group]
+
+
+def _kls(model, reference, answers, n: int, iteration: int) -> list[float]:
+    """The KL terms the stage's KL is the mean of: none needed in the first iteration, whose policy
+    is the reference (0 exactly); after it, those of each prompt's first KL_ANSWERS_PER_PROMPT answers."""
+    if iteration == 0:
+        return []
+    measured = [a for i, a in enumerate(answers) if i % n < KL_ANSWERS_PER_PROMPT]
+    return answer_kls(model, reference, measured, batch_size=8)
+
+
 def _means(answers, shaped: list[float], kls: list[float]) -> dict:
-    """Mean shaped reward, KL and answer length over every process's answers."""
+    """Mean shaped reward, KL (over the answers it was measured on; 0 where none was) and answer
+    length over every process's answers."""
     lengths = sum(len(a.token_ids) for a in answers)
-    reward, kl, length, count = distributed.sum_across([sum(shaped), sum(kls), lengths, len(answers)])
+    reward, kl, measured, length, count = distributed.sum_across(
+        [sum(shaped), sum(kls), len(kls), lengths, len(answers)]
+    )
     count = max(count, 1)
-    return {"reward": reward / count, "kl": kl / count, "mean_length": length / count}
+    return {"reward": reward / count, "kl": kl / max(measured, 1), "mean_length": length / count}
 
 
 def iterative_dpo(
@@ -206,10 +235,9 @@ def iterative_dpo(
     history, n, note = [], config.generations_per_prompt, None
     for iteration in range(config.iterations):
         answers = sample(model, tokenizer, conversations, config, iteration)
-        texts = [a.text for a in answers]
-        scores = scorer.score([c for c in conversations for _ in range(n)], texts)
+        scores = _scores(scorer, conversations, answers, n)
         shaped = shaper(scores, [len(a.token_ids) for a in answers])
-        entry = _means(answers, shaped, answer_kls(model, reference, answers, batch_size=8))
+        entry = _means(answers, shaped, _kls(model, reference, answers, n, iteration))
         # Every process's KL is the same number; process 0's verdict is still taken by all.
         if distributed.from_main(lambda kl=entry["kl"]: bool(config.kl_budget and kl > config.kl_budget)):
             history.append(entry)
