@@ -54,6 +54,32 @@ def test_batched_greedy_matches_one_prompt_at_a_time(tiny_model_path):
     assert all(s.new_tokens <= 12 and s.finish_reason in ("stop", "length") for s in batched)
 
 
+def test_answers_are_sampled_in_bf16_where_the_cpu_has_it_and_the_trained_model_stays_float32(
+    tiny_model_path, monkeypatch
+):
+    """On a CPU with native bf16 the candidates and a trainer's samples are drawn in bf16, from a copy:
+    the policy being trained keeps its float32 weights."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.ml import generation
+    from training.ml.evaluate import sample_answers
+
+    monkeypatch.setattr(generation, "cpu_has_native_bf16", lambda: True)
+    assert generation.pick_sampling_device() == ("cpu", "bfloat16")
+    assert TransformersGenerator(tiny_model_path).describe()["dtype"] == "bfloat16"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    copy = generation.for_sampling(model)
+    assert next(copy.parameters()).dtype == torch.bfloat16 and next(model.parameters()).dtype == torch.float32
+    conversations = [validation.messages_clean(p) for p in PROMPTS]
+    answers = sample_answers(
+        model, AutoTokenizer.from_pretrained(tiny_model_path), conversations, SamplingParams(**FAST)
+    )
+    assert len(answers) == 3 and next(model.parameters()).dtype == torch.float32
+    monkeypatch.setattr(generation, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower: float32
+    assert generation.pick_sampling_device() == ("cpu", "float32") and generation.for_sampling(model) is model
+
+
 def test_k_distinct_answers_with_their_seeds(tiny_model_path):
     generator = generator_for(tiny_model_path)
     conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:2]]

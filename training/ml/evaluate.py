@@ -332,11 +332,16 @@ def sample_answers(
     model, tokenizer, conversations, params: SamplingParams, *, batch_size: int = SAMPLE_BATCH
 ) -> list[Answer]:
     """One answer per conversation, batched by prompt length (left-padded), the same seeds for any model:
-    batch i of the length-sorted prompts is drawn with seed params.seed + i·batch_size."""
+    batch i of the length-sorted prompts is drawn with seed params.seed + i·batch_size. Drawn in
+    training.ml.generation.pick_sampling_device's precision (bf16 on a CPU that has it natively: a
+    copy of a float32 model), as the generation job draws the annotators' candidates."""
     import torch
 
     from training.ml.chat_template import end_of_turn_ids, render
     from training.ml.decoding import sample_batch
+    from training.ml.generation import for_sampling
+
+    model = for_sampling(model)
 
     stop_ids = end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]

@@ -77,6 +77,43 @@ def pick_device() -> tuple[str, str]:
     return "cpu", "float32"
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute in bf16 natively
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated
+    and slower than float32. Read from /proc/cpuinfo, so False off Linux."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def pick_sampling_device() -> tuple[str, str]:
+    """Where and in what precision to sample answers: as pick_device, but bf16 on a CPU that computes
+    in bf16 natively, as on a GPU. Sampling is decoding-bound, and on such a CPU bf16 halves it
+    (SmolLM2, 64 answers of 48 tokens, 2 cores: 15.7 s against 31.6 s). Training, the reward
+    model's scores and log-probabilities stay in pick_device's precision."""
+    device, dtype = pick_device()
+    if device == "cpu" and cpu_has_native_bf16():
+        return device, "bfloat16"
+    return device, dtype
+
+
+def for_sampling(model):
+    """`model` in pick_sampling_device's precision: itself where that is its own, else a copy (the
+    policy a trainer holds in float32 is sampled from a bf16 copy on such a CPU)."""
+    import copy
+
+    import torch
+
+    dtype = getattr(torch, pick_sampling_device()[1])
+    if next(model.parameters()).dtype == dtype:
+        return model
+    return copy.deepcopy(model).to(dtype).eval()
+
+
 def vllm_usable() -> bool:
     if importlib.util.find_spec("vllm") is None:
         return False
@@ -181,7 +218,7 @@ class TransformersGenerator(BaseGenerator):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         super().__init__(path)
-        auto_device, auto_dtype = pick_device()
+        auto_device, auto_dtype = pick_sampling_device()
         self.device = device or auto_device
         self.dtype = dtype or (auto_dtype if self.device == auto_device else "float32")
         if self.device == "cpu" and cpu_threads:
