@@ -203,7 +203,7 @@ def test_round_pages_for_admins(client, labeled, admin_user, annotator):
     assert page.status_code == 200 and b"policy.algorithm" in page.content
     # The form offers every policy algorithm and starts from the round's default, DPO.
     assert all(f'<option value="{a}"'.encode() in page.content for a in ("dpo", "iterative_dpo", "rloo", "grpo"))
-    assert b'<option value="dpo" selected>' in page.content
+    assert b'<option value="iterative_dpo" selected>' in page.content
     assert client.get(f"/rounds/{round_.pk}/").status_code == 200
 
 

@@ -2,7 +2,7 @@
 
 The SFT model is both the starting policy and the reference the KL is measured against.
 
-- "rloo" (the command line's default; a round defaults to "dpo"): TRL's RLOOTrainer. Per step, `prompts_per_step` prompts each get
+- "rloo" (the command line's default; a round defaults to "iterative_dpo", one iteration): TRL's RLOOTrainer. Per step, `prompts_per_step` prompts each get
   `generations_per_prompt` sampled answers; every answer's reward (from our reward model) minus
   kl_beta × its summed log-ratio to the reference is compared with the mean of its siblings.
 - "grpo": TRL's GRPOTrainer, the same sampling with group-normalised advantages and the KL as a
