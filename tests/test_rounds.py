@@ -53,15 +53,15 @@ def test_a_round_runs_every_stage_and_records_lineage_curves_and_evaluation(labe
     assert round_.sft_version.parent == base and round_.sft_version.round_number == 1
     assert round_.reward_version.kind == ModelVersion.Kind.REWARD and round_.reward_version.parent == round_.sft_version
     assert round_.policy_version.parent == round_.sft_version
-    # By default the reward model and DPO read every ranking, its pairs weighted by reliability.
+    # By default the reward model and the policy stage read every ranking, its pairs weighted by reliability.
     assert set(round_.snapshots.values_list("kind", flat=True)) == {"sft", "ranking"}
     assert round_.snapshots.get(kind="ranking").filters.get("weighted") is True
-    # Live curves: the loss per SFT step, accuracy of the reward model, and per step of the default
-    # policy stage (DPO) its loss, implicit-reward margin and accuracy.
+    # Live curves: the loss per SFT step, accuracy of the reward model, and per iteration of the
+    # default policy stage (iterative DPO) its samples' mean reward, KL and length, and its pairs.
     sft_points = RoundMetric.objects.filter(stage__round=round_, stage__name="sft")
     assert len([p for p in sft_points if "loss" in p.values]) >= 2
     rl = [p.values for p in RoundMetric.objects.filter(stage__round=round_, stage__name="policy")]
-    assert any({"loss", "reward_margin", "accuracy"} <= set(v) for v in rl)
+    assert any({"reward", "kl", "mean_length", "pairs"} <= set(v) for v in rl), rl
     for key in ("win_rate", "new_mean_reward", "old_mean_reward", "kl", "new_mean_length"):
         assert key in round_.evaluation
     # Threshold 0: the new policy deploys itself and the next round's candidates come from it.
