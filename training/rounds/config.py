@@ -90,9 +90,10 @@ ROUND_DEFAULTS = {
     "policy": {
         # On-policy iterative DPO, one iteration: 4 answers of 48 tokens to every training prompt,
         # scored by the round's reward model, DPO on each prompt's best against its worst. In
-        # benchmarks/closed_loop.py it is the recipe whose second round gains too (`explain`:
-        # +0.363, then +0.236; offline DPO's second round stalled there), and in
-        # benchmarks/policy_stage.py it beat offline DPO under `concise` (+0.19). Offline DPO
+        # benchmarks/closed_loop.py it met every target under `concise` (29.6 min; offline DPO
+        # 38.5), and under `explain` its second round gained in one of two runs (offline DPO's in
+        # none of four); in benchmarks/policy_stage.py it beat offline DPO under `concise` (+0.19),
+        # and under `reference` did as well. Offline DPO
         # (`algorithm: dpo`, which reads `pairs` and `steps`) stays a choice: no sampling, and it
         # learns from the human rankings themselves.
         "algorithm": "iterative_dpo",
