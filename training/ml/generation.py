@@ -10,6 +10,7 @@ picks vLLM behind the same interface.
 """
 
 import difflib
+import functools
 import gc
 import importlib.util
 import os
@@ -80,9 +81,11 @@ def pick_device() -> tuple[str, str]:
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute in bf16 natively
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated
-    and slower than float32. Read from /proc/cpuinfo, so False off Linux."""
+    and slower than float32. Read from /proc/cpuinfo once per process (every sampling call asks),
+    so False off Linux."""
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:

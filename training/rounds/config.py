@@ -92,10 +92,10 @@ ROUND_DEFAULTS = {
         # scored by the round's reward model, DPO on each prompt's best against its worst. In
         # benchmarks/closed_loop.py it met every target under `concise` (29.6 min; offline DPO
         # 38.5), and under `explain` its second round gained in one of two runs (offline DPO's in
-        # none of four); in benchmarks/policy_stage.py it beat offline DPO under `concise` (+0.19),
-        # and under `reference` did as well. Offline DPO
-        # (`algorithm: dpo`, which reads `pairs` and `steps`) stays a choice: no sampling, and it
-        # learns from the human rankings themselves.
+        # none of four); in benchmarks/policy_stage.py (two iterations) it beat offline DPO under
+        # `concise` (+0.19) and was no different under `reference` (-0.02, interval across 0).
+        # Offline DPO (`algorithm: dpo`, which reads `pairs` and `steps`) stays a choice: no
+        # sampling, and it learns from the human rankings themselves.
         "algorithm": "iterative_dpo",
         "iterations": 1,
         "pairs": "best_worst",
